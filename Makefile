@@ -1,0 +1,43 @@
+# mood: the two commands a newcomer needs are `make book` and `make test`.
+# Each creates the virtual environment and fetches the offline data when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= cpu
+export MOOD_PROFILE := $(PROFILE)
+
+.PHONY: help setup data test test-fast book notebooks clean-results bench
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -c .ci/constraints.txt -e .
+	touch $(STAMP)
+
+setup: $(STAMP) data  ## virtual environment + offline data
+
+data:  ## Fashion-MNIST from Debian (apt-get), when it is not on disk yet
+	@bash .ci/install-data
+
+test: setup  ## the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: setup  ## tests without the slow and book markers
+	$(PY) -m pytest -q -m "not slow and not book"
+
+notebooks: setup  ## execute every notebook with papermill at PROFILE (smoke|cpu|gpu)
+	$(PY) -m mood book run --profile $(PROFILE)
+
+book: setup  ## execute the notebooks, then build the HTML book (book/_build/html)
+	$(PY) -m mood book build --profile $(PROFILE)
+
+bench: setup  ## benchmarks (not tests): Mahalanobis vs scikit-learn
+	$(PY) benchmarks/mahalanobis_speed.py
+
+clean-results:  ## remove cached artifacts and results
+	rm -rf artifacts results

@@ -1,0 +1,3 @@
+from mood.cli import main
+
+raise SystemExit(main())

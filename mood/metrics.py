@@ -1,0 +1,141 @@
+"""OOD metrics and result tables.
+
+Sign convention, everywhere in ``mood``: a score is an **OOD score — higher means more likely
+OOD** (a Mahalanobis distance, a negative max-softmax probability, ...).
+
+FPR@95%TPR has two conventions in the literature:
+
+- ``positive="id"`` (default; MOOD, ODIN, Energy, Unleashing Mask): pick the threshold that
+  accepts 95% of ID test images as ID; report the fraction of OOD images also accepted.
+- ``positive="ood"`` (OpenOOD v1.5, 2023): pick the threshold that flags 95% of OOD images;
+  report the fraction of ID images also flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+Positive = Literal["id", "ood"]
+METRIC_COLUMNS = ("AUROC", "AUPR-In", "AUPR-Out", "FPR95")
+
+
+def _check(scores: np.ndarray, what: str) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.size == 0:
+        raise ValueError(f"{what} scores are empty")
+    bad = ~np.isfinite(s)
+    if bad.any():
+        raise ValueError(f"{what} scores contain {int(bad.sum())} NaN/inf value(s) of {s.size}: "
+                         f"the model or score diverged; no AUROC is computed from them")
+    return s
+
+
+def _labelled(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s_id, s_ood = _check(id_scores, "ID"), _check(ood_scores, "OOD")
+    y = np.concatenate([np.zeros(len(s_id)), np.ones(len(s_ood))])  # 1 = OOD
+    return y, np.concatenate([s_id, s_ood])
+
+
+def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Probability that a random OOD image scores higher than a random ID image (ties count 1/2)."""
+    y, s = _labelled(id_scores, ood_scores)
+    return float(roc_auc_score(y, s))
+
+
+def aupr_in(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Average precision with ID as the positive class (ranked by negated OOD score)."""
+    y, s = _labelled(id_scores, ood_scores)
+    return float(average_precision_score(1 - y, -s))
+
+
+def aupr_out(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
+    """Average precision with OOD as the positive class."""
+    y, s = _labelled(id_scores, ood_scores)
+    return float(average_precision_score(y, s))
+
+
+def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95,
+               positive: Positive = "id") -> float:
+    """False-positive rate at the smallest threshold reaching true-positive rate ``tpr``.
+
+    Args:
+        id_scores: ``[N_id]`` OOD scores of ID images.
+        ood_scores: ``[N_ood]`` OOD scores of OOD images.
+        tpr: the true-positive rate to reach (0.95 for FPR95).
+        positive: ``"id"`` — positives are ID images, accepted when score <= t;
+            ``"ood"`` — positives are OOD images, flagged when score >= t.
+    """
+    s_id, s_ood = _check(id_scores, "ID"), _check(ood_scores, "OOD")
+    if positive == "id":
+        # Accepting x as ID when s(x) <= t; the smallest t with TPR >= tpr is an order statistic.
+        t = np.sort(s_id)[int(np.ceil(tpr * len(s_id))) - 1]
+        return float(np.mean(s_ood <= t))
+    if positive == "ood":
+        t = np.sort(s_ood)[::-1][int(np.ceil(tpr * len(s_ood))) - 1]
+        return float(np.mean(s_id >= t))
+    raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}")
+
+
+def evaluate(id_scores: np.ndarray, ood_scores: np.ndarray, positive: Positive = "id") -> dict[str, float]:
+    """All four metrics, in percent: ``{"AUROC", "AUPR-In", "AUPR-Out", "FPR95"}``."""
+    return {"AUROC": 100 * auroc(id_scores, ood_scores),
+            "AUPR-In": 100 * aupr_in(id_scores, ood_scores),
+            "AUPR-Out": 100 * aupr_out(id_scores, ood_scores),
+            "FPR95": 100 * fpr_at_tpr(id_scores, ood_scores, 0.95, positive)}
+
+
+def results_table(id_scores: np.ndarray, ood_scores: Mapping[str, np.ndarray],
+                  positive: Positive = "id") -> pd.DataFrame:
+    """One row per OOD set plus a ``mean`` row; columns ``METRIC_COLUMNS`` in percent."""
+    if not ood_scores:
+        raise ValueError("results_table needs at least one OOD set")
+    rows = {name: evaluate(id_scores, s, positive) for name, s in ood_scores.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")[list(METRIC_COLUMNS)]
+    df.loc["mean"] = df.mean(axis=0)
+    df.index.name = "ood"
+    return df
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Saves a results table as CSV (``.csv``) or JSON records (``.json``), atomically."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return atomic_write_text(path, df.to_csv())
+    if path.suffix == ".json":
+        records = json.loads(df.reset_index().to_json(orient="records"))
+        return atomic_write_text(path, json.dumps(records, indent=1))
+    raise ValueError(f"save_table: use a .csv or .json path, got {path}")
+
+
+def load_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Reads a table written by :func:`save_table` (first column becomes the index)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path, index_col=0)
+    if path.suffix == ".json":
+        df = pd.DataFrame(json.loads(path.read_text()))
+        return df.set_index(df.columns[0])
+    raise ValueError(f"load_table: use a .csv or .json path, got {path}")

@@ -1,0 +1,172 @@
+"""OOD protocols: what is trained on, what is in-distribution at test time, what is OOD.
+
+A :class:`Protocol` holds ready :class:`~mood.data.ImageSet` objects. The four of MOOD:
+
+- ``one-class:K`` — Fashion-MNIST class K is normal; train on its train images; the test images of
+  class K are ID, the test images of every other class are the anomalies.
+- ``multi-class`` — all ten classes are ID; each OOD set is scored against the whole test set.
+- ``near-split`` — a known/unknown split of Fashion-MNIST: classes 0-5 (T-shirt/top, Trouser,
+  Pullover, Dress, Coat, Sandal) are known, 6-9 (Shirt, Sneaker, Bag, Ankle boot) are the unknown
+  test images. ``near-pair:A-B`` holds out class B only, while its look-alike A stays in the ID
+  set: ``shirt-tshirt``, ``pullover-coat``, ``sneaker-boot`` (hold out T-shirt/top, Coat, Ankle boot).
+- ``few-shot:K`` — multi-class, plus K labelled images per OOD source for outlier exposure, drawn
+  from a half of each OOD set that is disjoint from its test half.
+
+Test images never reach training or the fitting of a score: ``train`` comes only from
+Fashion-MNIST's train split (or an OOD set's exposure half), ``id_test``/``ood_test`` from the test
+split (or the other half). ``tests/test_protocols.py`` proves it with the images' ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from mood.data import FMNIST_CLASSES, OFFLINE_OOD, ImageSet, load_fashion_mnist, load_ood, split_disjoint
+
+NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+NEAR_UNKNOWN: tuple[int, ...] = (6, 7, 8, 9)
+NEAR_PAIRS: dict[str, tuple[int, int]] = {
+    # name: (class kept in the ID set, its look-alike held out as OOD)
+    "shirt-tshirt": (6, 0),
+    "pullover-coat": (2, 4),
+    "sneaker-boot": (7, 9),
+}
+
+
+@dataclass
+class Protocol:
+    """Train / test data for one OOD evaluation.
+
+    Attributes:
+        name: e.g. ``"one-class:3"``.
+        train: ID training images, labels in ``0..num_classes-1``.
+        id_test: ID test images, same label space.
+        ood_test: OOD test sets by name.
+        ood_train: outlier-exposure images by OOD source (few-shot only; empty otherwise).
+        num_classes: size of the label space of ``train``.
+        classes: class names of that label space.
+    """
+
+    name: str
+    train: ImageSet
+    id_test: ImageSet
+    ood_test: dict[str, ImageSet]
+    num_classes: int
+    classes: tuple[str, ...]
+    ood_train: dict[str, ImageSet] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"protocol": self.name, "classes": self.num_classes, "train": len(self.train),
+                "id_test": len(self.id_test),
+                "ood_test": ", ".join(f"{k}:{len(v)}" for k, v in self.ood_test.items()),
+                "ood_train": ", ".join(f"{k}:{len(v)}" for k, v in self.ood_train.items()) or "-"}
+
+
+def _relabel(s: ImageSet, keep: Sequence[int], name: str) -> ImageSet:
+    """Images of the ``keep`` classes, labels mapped to ``0..len(keep)-1`` in ``keep`` order."""
+    mask = np.isin(s.labels, keep)
+    out = s.subset(np.flatnonzero(mask), name)
+    lut = np.full(max(10, int(s.labels.max()) + 1), -1, dtype=np.int64)
+    lut[list(keep)] = np.arange(len(keep))
+    out.labels = lut[out.labels]
+    out.classes = tuple(s.classes[k] for k in keep)
+    return out
+
+
+def one_class(normal: int, root: str | None = None) -> Protocol:
+    """Class ``normal`` of Fashion-MNIST against the other nine."""
+    if not 0 <= normal < 10:
+        raise ValueError(f"one-class: normal class must be 0..9 (Fashion-MNIST), got {normal}")
+    train, test = load_fashion_mnist("train", root), load_fashion_mnist("test", root)
+    is_normal = test.labels == normal
+    # One label space of 10 classes: the official MOOD code keeps the full head.
+    return Protocol(
+        name=f"one-class:{normal}",
+        train=train.subset(np.flatnonzero(train.labels == normal), f"train[{FMNIST_CLASSES[normal]}]"),
+        id_test=test.subset(np.flatnonzero(is_normal), f"test[{FMNIST_CLASSES[normal]}]"),
+        ood_test={"other classes": test.subset(np.flatnonzero(~is_normal), "test[other]")},
+        num_classes=10, classes=FMNIST_CLASSES)
+
+
+def multi_class(ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000, seed: int = 0,
+                root: str | None = None) -> Protocol:
+    """All ten classes are ID; ``ood`` names the OOD sets (``n_ood`` images each at most)."""
+    return Protocol(name="multi-class", train=load_fashion_mnist("train", root),
+                    id_test=load_fashion_mnist("test", root),
+                    ood_test={name: load_ood(name, n_ood, seed) for name in ood},
+                    num_classes=10, classes=FMNIST_CLASSES)
+
+
+def near_split(known: Sequence[int] = NEAR_KNOWN, root: str | None = None) -> Protocol:
+    """Known classes are ID, every other Fashion-MNIST class is near-OOD."""
+    known = tuple(known)
+    unknown = tuple(c for c in range(10) if c not in known)
+    if not known or not unknown:
+        raise ValueError(f"near-split needs known and unknown classes, got known={known}")
+    train, test = load_fashion_mnist("train", root), load_fashion_mnist("test", root)
+    return Protocol(name="near-split" if known == NEAR_KNOWN else f"near-split:{','.join(map(str, known))}",
+                    train=_relabel(train, known, "train[known]"),
+                    id_test=_relabel(test, known, "test[known]"),
+                    ood_test={"unknown classes": test.subset(np.flatnonzero(np.isin(test.labels, unknown)),
+                                                             "test[unknown]")},
+                    num_classes=len(known), classes=tuple(FMNIST_CLASSES[k] for k in known))
+
+
+def near_pair(pair: str, root: str | None = None) -> Protocol:
+    """Holds out one class of a look-alike pair (see ``NEAR_PAIRS``); the other nine are ID."""
+    if pair not in NEAR_PAIRS:
+        raise ValueError(f"unknown near pair {pair!r}; valid: {', '.join(NEAR_PAIRS)}")
+    _, held = NEAR_PAIRS[pair]
+    p = near_split(tuple(c for c in range(10) if c != held), root)
+    p.name = f"near-pair:{pair}"
+    p.ood_test = {FMNIST_CLASSES[held]: p.ood_test["unknown classes"]}
+    return p
+
+
+def few_shot(k: int, ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000, seed: int = 0,
+             root: str | None = None) -> Protocol:
+    """Multi-class plus ``k`` outlier-exposure images per OOD source.
+
+    Each OOD set is split in half (seeded); the exposure images come from one half and the test
+    images are the other half, so no OOD test image is ever trained on.
+    """
+    if k < 1:
+        raise ValueError(f"few-shot: k must be >= 1, got {k}")
+    base = multi_class((), root=root)
+    ood_train, ood_test = {}, {}
+    for name in ood:
+        full = load_ood(name, None if n_ood is None else 2 * n_ood, seed)
+        pool, test = split_disjoint(full, 0.5, seed)
+        if k > len(pool):
+            raise ValueError(f"few-shot: k={k} but the exposure half of {name} has {len(pool)} images")
+        ood_train[name] = pool.sample(k, seed, name=f"{name}/exposure")
+        ood_test[name] = test.subset(np.arange(len(test)), name)
+    base.name, base.ood_train, base.ood_test = f"few-shot:{k}", ood_train, ood_test
+    return base
+
+
+PROTOCOL_NAMES = ("one-class:K (K=0..9)", "multi-class", "near-split",
+                  *(f"near-pair:{p}" for p in NEAR_PAIRS), "few-shot:K (K>=1)")
+
+
+def make_protocol(name: str, **kwargs) -> Protocol:
+    """A protocol by name (see ``PROTOCOL_NAMES``); ``kwargs`` go to its builder."""
+    kind, _, arg = name.partition(":")
+    try:
+        if kind == "one-class" and arg:
+            return one_class(int(arg), **kwargs)
+        if kind == "multi-class" and not arg:
+            return multi_class(**kwargs)
+        if kind == "near-split" and not arg:
+            return near_split(**kwargs)
+        if kind == "near-pair" and arg:
+            return near_pair(arg, **kwargs)
+        if kind == "few-shot" and arg:
+            return few_shot(int(arg), **kwargs)
+    except ValueError as err:
+        if "invalid literal" not in str(err):
+            raise
+    raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOL_NAMES)}")

@@ -1,0 +1,174 @@
+"""Data loading, the image format and bad input."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mood import data
+from tests.conftest import write_idx
+
+
+def test_idx_round_trip_gz_and_raw(tmp_path: Path) -> None:
+    a = np.random.default_rng(1).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    for gz in (True, False):
+        p = write_idx(tmp_path / f"x{gz}", a, gz=gz)
+        np.testing.assert_array_equal(data.read_idx(p), a)
+
+
+def test_corrupt_idx_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "t10k-images-idx3-ubyte"
+    bad.write_bytes(b"\x12\x34\x56\x78garbage")
+    with pytest.raises(data.CorruptDataError, match=str(bad)):
+        data.read_idx(bad)
+    p = write_idx(tmp_path / "short", np.zeros((4, 28, 28), np.uint8), gz=False)
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(data.CorruptDataError, match="truncated"):
+        data.read_idx(p)
+
+
+def test_load_fashion_mnist_from_named_folder(tiny_fmnist: Path) -> None:
+    s = data.load_fashion_mnist("train", root=tiny_fmnist)
+    assert s.images.shape == (50, 28, 28, 1) and s.images.dtype == np.uint8
+    assert s.source == str(tiny_fmnist)
+    assert sorted(np.unique(s.labels)) == list(range(10))
+    assert s.classes[9] == "Ankle boot"
+
+
+def test_environment_variable_is_used(tiny_fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOOD_FMNIST_DIR", str(tiny_fmnist))
+    assert data.load_fashion_mnist("test").source == str(tiny_fmnist)
+
+
+def test_missing_fashion_mnist_lists_three_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "DEBIAN_FMNIST_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("MOOD_NO_DOWNLOAD", "1")
+    monkeypatch.setenv("MOOD_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MOOD_FMNIST_DIR", raising=False)
+    data._load_fmnist_arrays.cache_clear()
+    with pytest.raises(data.DataNotFoundError) as err:
+        data.load_fashion_mnist("test")
+    msg = str(err.value)
+    assert "MOOD_FMNIST_DIR" in msg and "apt-get install dataset-fashion-mnist" in msg and "torchvision" in msg
+    data._load_fmnist_arrays.cache_clear()
+    with pytest.raises(ValueError, match="valid"):
+        data.load_fashion_mnist("validation")
+
+
+def test_to_tensor_grey_rgb_resize_and_normalise() -> None:
+    grey = np.full((2, 28, 28, 1), 255, np.uint8)
+    x = data.to_tensor(grey, data.ImageFormat(size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3))
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.ones_like(x))  # (1 - 0.5) / 0.5
+    red = np.zeros((1, 8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    y = data.to_tensor(red, data.ImageFormat(size=8, channels=1, mean=(0.0,), std=(1.0,)))
+    torch.testing.assert_close(y, torch.full((1, 1, 8, 8), 0.299))
+    with pytest.raises(ValueError, match=r"uint8 \[N, H, W, C\]"):
+        data.to_tensor(np.zeros((2, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        data.ImageFormat(channels=2, mean=(0, 0), std=(1, 1))
+
+
+def test_from_tensor_inverts_to_tensor() -> None:
+    a = np.random.default_rng(2).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    np.testing.assert_array_equal(data.from_tensor(data.to_tensor(a)), a)
+
+
+def test_from_array_layouts_and_errors() -> None:
+    chw = np.random.default_rng(0).random((4, 3, 10, 10))
+    s = data.from_array("mine", chw)
+    assert s.images.shape == (4, 10, 10, 3) and s.images.dtype == np.uint8
+    assert data.from_array("t", torch.zeros(2, 9, 9)).shape == (9, 9, 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.from_array("x", np.full((2, 8, 8), 3.0))
+    with pytest.raises(ValueError, match="NaN"):
+        data.from_array("x", np.full((2, 8, 8), np.nan))
+    with pytest.raises(ValueError, match="channels"):
+        data.from_array("x", np.zeros((2, 8, 8, 5), np.uint8))
+    with pytest.raises(ValueError, match="expected images"):
+        data.from_array("x", np.zeros((8, 8)))
+
+
+def test_from_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((40, 30, 3), 50 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    s = data.from_folder(tmp_path, size=16)
+    assert s.images.shape == (3, 16, 16, 3) and s.images[2].mean() == 100
+    with pytest.raises(data.DataNotFoundError, match="no images"):
+        data.from_folder(_empty(tmp_path))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(data.CorruptDataError, match="bad.png"):
+        data.from_folder(tmp_path)
+
+
+def _empty(tmp_path: Path) -> Path:
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+@pytest.mark.parametrize("name", data.OFFLINE_OOD)
+def test_offline_ood_sets(name: str) -> None:
+    a, b = data.load_ood(name, n=64, seed=3), data.load_ood(name, n=64, seed=3)
+    assert len(a) == 64 and a.images.dtype == np.uint8 and a.images.shape[-1] in (1, 3)
+    np.testing.assert_array_equal(a.images, b.images)  # seeded
+    assert a.images.std() > 5, "an OOD set of constant images is a bug"
+    x = data.to_tensor(a)
+    assert x.shape == (64, 1, 28, 28) and torch.isfinite(x).all()
+
+
+def test_unknown_ood_set_lists_valid() -> None:
+    with pytest.raises(ValueError, match="mnist, digits"):
+        data.load_ood("imagenet")
+
+
+def test_cifar10_loads_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real torchvision CIFAR-10 reader on a 6-image file in the on-disk format."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (6, 3072), dtype=np.uint8)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": pixels, "labels": [0, 1, 2, 3, 4, 5]}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # md5s are of the real files
+    s = data.load_cifar("cifar10", "test", root=tmp_path, download=False)
+    assert s.images.shape == (6, 32, 32, 3) and list(s.labels) == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(s.images[1, :, :, 0].reshape(-1), pixels[1, :1024])  # red plane first
+    assert s.classes[0] == "c0"
+
+
+def test_svhn_loads_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy.io import savemat
+    from torchvision.datasets import SVHN
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)  # the .mat layout: H, W, C, N
+    savemat(tmp_path / "test_32x32.mat", {"X": x, "y": np.array([[1], [2], [10], [4], [5]])})
+    monkeypatch.setattr(SVHN, "_check_integrity", lambda self: True)
+    s = data.load_svhn("test", root=tmp_path, download=False)
+    assert s.images.shape == (5, 32, 32, 3)
+    np.testing.assert_array_equal(s.images[3], x[..., 3])
+    assert list(s.labels) == [1, 2, 0, 4, 5]  # torchvision maps digit 10 to 0
+
+
+def test_missing_online_set_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(data.DataNotFoundError, match="download=True"):
+        data.load_cifar("cifar10", root=tmp_path, download=False)
+
+
+def test_sample_is_stratified_and_split_disjoint(tiny_fmnist: Path) -> None:
+    s = data.load_fashion_mnist("train", root=tiny_fmnist)
+    small = s.sample(20, seed=0)
+    assert np.bincount(small.labels, minlength=10).tolist() == [2] * 10
+    a, b = data.split_disjoint(s, 0.3, seed=0)
+    assert len(a) == 15 and len(b) == 35 and not set(a.ids) & set(b.ids)
