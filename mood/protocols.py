@@ -79,7 +79,7 @@ def _relabel(s: ImageSet, keep: Sequence[int], name: str) -> ImageSet:
 def one_class(normal: int, root: str | None = None) -> Protocol:
     """Class ``normal`` of Fashion-MNIST against the other nine."""
     if not 0 <= normal < 10:
-        raise ValueError(f"one-class: normal class must be 0..9 (Fashion-MNIST), got {normal}")
+        raise ValueError(f"one-class: normal class {normal} is not a Fashion-MNIST class; valid: 0..9")
     train, test = load_fashion_mnist("train", root), load_fashion_mnist("test", root)
     is_normal = test.labels == normal
     # One label space of 10 classes: the official MOOD code keeps the full head.

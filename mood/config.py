@@ -1,0 +1,166 @@
+"""One config dataclass per stage, and the named profiles that fill them.
+
+=========  =======================================================================================
+``smoke``   CI: every stage runs for seconds on a few hundred images. Numbers are meaningless.
+``cpu``     the default: sized on a 2-core CPU (a 128-wide, 4-deep ViT trains at ~400-500 img/s)
+            so that numbers mean something within the book's time budget.
+``gpu``     paper-like scale on one GPU: ViT-S/4, all 60k training images, long schedules.
+=========  =======================================================================================
+
+``MOOD_PROFILE`` picks the default profile (``cpu`` when unset).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from mood.data import ImageFormat
+from mood.engine import TrainConfig
+from mood.models import ModelConfig
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """Pretraining: a pretext task on the protocol's training images.
+
+    Args:
+        pretext: one of :data:`mood.pretext.PRETEXTS`.
+        mask_ratio: fraction of patches masked (None = the method's published value).
+        mask_kind: ``"block"`` or ``"random"`` (None = the method's own).
+        vocab_size: codes of the BEiT tokenizer.
+        tokenizer_iters: k-means iterations of the tokenizer.
+    """
+
+    pretext: str = "beit"
+    mask_ratio: float | None = None
+    mask_kind: str | None = None
+    vocab_size: int = 256
+    tokenizer_iters: int = 20
+    lr: float = 1.5e-3
+    warmup_epochs: float = 1.0
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Fine-tuning on ID labels (MOOD: label smoothing 0.1, layer-wise lr decay).
+
+    Args:
+        label_smoothing: cross-entropy label smoothing.
+        augment: random shift and flip.
+    """
+
+    label_smoothing: float = 0.1
+    augment: bool = True
+    layer_decay: float | None = 0.75
+    lr: float = 1e-3
+    warmup_epochs: float = 0.5
+
+
+@dataclass
+class EvalConfig:
+    """Feature extraction and scoring.
+
+    Args:
+        pool: ``"mean"`` of the patch tokens (MOOD) or ``"cls"``.
+        detector: the feature detector of the main tables (:data:`mood.scores.DETECTORS`).
+        normalize: L2-normalise features before Mahalanobis.
+        max_fit: ID training images whose features fit the detector (None = all).
+        max_test: ID test images scored (None = all).
+        n_ood: images per OOD set at most.
+        fpr_positive: FPR95 convention, ``"id"`` (MOOD) or ``"ood"`` (OpenOOD v1.5).
+        batch_size: images per forward pass.
+    """
+
+    pool: str = "mean"
+    detector: str = "mahalanobis"
+    normalize: bool = False
+    max_fit: int | None = None
+    max_test: int | None = None
+    n_ood: int | None = 2000
+    fpr_positive: str = "id"
+    batch_size: int = 512
+
+
+@dataclass
+class Profile:
+    """Every stage's configuration for one scale of run.
+
+    Attributes:
+        one_class: per-stage overrides for one-class protocols, whose training set is one class
+            (6,000 images) and which run ten times: ``{"pretrain": {...}, "finetune": {...}}``.
+    """
+
+    name: str
+    model: ModelConfig
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    eval: EvalConfig
+    format: ImageFormat = field(default_factory=ImageFormat)
+    one_class: dict[str, dict] = field(default_factory=dict)
+
+    def for_protocol(self, protocol: str) -> "Profile":
+        """This profile with the overrides of ``protocol``'s kind applied."""
+        p = copy.deepcopy(self)
+        if protocol.startswith("one-class"):
+            p.pretrain = replace(p.pretrain, **self.one_class.get("pretrain", {}))
+            p.finetune = replace(p.finetune, **self.one_class.get("finetune", {}))
+            p.eval = replace(p.eval, **self.one_class.get("eval", {}))
+        return p
+
+    def with_seed(self, seed: int) -> "Profile":
+        p = copy.deepcopy(self)
+        p.pretrain.seed = p.finetune.seed = seed
+        return p
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        model=ModelConfig("vit_tiny_p4", drop_path=0.0),
+        pretrain=PretrainConfig(epochs=1, batch_size=64, max_images=384, vocab_size=32, tokenizer_iters=5,
+                                warmup_epochs=0.5),
+        finetune=FinetuneConfig(epochs=1, batch_size=64, max_images=384),
+        eval=EvalConfig(max_fit=300, max_test=200, n_ood=100),
+        one_class={"pretrain": {"max_images": 256}, "finetune": {"max_images": 256},
+                   "eval": {"max_test": 300}},
+    ),
+    "cpu": Profile(
+        name="cpu",
+        model=ModelConfig("vit_tiny_p4"),
+        pretrain=PretrainConfig(epochs=8, batch_size=256, max_images=20_000),
+        finetune=FinetuneConfig(epochs=4, batch_size=256, max_images=20_000),
+        eval=EvalConfig(max_fit=20_000, max_test=None, n_ood=2000),
+        one_class={"pretrain": {"epochs": 8, "max_images": 3000}, "finetune": {"epochs": 2, "max_images": 3000},
+                   "eval": {"n_ood": None}},
+    ),
+    "gpu": Profile(
+        name="gpu",
+        model=ModelConfig("vit_s_p4"),
+        pretrain=PretrainConfig(epochs=60, batch_size=512, max_images=None, lr=1.5e-3, warmup_epochs=5),
+        finetune=FinetuneConfig(epochs=20, batch_size=512, max_images=None, lr=5e-4, warmup_epochs=2),
+        eval=EvalConfig(max_fit=None, max_test=None, n_ood=None),
+        one_class={"pretrain": {"epochs": 80}, "finetune": {"epochs": 10}, "eval": {"n_ood": None}},
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """A copy of profile ``name`` (default: ``MOOD_PROFILE`` or ``"cpu"``)."""
+    name = name or os.environ.get("MOOD_PROFILE", "cpu")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)} (set MOOD_PROFILE or --profile)")
+    return copy.deepcopy(PROFILES[name])
+
+
+def override(cfg, **changes):
+    """``dataclasses.replace`` that names the valid fields when given an unknown one."""
+    valid = {f.name for f in fields(cfg)}
+    bad = set(changes) - valid
+    if bad:
+        raise ValueError(f"{type(cfg).__name__} has no field(s) {sorted(bad)}; valid: {sorted(valid)}")
+    return replace(cfg, **changes)

@@ -1,0 +1,184 @@
+"""The one training loop, shared by pretraining and fine-tuning.
+
+``fit(task, x, y, cfg, run_dir)`` trains ``task`` (any module with ``loss(x, y, rng)`` and a
+``backbone``) on in-memory tensors. Per epoch it appends a line of metrics to ``log.jsonl`` and saves
+``last.pt`` (model, optimiser, scheduler, history) through a temporary file and a rename. Called
+again on the same ``run_dir`` it resumes after the last finished epoch; because every epoch's
+shuffling, masks, views and dropout are drawn from generators seeded by ``(seed, epoch)``, a resumed
+run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from timm.optim import create_optimizer_v2, param_groups_layer_decay
+from timm.scheduler import CosineLRScheduler
+from torch import nn
+from tqdm.auto import tqdm
+
+from mood.metrics import atomic_write_text
+from mood.pretext import Rng
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings common to every stage.
+
+    Args:
+        epochs: passes over the training images.
+        batch_size: images per step.
+        lr: peak learning rate (AdamW), reached after the warm-up, then cosine decay.
+        weight_decay: AdamW weight decay (not on biases and norms).
+        warmup_epochs: linear warm-up length, in epochs (fractions allowed).
+        min_lr: learning rate at the end of the cosine.
+        layer_decay: BEiT's layer-wise lr decay for ViT backbones (None = off).
+        grad_clip: max gradient norm (None = off).
+        max_images: train on a stratified sample of at most this many images (None = all).
+        seed: seeds sampling, shuffling, masks, augmentations and initialisation.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-5
+    layer_decay: float | None = None
+    grad_clip: float | None = 3.0
+    max_images: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for but CUDA is not available; use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def make_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; with ``cfg.layer_decay`` the backbone's layers get BEiT's decayed lr scales and every
+    other parameter of the task (heads, decoders) the full lr."""
+    backbone = getattr(task, "backbone", None)
+    if cfg.layer_decay is None or backbone is None or not getattr(backbone, "is_vit", False):
+        return create_optimizer_v2(task, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups_layer_decay(backbone.net, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
+                                      no_weight_decay_list=backbone.net.no_weight_decay())
+    seen = {id(p) for g in groups for p in g["params"]}
+    rest = [p for p in task.parameters() if id(p) not in seen and p.requires_grad]
+    groups.append({"params": [p for p in rest if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr_scale": 1.0})
+    groups.append({"params": [p for p in rest if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": 1.0})
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _capture_rng() -> dict:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig,
+        run_dir: str | os.PathLike | None = None, desc: str = "train", stop_after: int | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Trains ``task`` in place and returns the per-epoch history.
+
+    Args:
+        task: module with ``loss(x, y, rng) -> (loss, metrics)``.
+        x: ``[N, C, H, W]`` float images (normalised).
+        y: ``[N]`` long labels, or None for unlabelled pretraining.
+        cfg: optimisation settings.
+        run_dir: where ``last.pt`` and ``log.jsonl`` live; None trains without checkpoints.
+        desc: progress-bar label.
+        stop_after: return after this epoch (1-based), as an interruption would; a later call resumes.
+        on_epoch: called with each epoch's record.
+    Returns:
+        One dict per finished epoch: ``epoch``, ``loss``, task metrics, ``lr``, ``seconds``, ``img_per_s``.
+    """
+    if len(x) == 0:
+        raise ValueError("fit: no training images")
+    device = resolve_device(cfg.device)
+    y = torch.zeros(len(x), dtype=torch.long) if y is None else y
+    if len(y) != len(x):
+        raise ValueError(f"fit: {len(x)} images but {len(y)} labels")
+    torch.manual_seed(cfg.seed)
+    task.to(device)
+    if device.type == "cuda":  # the data sets are small: keep them on the GPU, no loader needed
+        x, y = x.to(device), y.to(device)
+    steps_per_epoch = max(1, len(x) // cfg.batch_size)  # the ragged last batch is dropped
+    opt = make_optimizer(task, cfg)
+    sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps_per_epoch, lr_min=cfg.min_lr,
+                              warmup_t=int(cfg.warmup_epochs * steps_per_epoch), warmup_lr_init=cfg.lr * 1e-3,
+                              t_in_epochs=False)
+    history: list[dict] = []
+    start = 0
+    ckpt = Path(run_dir) / "last.pt" if run_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        task.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["epoch"]
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+    for epoch in range(start, cfg.epochs):
+        if stop_after is not None and epoch >= stop_after:
+            break
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path stream of this epoch
+        rng = Rng.seeded(cfg.seed, epoch)
+        order = torch.randperm(len(x), generator=rng.torch_gen).to(x.device)
+        task.train()
+        sums: dict[str, float] = {}
+        t0 = time.perf_counter()
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
+                   mininterval=1.0, disable=os.environ.get("MOOD_PROGRESS", "1") == "0")
+        for step in bar:
+            idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
+            with autocast:
+                loss, metrics = task.loss(x[idx], y[idx], rng)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch + 1} step {step}; "
+                                         f"lower the learning rate (now {cfg.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step_update(epoch * steps_per_epoch + step + 1)
+            for k, v in {"loss": loss.item(), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
+                  "lr": max(g["lr"] for g in opt.param_groups), "seconds": seconds,
+                  "img_per_s": steps_per_epoch * cfg.batch_size / seconds}
+        history.append(record)
+        if ckpt is not None:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save({"model": task.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+                               "rng": _capture_rng()}, ckpt)
+            atomic_write_text(ckpt.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        if on_epoch is not None:
+            on_epoch(record)
+    task.eval()
+    return history

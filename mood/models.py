@@ -1,0 +1,156 @@
+"""Backbones from timm, sized for 28-32 px images, behind one small wrapper.
+
+Presets (``MODEL_PRESETS``) are ViTs with 4 px patches (a 7x7 grid at 28 px) and a ResNet-18 whose
+stem keeps the resolution (3x3 conv, stride 1, no max-pool). Any other timm model name works too
+(``Backbone("convnext_atto", ...)``); models without patch tokens support every pretext task but MIM.
+
+The ViT is built with ``global_pool="avg"`` and ``fc_norm=False``: the final LayerNorm is applied to
+every token and the head reads the mean of the normalised patch tokens, MOOD's default feature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+MODEL_PRESETS: dict[str, dict] = {
+    # name: kwargs of timm's VisionTransformer (or "resnet" for the small-image ResNet)
+    "vit_tiny_p4": dict(patch_size=4, embed_dim=128, depth=4, num_heads=4),
+    "vit_small_p4": dict(patch_size=4, embed_dim=192, depth=6, num_heads=3),
+    "vit_s_p4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),  # ViT-S/4: the gpu profile
+    "resnet18_small": dict(resnet="resnet18"),
+}
+POOLS = ("mean", "cls")
+
+
+@dataclass
+class ModelConfig:
+    """Which backbone, for which images.
+
+    Args:
+        name: a preset of ``MODEL_PRESETS`` or any timm model name.
+        img_size: input side in pixels.
+        in_chans: input channels.
+        num_classes: classes of the head (10 for Fashion-MNIST).
+        drop_path: stochastic-depth rate (ViT only).
+    """
+
+    name: str = "vit_tiny_p4"
+    img_size: int = 28
+    in_chans: int = 1
+    num_classes: int = 10
+    drop_path: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build_net(cfg: ModelConfig) -> nn.Module:
+    preset = MODEL_PRESETS.get(cfg.name)
+    if preset is not None and "resnet" not in preset:
+        return VisionTransformer(img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
+                                 global_pool="avg", fc_norm=False, drop_path_rate=cfg.drop_path, **preset)
+    if preset is not None:
+        net = timm.create_model(preset["resnet"], in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+        # ImageNet's stem divides 28 px by 4 before the first stage; keep full resolution instead.
+        net.conv1 = nn.Conv2d(cfg.in_chans, net.conv1.out_channels, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+        return net
+    if not timm.is_model(cfg.name):
+        raise ValueError(f"unknown model {cfg.name!r}: not a preset ({', '.join(MODEL_PRESETS)}) "
+                         f"and not a timm model (timm.list_models() lists those)")
+    try:
+        return timm.create_model(cfg.name, img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+    except TypeError:  # convolutional models take no img_size
+        return timm.create_model(cfg.name, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+
+
+class Backbone(nn.Module):
+    """A timm model with the three views the pipeline needs: patch tokens (MIM), pooled features
+    (scoring) and logits (fine-tuning, logit scores).
+
+    Args:
+        cfg: see :class:`ModelConfig`.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = _build_net(cfg)
+        self.is_vit = isinstance(self.net, VisionTransformer)
+        self.embed_dim: int = self.net.num_features
+        if self.is_vit:
+            self.patch_size: int = self.net.patch_embed.patch_size[0]
+            self.grid: tuple[int, int] = tuple(self.net.patch_embed.grid_size)  # type: ignore[assignment]
+            # BEiT's [MASK] embedding: replaces masked patches before the position embedding.
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    def reset_head(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier with ``num_classes`` outputs."""
+        self.net.reset_classifier(num_classes)
+        self.cfg.num_classes = num_classes
+
+    def _require_vit(self, what: str) -> None:
+        if not self.is_vit:
+            raise ValueError(f"{what} needs a ViT backbone with patch tokens; {self.cfg.name!r} has none. "
+                             f"Use a vit_* preset, or a pretext task without masking (classification, simclr)")
+
+    def tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """All tokens after the final norm.
+
+        Args:
+            x: ``[N, C, H, W]`` images.
+            mask: optional ``[N, L]`` bool, True where a patch is replaced by the mask token.
+        Returns:
+            ``[N, P + L, D]``: P prefix tokens (the CLS token) then L patch tokens.
+        """
+        self._require_vit("tokens()")
+        net = self.net
+        t = net.patch_embed(x)  # [N, L, D]
+        if mask is not None:
+            w = mask.unsqueeze(-1).to(t.dtype)
+            t = t * (1 - w) + self.mask_token.to(t.dtype) * w
+        t = net.norm_pre(net.patch_drop(net._pos_embed(t)))
+        return net.norm(net.blocks(t))
+
+    def features(self, x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
+        """Pooled features ``[N, D]``: mean of the normalised patch tokens (``"mean"``) or the CLS
+        token (``"cls"``); non-ViT models pool as timm does (global average) and take ``"mean"`` only."""
+        if pool not in POOLS:
+            raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
+        if self.is_vit:
+            t = self.tokens(x)
+            p = self.net.num_prefix_tokens
+            return t[:, p:].mean(1) if pool == "mean" else t[:, 0]
+        if pool != "mean":
+            raise ValueError(f"pool='cls' needs a ViT; {self.cfg.name!r} only has pool='mean'")
+        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` from pooled features ``[N, D]``."""
+        return self.net.get_classifier()(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` of images ``[N, C, H, W]``."""
+        return self.head(self.features(x))
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linear head's ``W [C, D]`` and ``b [C]`` (ViM needs them)."""
+        lin = self.net.get_classifier()
+        if not isinstance(lin, nn.Linear):
+            raise ValueError(f"{self.cfg.name!r} has no linear head")
+        return lin.weight, lin.bias
+
+
+def create_backbone(name: str = "vit_tiny_p4", **kwargs) -> Backbone:
+    """``Backbone(ModelConfig(name, **kwargs))``."""
+    return Backbone(ModelConfig(name=name, **kwargs))

@@ -1,0 +1,240 @@
+"""Pretext tasks behind one interface, so an ablation swaps the task with one argument.
+
+A task is an ``nn.Module`` that owns a :class:`~mood.models.Backbone` (as ``.backbone``) and its
+own heads, and implements ``loss(x, y, rng) -> (loss, metrics)`` for a batch ``x [N, C, H, W]``,
+labels ``y [N]`` and a :class:`Rng` (seeded numpy + torch generators for masks and views).
+
+============== ======================================================================
+``beit``        BEiT: blockwise-mask ~40% of patches, predict each masked patch's
+                discrete visual token (:class:`~mood.tokenizer.PatchTokenizer`) with CE.
+``simmim``      SimMIM: random-mask 60% of patches, regress their pixels (L1).
+``mae``         MAE: drop 75% of patches from the encoder, a small decoder regresses
+                their (per-patch normalised) pixels (MSE).
+``classification`` supervised CE on the pretraining labels (the "recognition" pretext).
+``simclr``      SimCLR: two augmented views, NT-Xent over a projection head.
+``none``        no pretraining (random initialisation).
+============== ======================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from mood import augment
+from mood.masking import mask_batch
+from mood.models import Backbone
+from mood.tokenizer import PatchTokenizer, patchify
+
+PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae", "classification", "simclr", "none")
+MIM_PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae")
+
+
+@dataclass
+class Rng:
+    """Random streams of one training step: ``np_rng`` draws masks, ``torch_gen`` draws views."""
+
+    np_rng: np.random.Generator
+    torch_gen: torch.Generator
+
+    @classmethod
+    def seeded(cls, *seed: int) -> "Rng":
+        s = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+        return cls(np.random.default_rng(s), torch.Generator().manual_seed(s))
+
+
+class Classification(nn.Module):
+    """Cross-entropy on the backbone's logits, with label smoothing and optional light augmentation.
+    Serves as the recognition pretext task and as the fine-tuning objective.
+
+    Args:
+        backbone: the model; its head must have as many outputs as there are classes.
+        label_smoothing: mass spread uniformly over all classes (MOOD fine-tunes with 0.1).
+        augment: shift-and-flip each batch (:func:`mood.augment.finetune_view`).
+    """
+
+    def __init__(self, backbone: Backbone, label_smoothing: float = 0.0, augment: bool = True) -> None:
+        super().__init__()
+        self.backbone, self.label_smoothing, self.augment = backbone, label_smoothing, augment
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.augment:
+            x = augment.finetune_view(x, rng.torch_gen)
+        logits = self.backbone(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        return loss, {"acc": (logits.argmax(1) == y).float().mean().item()}
+
+
+class BeitMIM(nn.Module):
+    """BEiT-style masked image modeling with a k-means visual tokenizer.
+
+    Args:
+        backbone: a ViT backbone.
+        tokenizer: a fitted :class:`PatchTokenizer` with the ViT's patch size.
+        mask_ratio: fraction of patches masked (BEiT: 0.4).
+        mask_kind: ``"block"`` (BEiT) or ``"random"``.
+    """
+
+    def __init__(self, backbone: Backbone, tokenizer: PatchTokenizer, mask_ratio: float = 0.4,
+                 mask_kind: str = "block") -> None:
+        super().__init__()
+        backbone._require_vit("BEiT MIM")
+        if tokenizer.patch_size != backbone.patch_size:
+            raise ValueError(f"tokenizer patch {tokenizer.patch_size} != ViT patch {backbone.patch_size}")
+        self.backbone, self.tokenizer = backbone, tokenizer
+        self.mask_ratio, self.mask_kind = mask_ratio, mask_kind
+        self.lm_head = nn.Linear(backbone.embed_dim, tokenizer.vocab_size)
+        nn.init.trunc_normal_(self.lm_head.weight, std=0.02)
+        nn.init.zeros_(self.lm_head.bias)
+
+    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token logits ``[N, L, K]`` at every position of ``x [N, C, H, W]`` under ``mask [N, L]``."""
+        t = self.backbone.tokens(x, mask)[:, self.backbone.net.num_prefix_tokens:]
+        return self.lm_head(t)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
+        target = self.tokenizer.encode(x)  # [N, L]
+        mask = mask_batch(len(x), self.backbone.grid, self.mask_ratio, self.mask_kind, rng.np_rng).to(x.device)
+        logits = self.predict(x, mask)[mask]  # [M, K], M = masked positions in the batch
+        loss = F.cross_entropy(logits.float(), target[mask])
+        return loss, {"token_acc": (logits.argmax(-1) == target[mask]).float().mean().item()}
+
+
+class SimMIM(nn.Module):
+    """SimMIM: mask patches with the mask token, regress their raw (normalised) pixels with L1.
+
+    Args:
+        backbone: a ViT backbone.
+        mask_ratio: fraction of patches masked (SimMIM: 0.6).
+        mask_kind: ``"random"`` (SimMIM) or ``"block"``.
+    """
+
+    def __init__(self, backbone: Backbone, mask_ratio: float = 0.6, mask_kind: str = "random") -> None:
+        super().__init__()
+        backbone._require_vit("SimMIM")
+        self.backbone, self.mask_ratio, self.mask_kind = backbone, mask_ratio, mask_kind
+        p, c = backbone.patch_size, backbone.cfg.in_chans
+        self.pixel_head = nn.Linear(backbone.embed_dim, c * p * p)
+
+    def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel predictions ``[N, L, C*p*p]`` for every patch of ``x`` under ``mask [N, L]``."""
+        t = self.backbone.tokens(x, mask)[:, self.backbone.net.num_prefix_tokens:]
+        return self.pixel_head(t)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
+        mask = mask_batch(len(x), self.backbone.grid, self.mask_ratio, self.mask_kind, rng.np_rng).to(x.device)
+        pred = self.predict(x, mask)
+        target = patchify(x, self.backbone.patch_size)
+        loss = (pred.float() - target).abs()[mask].mean()
+        return loss, {}
+
+
+class MAE(nn.Module):
+    """Masked autoencoder: the encoder sees only the visible patches; a light decoder fills in.
+
+    Args:
+        backbone: a ViT backbone (the encoder).
+        mask_ratio: fraction of patches removed (MAE: 0.75).
+        decoder_dim: width of the decoder.
+        decoder_depth: transformer blocks in the decoder.
+        norm_pix: regress per-patch normalised pixels (MAE's better variant).
+    """
+
+    def __init__(self, backbone: Backbone, mask_ratio: float = 0.75, decoder_dim: int = 96,
+                 decoder_depth: int = 2, norm_pix: bool = True) -> None:
+        super().__init__()
+        backbone._require_vit("MAE")
+        self.backbone, self.mask_ratio, self.norm_pix = backbone, mask_ratio, norm_pix
+        num_patches = backbone.grid[0] * backbone.grid[1]
+        p, c = backbone.patch_size, backbone.cfg.in_chans
+        self.decoder_embed = nn.Linear(backbone.embed_dim, decoder_dim)
+        self.decoder_mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_pos = nn.Parameter(torch.zeros(1, 1 + num_patches, decoder_dim))
+        self.decoder_blocks = nn.Sequential(*[Block(decoder_dim, num_heads=4) for _ in range(decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.decoder_pred = nn.Linear(decoder_dim, c * p * p)
+        nn.init.trunc_normal_(self.decoder_mask_token, std=0.02)
+        nn.init.trunc_normal_(self.decoder_pos, std=0.02)
+
+    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encodes the visible patches: ``[N, 1 + L_vis, D]`` (CLS first). ``mask [N, L]``, True = removed,
+        with the same count in every row."""
+        net = self.backbone.net
+        t = net.patch_embed(x) + net.pos_embed[:, net.num_prefix_tokens:]
+        n, _, d = t.shape
+        visible = t[~mask].reshape(n, -1, d)  # row-major order of visible patches is kept
+        cls = (net.cls_token + net.pos_embed[:, :1]).expand(n, -1, -1)
+        return net.norm(net.blocks(torch.cat([cls, visible], 1)))
+
+    def forward_decoder(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel predictions ``[N, L, C*p*p]`` from encoded visible tokens."""
+        z = self.decoder_embed(latent)
+        n, L = mask.shape
+        full = self.decoder_mask_token.expand(n, L, -1).clone()
+        full[~mask] = z[:, 1:].reshape(-1, z.shape[-1])
+        z = torch.cat([z[:, :1], full], 1) + self.decoder_pos
+        return self.decoder_pred(self.decoder_norm(self.decoder_blocks(z)))[:, 1:]
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
+        mask = mask_batch(len(x), self.backbone.grid, self.mask_ratio, "random", rng.np_rng).to(x.device)
+        pred = self.forward_decoder(self.forward_encoder(x, mask), mask)
+        target = patchify(x, self.backbone.patch_size)
+        if self.norm_pix:
+            mu, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mu) / (var + 1e-6).sqrt()
+        loss = ((pred.float() - target) ** 2).mean(-1)[mask].mean()
+        return loss, {}
+
+
+class SimCLR(nn.Module):
+    """SimCLR: NT-Xent between two augmented views of each image.
+
+    Args:
+        backbone: any backbone.
+        proj_dim: output size of the 2-layer projection head.
+        temperature: softmax temperature of NT-Xent.
+    """
+
+    def __init__(self, backbone: Backbone, proj_dim: int = 64, temperature: float = 0.2) -> None:
+        super().__init__()
+        d = backbone.embed_dim
+        self.backbone, self.temperature = backbone, temperature
+        self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, proj_dim))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
+        views = torch.cat([augment.contrastive_view(x, rng.torch_gen), augment.contrastive_view(x, rng.torch_gen)])
+        z = F.normalize(self.projector(self.backbone.features(views)).float(), dim=1)  # [2N, P]
+        n = len(x)
+        sim = z @ z.T / self.temperature
+        sim.fill_diagonal_(float("-inf"))
+        positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(x.device)
+        loss = F.cross_entropy(sim, positives)
+        return loss, {"pos_acc": (sim.argmax(1) == positives).float().mean().item()}
+
+
+def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | None = None,
+                  mask_ratio: float | None = None, mask_kind: str | None = None,
+                  label_smoothing: float = 0.0) -> nn.Module | None:
+    """The task module for pretext ``name`` (``None`` for ``"none"``). ``mask_ratio``/``mask_kind``
+    default to each method's published value."""
+    if name not in PRETEXTS:
+        raise ValueError(f"unknown pretext task {name!r}; valid: {', '.join(PRETEXTS)}")
+    mim_kw = {k: v for k, v in (("mask_ratio", mask_ratio), ("mask_kind", mask_kind)) if v is not None}
+    if name == "beit":
+        if tokenizer is None:
+            raise ValueError("beit needs a fitted PatchTokenizer (tokenizer=...)")
+        return BeitMIM(backbone, tokenizer, **mim_kw)
+    if name == "simmim":
+        return SimMIM(backbone, **mim_kw)
+    if name == "mae":
+        return MAE(backbone, **({"mask_ratio": mask_ratio} if mask_ratio is not None else {}))
+    if name == "classification":
+        return Classification(backbone, label_smoothing=label_smoothing)
+    if name == "simclr":
+        return SimCLR(backbone)
+    return None

@@ -1,0 +1,259 @@
+"""OOD scores with one sign convention: **higher = more likely OOD**.
+
+Feature-based detectors follow scikit-learn's shape: ``fit`` on ID training features (and labels),
+then ``score`` any features. They work on saved features, so a backbone's features are extracted
+once (:mod:`mood.features`) and scored many ways.
+
+=================  ============================================================================
+Mahalanobis         squared distance to the ID mean under the shared covariance (MOOD's default:
+                    one Gaussian over all ID features); ``class_conditional=True`` takes the
+                    minimum over class means with a shared covariance (Lee et al. 2018).
+KNN                 negative cosine similarity to the k-th nearest ID training feature (Sun et al. 2022).
+ViM                 virtual-logit matching (Wang et al. 2022): residual norm outside the principal
+                    subspace, scaled to the logits, minus the energy.
+MSP, MaxLogit,      from logits ``[N, C]``: negative max softmax probability, negative max logit,
+Energy, Entropy     negative free energy ``-T logsumexp(l/T)``, softmax entropy.
+ODIN                MSP at temperature T after a small input step that raises it (needs the model).
+=================  ============================================================================
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Array = torch.Tensor
+
+
+def _as_features(x: Array, what: str) -> Array:
+    x = torch.as_tensor(x)
+    if x.ndim != 2:
+        raise ValueError(f"{what}: expected features [N, D], got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what}: features contain NaN/inf; the backbone diverged or the input is broken")
+    return x.double() if x.dtype == torch.float64 else x.float()
+
+
+class Detector:
+    """Base class: ``fit(features, labels)`` then ``score(features) -> [N]`` (higher = more OOD)."""
+
+    fitted: bool = False
+
+    def fit(self, features: Array, labels: Array | None = None) -> "Detector":
+        raise NotImplementedError
+
+    def score(self, features: Array) -> Array:
+        raise NotImplementedError
+
+    def _require_fit(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call .fit(id_train_features) first")
+
+
+class Mahalanobis(Detector):
+    """Mahalanobis distance with a shared covariance, computed by whitening.
+
+    ``fit`` computes the mean(s) and the covariance ``S`` of the (class-centred) features, then the
+    Cholesky factor ``S + eps*I = L L^T`` and whitens by ``W = L^-1``; ``score`` is one matrix product
+    ``||W x - W mu||^2`` per chunk, on the features' device. When ``S`` is singular (fewer samples than
+    dimensions, dead features) ``eps`` is raised step by step; ``shrinkage`` blends in a scaled
+    identity explicitly (Ledoit-Wolf style) when asked.
+
+    Args:
+        class_conditional: min over class means (needs labels) instead of one global mean.
+        shrinkage: ``S <- (1 - a) S + a * tr(S)/D * I`` with ``a = shrinkage``.
+        normalize: L2-normalise features first.
+        chunk: rows scored per matrix product.
+    """
+
+    def __init__(self, class_conditional: bool = False, shrinkage: float = 0.0, normalize: bool = False,
+                 chunk: int = 8192) -> None:
+        self.class_conditional, self.shrinkage, self.normalize, self.chunk = class_conditional, shrinkage, normalize, chunk
+
+    def _prep(self, x: Array) -> Array:
+        return F.normalize(x, dim=1) if self.normalize else x
+
+    def fit(self, features: Array, labels: Array | None = None) -> "Mahalanobis":
+        x = self._prep(_as_features(features, "Mahalanobis.fit")).double()
+        if self.class_conditional:
+            if labels is None:
+                raise ValueError("class-conditional Mahalanobis needs labels: fit(features, labels)")
+            labels = torch.as_tensor(labels, device=x.device)
+            classes = torch.unique(labels)
+            onehot = (labels[:, None] == classes[None]).double()  # [N, K]
+            means = (onehot.T @ x) / onehot.sum(0)[:, None]  # [K, D]
+            centred = x - means[torch.searchsorted(classes, labels)]
+        else:
+            means = x.mean(0, keepdim=True)
+            centred = x - means
+        cov = centred.T @ centred / len(x)
+        d = cov.shape[0]
+        eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+        if self.shrinkage:
+            cov = (1 - self.shrinkage) * cov + self.shrinkage * cov.trace() / d * eye
+        eps, scale = 0.0, float(cov.diagonal().mean().clamp_min(1e-12))
+        while True:
+            chol, info = torch.linalg.cholesky_ex(cov + eps * scale * eye)
+            if int(info) == 0:
+                break
+            eps = 1e-9 if eps == 0 else eps * 10
+            if eps > 1.0:
+                raise ValueError("Mahalanobis: covariance is not positive definite even with heavy regularisation")
+        self.ridge = eps * scale
+        whiten = torch.linalg.solve_triangular(chol, eye, upper=False).T  # x @ whiten = (L^-1 x^T)^T
+        # Centring on the overall mean keeps float32 scoring free of cancellation for offset features.
+        self.center = x.mean(0).float()
+        self.whiten = whiten.float()
+        self.means_w = ((means - x.mean(0)) @ whiten).float()  # [K, D] whitened, centred means
+        self.fitted = True
+        return self
+
+    def score(self, features: Array) -> Array:
+        self._require_fit()
+        x = self._prep(_as_features(features, "Mahalanobis.score")).float()
+        w, mu, c = self.whiten.to(x.device), self.means_w.to(x.device), self.center.to(x.device)
+        out = []
+        for part in x.split(self.chunk):
+            z = (part - c) @ w  # [n, D]
+            d2 = (z * z).sum(1, keepdim=True) - 2 * z @ mu.T + (mu * mu).sum(1)[None]  # [n, K]
+            out.append(d2.min(1).values.clamp_min(0))
+        return torch.cat(out)
+
+
+class KNN(Detector):
+    """Negative cosine similarity to the k-th nearest ID training feature.
+
+    Args:
+        k: which neighbour (Sun et al. use k=50 for CIFAR-10 / 1000 for ImageNet).
+        chunk: test rows per similarity block.
+    """
+
+    def __init__(self, k: int = 50, chunk: int = 2048) -> None:
+        self.k, self.chunk = k, chunk
+
+    def fit(self, features: Array, labels: Array | None = None) -> "KNN":
+        self.bank = F.normalize(_as_features(features, "KNN.fit").float(), dim=1)
+        if self.k > len(self.bank):
+            raise ValueError(f"KNN: k={self.k} but only {len(self.bank)} training features")
+        self.fitted = True
+        return self
+
+    def score(self, features: Array) -> Array:
+        self._require_fit()
+        x = F.normalize(_as_features(features, "KNN.score").float(), dim=1)
+        bank = self.bank.to(x.device)
+        return torch.cat([-(part @ bank.T).topk(self.k, dim=1).values[:, -1] for part in x.split(self.chunk)])
+
+
+class ViM(Detector):
+    """Virtual-logit matching. Needs the linear head ``W [C, D]``, ``b [C]`` and the logits.
+
+    Args:
+        weight: head weight ``[C, D]``.
+        bias: head bias ``[C]``.
+        dim: dimension of the principal subspace (ViM: 512 for D >= 1500, else D/2).
+    """
+
+    def __init__(self, weight: Array, bias: Array, dim: int | None = None) -> None:
+        self.weight, self.bias, self.dim = weight.detach().double().cpu(), bias.detach().double().cpu(), dim
+
+    def fit(self, features: Array, labels: Array | None = None) -> "ViM":
+        x = _as_features(features, "ViM.fit").double().cpu()
+        d = x.shape[1]
+        dim = self.dim or (512 if d >= 1500 else d // 2)
+        self.origin = -torch.linalg.pinv(self.weight) @ self.bias  # u = -W^+ b
+        centred = x - self.origin
+        _, eigvec = torch.linalg.eigh(centred.T @ centred / len(x))  # ascending eigenvalues
+        self.null_space = eigvec[:, : d - dim]  # [D, D - dim]: the least-variance directions
+        residual = (centred @ self.null_space).norm(dim=1)
+        logits = x @ self.weight.T + self.bias
+        self.alpha = float(logits.max(1).values.mean() / residual.mean())
+        self.fitted = True
+        return self
+
+    def score(self, features: Array) -> Array:
+        self._require_fit()
+        x = _as_features(features, "ViM.score").double().cpu()
+        vlogit = (x - self.origin) @ self.null_space
+        vlogit = vlogit.norm(dim=1) * self.alpha
+        energy = torch.logsumexp(x @ self.weight.T + self.bias, dim=1)
+        return (vlogit - energy).float()
+
+
+# --------------------------------------------------------------------------------------------
+# Logit scores: [N, C] -> [N]
+
+def _as_logits(logits: Array) -> Array:
+    logits = torch.as_tensor(logits).float()
+    if logits.ndim != 2:
+        raise ValueError(f"expected logits [N, C], got shape {tuple(logits.shape)}")
+    return logits
+
+
+def msp(logits: Array, temperature: float = 1.0) -> Array:
+    """Negative maximum softmax probability (Hendrycks & Gimpel 2017)."""
+    return -F.softmax(_as_logits(logits) / temperature, dim=1).max(1).values
+
+
+def max_logit(logits: Array) -> Array:
+    """Negative maximum logit (Hendrycks et al. 2022)."""
+    return -_as_logits(logits).max(1).values
+
+
+def energy(logits: Array, temperature: float = 1.0) -> Array:
+    """Free energy ``-T logsumexp(l / T)`` (Liu et al. 2020): low for ID, so it is an OOD score as is."""
+    return -temperature * torch.logsumexp(_as_logits(logits) / temperature, dim=1)
+
+
+def entropy(logits: Array) -> Array:
+    """Entropy of the softmax."""
+    logp = F.log_softmax(_as_logits(logits), dim=1)
+    return -(logp.exp() * logp).sum(1)
+
+
+LOGIT_SCORES = {"msp": msp, "maxlogit": max_logit, "energy": energy, "entropy": entropy}
+
+
+def odin(model: nn.Module, x: Array, temperature: float = 1000.0, epsilon: float = 0.0014,
+         batch_size: int = 256) -> Array:
+    """ODIN (Liang et al. 2018): each input takes a step of size ``epsilon`` against the gradient of
+    the temperature-scaled cross-entropy of its own prediction (raising its max softmax), then the
+    negative temperature-scaled MSP is the score.
+
+    Args:
+        model: maps ``[N, C, H, W]`` to logits ``[N, K]``.
+        x: ``[N, C, H, W]`` images, in the model's input space.
+    Returns:
+        ``[N]`` OOD scores.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for part in x.split(batch_size):
+        part = part.to(device).clone().requires_grad_(True)
+        logits = model(part) / temperature
+        loss = F.cross_entropy(logits, logits.argmax(1))
+        grad, = torch.autograd.grad(loss, part)
+        with torch.no_grad():
+            perturbed = part - epsilon * grad.sign()
+            out.append(msp(model(perturbed), temperature).cpu())
+    return torch.cat(out)
+
+
+DETECTORS = ("mahalanobis", "mahalanobis_cc", "knn", "vim", *LOGIT_SCORES, "odin")
+
+
+def make_detector(name: str, **kwargs) -> Detector:
+    """A feature detector by name: ``mahalanobis``, ``mahalanobis_cc`` (class-conditional), ``knn``,
+    ``vim`` (needs ``weight=``, ``bias=``)."""
+    if name == "mahalanobis":
+        return Mahalanobis(**kwargs)
+    if name == "mahalanobis_cc":
+        return Mahalanobis(class_conditional=True, **kwargs)
+    if name == "knn":
+        return KNN(**kwargs)
+    if name == "vim":
+        return ViM(**kwargs)
+    raise ValueError(f"unknown feature detector {name!r}; valid: mahalanobis, mahalanobis_cc, knn, vim "
+                     f"(logit scores: {', '.join(LOGIT_SCORES)}, odin)")

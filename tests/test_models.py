@@ -1,0 +1,58 @@
+"""Backbones: shapes of every view, masking reaches the tokens, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mood.models import MODEL_PRESETS, Backbone, ModelConfig, create_backbone
+
+
+@pytest.mark.parametrize("name", [n for n in MODEL_PRESETS if n != "vit_s_p4"])
+def test_preset_shapes(name: str) -> None:
+    bb = create_backbone(name, num_classes=7).eval()
+    x = torch.randn(2, 1, 28, 28)
+    f = bb.features(x)
+    assert f.shape == (2, bb.embed_dim) and bb(x).shape == (2, 7) and torch.isfinite(f).all()
+    torch.testing.assert_close(bb.head(f), bb(x))
+    if bb.is_vit:
+        assert bb.tokens(x).shape == (2, 1 + 49, bb.embed_dim) and bb.grid == (7, 7)
+        assert bb.features(x, pool="cls").shape == (2, bb.embed_dim)
+
+
+def test_vit_mean_pool_matches_timm_head() -> None:
+    bb = create_backbone("vit_tiny_p4").eval()
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(bb(x), bb.net(x))  # timm's own forward: avg pool of normed tokens + head
+
+
+def test_mask_token_replaces_masked_patches_only() -> None:
+    bb = create_backbone("vit_tiny_p4", drop_path=0.0).eval()
+    x = torch.randn(1, 1, 28, 28)
+    mask = torch.zeros(1, 49, dtype=torch.bool)
+    torch.testing.assert_close(bb.tokens(x, mask), bb.tokens(x))
+    mask[0, :10] = True
+    assert not torch.allclose(bb.tokens(x, mask), bb.tokens(x))
+    x2 = x.clone()
+    x2[..., :4, :] = 5.0  # change the pixels of the first row of patches (tokens 0..6), all masked
+    torch.testing.assert_close(bb.tokens(x2, mask), bb.tokens(x, mask))
+
+
+def test_reset_head_and_any_timm_model() -> None:
+    bb = create_backbone("vit_tiny_p4")
+    bb.reset_head(3)
+    assert bb(torch.randn(1, 1, 28, 28)).shape == (1, 3) and bb.num_classes == 3
+    other = Backbone(ModelConfig("resnet10t", num_classes=4))
+    assert other(torch.randn(2, 1, 28, 28)).shape == (2, 4)
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match="not a timm model"):
+        create_backbone("vit_gigantic_p1")
+    rn = create_backbone("resnet18_small")
+    with pytest.raises(ValueError, match="needs a ViT"):
+        rn.tokens(torch.randn(1, 1, 28, 28))
+    with pytest.raises(ValueError, match="pool='cls' needs a ViT"):
+        rn.features(torch.randn(1, 1, 28, 28), pool="cls")
+    with pytest.raises(ValueError, match="mean, cls"):
+        create_backbone("vit_tiny_p4").features(torch.randn(1, 1, 28, 28), pool="max")

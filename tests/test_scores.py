@@ -1,0 +1,124 @@
+"""Every score against an independent, straightforward implementation (numpy / scikit-learn)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp, softmax
+from sklearn.covariance import EmpiricalCovariance
+from sklearn.neighbors import NearestNeighbors
+
+from mood import scores
+from mood.metrics import auroc
+
+
+def _features(n: int = 400, d: int = 16, classes: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    means = rng.normal(0, 3, (classes, d))
+    a = rng.normal(0, 1, (d, d))
+    x = means[y] + rng.normal(0, 1, (n, d)) @ a + 10.0  # correlated, offset
+    return x, y
+
+
+def test_mahalanobis_matches_sklearn() -> None:
+    x, _ = _features()
+    q = _features(seed=1)[0]
+    det = scores.Mahalanobis().fit(torch.from_numpy(x))
+    ref = EmpiricalCovariance().fit(x).mahalanobis(q)
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=2e-3, atol=1e-3)
+
+
+def test_class_conditional_matches_loop() -> None:
+    x, y = _features()
+    q = _features(seed=2)[0]
+    means = np.stack([x[y == c].mean(0) for c in range(4)])
+    centred = x - means[y]
+    prec = np.linalg.inv(centred.T @ centred / len(x))
+    ref = np.min([np.einsum("nd,de,ne->n", q - m, prec, q - m) for m in means], axis=0)
+    det = scores.Mahalanobis(class_conditional=True).fit(torch.from_numpy(x), torch.from_numpy(y))
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=2e-3, atol=1e-3)
+
+
+def test_singular_covariance_falls_back_to_a_ridge() -> None:
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(20, 64)))  # fewer samples than dimensions
+    det = scores.Mahalanobis().fit(x)
+    assert det.ridge > 0
+    s = det.score(torch.from_numpy(rng.normal(size=(5, 64))))
+    assert torch.isfinite(s).all() and (s > 0).all()
+    shrunk = scores.Mahalanobis(shrinkage=0.5).fit(x)
+    assert shrunk.ridge == 0  # shrinkage alone makes it positive definite
+
+
+def test_knn_matches_sklearn() -> None:
+    x, _ = _features()
+    q = _features(seed=3)[0]
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    dist, _ = NearestNeighbors(n_neighbors=7).fit(xn).kneighbors(qn)
+    ref = -(1 - dist[:, -1] ** 2 / 2)  # euclidean on the sphere -> cosine similarity
+    got = scores.KNN(k=7).fit(torch.from_numpy(x)).score(torch.from_numpy(q)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_vim_matches_numpy() -> None:
+    x, _ = _features(d=12)
+    q = _features(d=12, seed=4)[0]
+    rng = np.random.default_rng(5)
+    w, b = rng.normal(size=(4, 12)), rng.normal(size=4)
+    u = -np.linalg.pinv(w) @ b
+    evals, evecs = np.linalg.eigh((x - u).T @ (x - u) / len(x))  # centred at u, as ViM's code
+    ns = evecs[:, np.argsort(evals)[:6]]  # D - dim smallest, dim = 6
+    alpha = (x @ w.T + b).max(1).mean() / np.linalg.norm((x - u) @ ns, axis=1).mean()
+    ref = alpha * np.linalg.norm((q - u) @ ns, axis=1) - logsumexp(q @ w.T + b, axis=1)
+    det = scores.ViM(torch.from_numpy(w), torch.from_numpy(b), dim=6).fit(torch.from_numpy(x))
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_logit_scores_match_scipy() -> None:
+    logits = np.random.default_rng(0).normal(0, 3, (50, 10))
+    t = torch.from_numpy(logits)
+    p = softmax(logits, axis=1)
+    np.testing.assert_allclose(scores.msp(t).numpy(), -p.max(1), rtol=1e-5)
+    np.testing.assert_allclose(scores.msp(t, 2.0).numpy(), -softmax(logits / 2, axis=1).max(1), rtol=1e-5)
+    np.testing.assert_allclose(scores.max_logit(t).numpy(), -logits.max(1), rtol=1e-5)
+    np.testing.assert_allclose(scores.energy(t).numpy(), -logsumexp(logits, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(scores.entropy(t).numpy(), -(p * np.log(p)).sum(1), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[N, C\]"):
+        scores.msp(torch.zeros(5))
+
+
+def test_odin_zero_step_is_tempered_msp_and_step_raises_confidence() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.randn(20, 1, 4, 4)
+    with torch.no_grad():
+        ref = scores.msp(model(x), 10.0)
+    torch.testing.assert_close(scores.odin(model, x, temperature=10.0, epsilon=0.0), ref)
+    assert (scores.odin(model, x, temperature=10.0, epsilon=0.05) <= ref + 1e-7).all()
+
+
+def test_toy_separable_problem() -> None:
+    rng = np.random.default_rng(0)
+    centre_id, centre_ood = np.r_[np.full(16, 2.0), np.zeros(16)], np.r_[np.zeros(16), np.full(16, 2.0)]
+    train = torch.from_numpy(rng.normal(0, 1, (2000, 32)) + centre_id)
+    id_test = torch.from_numpy(rng.normal(0, 1, (500, 32)) + centre_id)
+    ood = torch.from_numpy(rng.normal(0, 1, (500, 32)) + centre_ood)
+    for det in (scores.Mahalanobis(), scores.KNN(k=10)):
+        det.fit(train)
+        assert auroc(det.score(id_test).numpy(), det.score(ood).numpy()) > 0.95
+
+
+def test_bad_features_and_unfitted() -> None:
+    with pytest.raises(ValueError, match="NaN/inf"):
+        scores.Mahalanobis().fit(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        scores.KNN().fit(torch.zeros(10))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        scores.Mahalanobis().score(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="needs labels"):
+        scores.Mahalanobis(class_conditional=True).fit(torch.randn(10, 2))
+    with pytest.raises(ValueError, match="valid"):
+        scores.make_detector("lof")
