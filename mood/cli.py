@@ -96,6 +96,20 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_book(args: argparse.Namespace) -> int:
+    from mood import book
+
+    try:
+        if args.action == "run":
+            print(book.run(args.profile, only=args.only, seed=args.seed).to_string(index=False))
+        else:
+            print(f"book built: {book.build(args.profile, seed=args.seed)}/index.html")
+    except book.NotebookFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mood", description="Masked image modeling for OOD detection.",
                                 epilog="Profiles: smoke (CI, seconds), cpu (default), gpu.")
@@ -104,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files (else MOOD_FMNIST_DIR, Debian, download)")
     d.add_argument("--online", action="store_true", help="also load CIFAR-10/100 and SVHN through torchvision")
     d.set_defaults(func=_cmd_data)
+    b = sub.add_parser("book", help="execute the notebooks with papermill (run) and build the HTML book (build)")
+    b.add_argument("action", choices=("run", "build"), help="run: execute the chapters; build: run, then Jupyter Book")
+    b.add_argument("--profile", default="cpu", help="smoke, cpu (default) or gpu")
+    b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this")
+    b.add_argument("--seed", type=int, default=0, help="seed passed to every chapter")
+    b.set_defaults(func=_cmd_book)
     helps = {"pretrain": "pretrain a backbone on the protocol's training images (cached)",
              "finetune": "pretrain (cached), then fine-tune on the ID labels",
              "evaluate": "pretrain (cached), then score the pretrained features directly",

@@ -139,3 +139,9 @@ def load_table(path: str | os.PathLike) -> pd.DataFrame:
         df = pd.DataFrame(json.loads(path.read_text()))
         return df.set_index(df.columns[0])
     raise ValueError(f"load_table: use a .csv or .json path, got {path}")
+
+
+def save_results(df: pd.DataFrame, results_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Writes ``df`` as ``<results_dir>/<name>.csv`` and ``.json``, for the summary chapter and for
+    anyone who wants the numbers without re-running."""
+    return [save_table(df, Path(results_dir) / f"{name}.{ext}") for ext in ("csv", "json")]

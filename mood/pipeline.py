@@ -94,11 +94,8 @@ def _finish(backbone: Backbone, run_dir: Path, history: list[dict], seconds: flo
     return Trained(backbone.cpu().eval(), history, run_dir, seconds, extras)
 
 
-def _load_finished(backbone: Backbone, run_dir: Path, **extras) -> Trained | None:
-    done = run_dir / "backbone.pt"
-    if not done.exists():
-        return None
-    state = torch.load(done, map_location="cpu", weights_only=False)
+def _load_finished(backbone: Backbone, run_dir: Path, **extras) -> Trained:
+    state = torch.load(run_dir / "backbone.pt", map_location="cpu", weights_only=False)
     backbone.load_state_dict(state["backbone"])
     return Trained(backbone.eval(), state["history"], run_dir, 0.0, extras)
 
@@ -106,7 +103,8 @@ def _load_finished(backbone: Backbone, run_dir: Path, **extras) -> Trained | Non
 def pretrain(data: ImageSet, model: ModelConfig, cfg: PretrainConfig, fmt: ImageFormat = ImageFormat(),
              cache: Cache | None = None) -> Trained:
     """Pretrains a new backbone with ``cfg.pretext`` on ``data`` (only the protocol's training images
-    should ever be passed here). Cached; resumes when interrupted."""
+    should ever be passed here). Cached; resumes when interrupted. ``extras`` holds the pretext
+    ``task`` (with its heads, e.g. BEiT's token predictor) and the BEiT ``tokenizer``."""
     cache = cache or Cache()
     spec = {"stage": "pretrain", "model": model.to_dict(), "pretrain": cfg.to_dict(), "data": fingerprint(data),
             "format": asdict(fmt)}
@@ -116,31 +114,32 @@ def pretrain(data: ImageSet, model: ModelConfig, cfg: PretrainConfig, fmt: Image
     tokenizer = None
     if cfg.pretext == "beit":
         tokenizer = PatchTokenizer(backbone.patch_size if backbone.is_vit else 4, fmt.channels, cfg.vocab_size)
-    done = _load_finished(backbone, run_dir)
-    if done is not None:
-        if tokenizer is not None:
-            tokenizer.load_state_dict(torch.load(run_dir / "tokenizer.pt", weights_only=True))
-            done.extras["tokenizer"] = tokenizer
-        return done
-    if cfg.pretext == "none":
-        return _finish(backbone, run_dir, [], 0.0)
+    tok_file = run_dir / "tokenizer.pt"
+    if tokenizer is not None and tok_file.exists():
+        tokenizer.load_state_dict(torch.load(tok_file, weights_only=True))
+    finished = (run_dir / "backbone.pt").exists()
     t0 = time.perf_counter()
-    x, y = _tensors(data, fmt, cfg.max_images, cfg.seed)
-    if tokenizer is not None:
-        tok_file = run_dir / "tokenizer.pt"
-        if tok_file.exists():
-            tokenizer.load_state_dict(torch.load(tok_file, weights_only=True))
-        else:
+    x = y = None
+    if not finished and cfg.pretext != "none":
+        x, y = _tensors(data, fmt, cfg.max_images, cfg.seed)
+        if tokenizer is not None and not tok_file.exists():
             tokenizer.fit(x, iters=cfg.tokenizer_iters, seed=cfg.seed)
             atomic_torch_save(tokenizer.state_dict(), tok_file)
     task = build_pretext(cfg.pretext, backbone, tokenizer=tokenizer, mask_ratio=cfg.mask_ratio, mask_kind=cfg.mask_kind)
-    history = fit(task, x, y, cfg, run_dir=run_dir, desc=f"pretrain[{cfg.pretext}]")
-    extras = {"tokenizer": tokenizer, "task": task} if tokenizer is not None else {"task": task}
+    extras = {k: v for k, v in (("task", task), ("tokenizer", tokenizer)) if v is not None}
+    if finished:
+        done = _load_finished(backbone, run_dir, **extras)
+        if task is not None and (run_dir / "last.pt").exists():  # the heads live only in the checkpoint
+            task.load_state_dict(torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["model"])
+            task.eval()
+        return done
+    history = [] if task is None else fit(task, x, y, cfg, run_dir=run_dir, desc=f"pretrain[{cfg.pretext}]")
     return _finish(backbone, run_dir, history, time.perf_counter() - t0, **extras)
 
 
 def finetune(start: Trained, data: ImageSet, cfg: FinetuneConfig, num_classes: int,
-             fmt: ImageFormat = ImageFormat(), cache: Cache | None = None) -> Trained:
+             fmt: ImageFormat = ImageFormat(), cache: Cache | None = None,
+             exposure: dict[str, ImageSet] | None = None) -> Trained:
     """Fine-tunes a copy of ``start.backbone`` with a fresh ``num_classes`` head on ``data``'s labels
     (cross-entropy with ``cfg.label_smoothing``). Cached; resumes when interrupted.
 
@@ -150,19 +149,30 @@ def finetune(start: Trained, data: ImageSet, cfg: FinetuneConfig, num_classes: i
     keeps pulling the backbone away from its pretrained features for no gain in separation. With
     smoothing the optimum is a finite logit gap (softmax target 0.91 vs 0.01), so training settles
     and mostly adapts the features to the normal class instead of inflating them.
+
+    Args:
+        exposure: outlier-exposure images by OOD source (few-shot protocol). They are labelled
+            ``num_classes - 1``, an extra "outlier" class, and repeated until they are as many as an
+            average ID class, so that a handful of images still weighs in every epoch.
     """
     cache = cache or Cache()
     spec = {"stage": "finetune", "start": run_id(start), "finetune": cfg.to_dict(), "data": fingerprint(data),
             "num_classes": num_classes, "format": asdict(fmt)}
+    if exposure:
+        spec["exposure"] = {k: fingerprint(v) for k, v in exposure.items()}
     run_dir = cache.dir("finetune", spec)
     backbone = copy.deepcopy(start.backbone)
     torch.manual_seed(cfg.seed)
     backbone.reset_head(num_classes)
-    done = _load_finished(backbone, run_dir)
-    if done is not None:
-        return done
+    if (run_dir / "backbone.pt").exists():
+        return _load_finished(backbone, run_dir)
     t0 = time.perf_counter()
     x, y = _tensors(data, fmt, cfg.max_images, cfg.seed)
+    if exposure:
+        oe = torch.cat([to_tensor(s, fmt) for s in exposure.values()])
+        reps = max(1, round(len(x) / (num_classes - 1) / len(oe)))
+        x = torch.cat([x, oe.repeat(reps, 1, 1, 1)])
+        y = torch.cat([y, torch.full((len(oe) * reps,), num_classes - 1, dtype=torch.long)])
     if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(f"finetune: labels must lie in 0..{num_classes - 1}, got {int(y.min())}..{int(y.max())}")
     task = Classification(backbone, label_smoothing=cfg.label_smoothing, augment=cfg.augment)
@@ -243,6 +253,21 @@ class MoodRun:
     timings: dict[str, float]
 
 
+def setup(protocol: str | Protocol, profile: str | Profile | None = None, **protocol_kwargs) -> tuple[Protocol, Profile]:
+    """The protocol object and the profile adapted to it (one-class overrides; the model's head,
+    size and channels set from the protocol and the image format). Every chapter starts here, so
+    they all key the cache the same way and share trained backbones."""
+    prof = get_profile(profile) if profile is None or isinstance(profile, str) else copy.deepcopy(profile)
+    if isinstance(protocol, str):
+        if protocol.startswith(("multi-class", "few-shot")):
+            protocol_kwargs.setdefault("n_ood", prof.eval.n_ood)
+        protocol = make_protocol(protocol, **protocol_kwargs)
+    prof = prof.for_protocol(protocol.name)
+    prof.model.num_classes = protocol.num_classes
+    prof.model.img_size, prof.model.in_chans = prof.format.size, prof.format.channels
+    return protocol, prof
+
+
 def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cache: Cache | None = None,
              finetune_stage: bool = True, detector: str | None = None, **protocol_kwargs) -> MoodRun:
     """MIM pretraining -> fine-tuning -> features -> Mahalanobis (by default) for one protocol.
@@ -255,18 +280,10 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     Returns:
         The trained stages, features, the results table (percent) and wall times in seconds.
     """
-    prof = get_profile(profile) if profile is None or isinstance(profile, str) else profile
-    if isinstance(protocol, str):
-        if protocol.startswith(("multi-class", "few-shot")):
-            protocol_kwargs.setdefault("n_ood", prof.eval.n_ood)
-        protocol = make_protocol(protocol, **protocol_kwargs)
-    prof = prof.for_protocol(protocol.name)
-    model = copy.deepcopy(prof.model)
-    model.num_classes = protocol.num_classes
-    model.img_size, model.in_chans = prof.format.size, prof.format.channels
+    protocol, prof = setup(protocol, profile, **protocol_kwargs)
     cache = cache or Cache()
     t0 = time.perf_counter()
-    pre = pretrain(protocol.train, model, prof.pretrain, prof.format, cache)
+    pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format, cache)
     t1 = time.perf_counter()
     fine = finetune(pre, protocol.train, prof.finetune, protocol.num_classes, prof.format, cache) if finetune_stage else None
     t2 = time.perf_counter()

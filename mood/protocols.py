@@ -5,10 +5,12 @@ A :class:`Protocol` holds ready :class:`~mood.data.ImageSet` objects. The four o
 - ``one-class:K`` — Fashion-MNIST class K is normal; train on its train images; the test images of
   class K are ID, the test images of every other class are the anomalies.
 - ``multi-class`` — all ten classes are ID; each OOD set is scored against the whole test set.
-- ``near-split`` — a known/unknown split of Fashion-MNIST: classes 0-5 (T-shirt/top, Trouser,
-  Pullover, Dress, Coat, Sandal) are known, 6-9 (Shirt, Sneaker, Bag, Ankle boot) are the unknown
-  test images. ``near-pair:A-B`` holds out class B only, while its look-alike A stays in the ID
-  set: ``shirt-tshirt``, ``pullover-coat``, ``sneaker-boot`` (hold out T-shirt/top, Coat, Ankle boot).
+- ``near-split`` — a known/unknown split of Fashion-MNIST built around three look-alike pairs:
+  T-shirt/top, Trouser, Pullover, Dress, Sneaker and Bag are known; Coat, Sandal, Shirt and Ankle
+  boot are unknown, each its own OOD test set. So Coat is scored while its look-alike Pullover is
+  in the ID set, Shirt beside T-shirt/top, Ankle boot beside Sneaker (Sandal has no close twin).
+  ``near-pair:NAME`` holds out a single class of a pair, the other nine being ID:
+  ``tshirt-shirt`` (holds out Shirt), ``pullover-coat`` (Coat), ``sneaker-boot`` (Ankle boot).
 - ``few-shot:K`` — multi-class, plus K labelled images per OOD source for outlier exposure, drawn
   from a half of each OOD set that is disjoint from its test half.
 
@@ -26,11 +28,11 @@ import numpy as np
 
 from mood.data import FMNIST_CLASSES, OFFLINE_OOD, ImageSet, load_fashion_mnist, load_ood, split_disjoint
 
-NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
-NEAR_UNKNOWN: tuple[int, ...] = (6, 7, 8, 9)
+NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 7, 8)
+NEAR_UNKNOWN: tuple[int, ...] = (4, 5, 6, 9)
 NEAR_PAIRS: dict[str, tuple[int, int]] = {
     # name: (class kept in the ID set, its look-alike held out as OOD)
-    "shirt-tshirt": (6, 0),
+    "tshirt-shirt": (0, 6),
     "pullover-coat": (2, 4),
     "sneaker-boot": (7, 9),
 }
@@ -101,7 +103,7 @@ def multi_class(ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000, seed
 
 
 def near_split(known: Sequence[int] = NEAR_KNOWN, root: str | None = None) -> Protocol:
-    """Known classes are ID, every other Fashion-MNIST class is near-OOD."""
+    """Known classes are ID; every other Fashion-MNIST class is a near-OOD test set of its own."""
     known = tuple(known)
     unknown = tuple(c for c in range(10) if c not in known)
     if not known or not unknown:
@@ -110,8 +112,8 @@ def near_split(known: Sequence[int] = NEAR_KNOWN, root: str | None = None) -> Pr
     return Protocol(name="near-split" if known == NEAR_KNOWN else f"near-split:{','.join(map(str, known))}",
                     train=_relabel(train, known, "train[known]"),
                     id_test=_relabel(test, known, "test[known]"),
-                    ood_test={"unknown classes": test.subset(np.flatnonzero(np.isin(test.labels, unknown)),
-                                                             "test[unknown]")},
+                    ood_test={FMNIST_CLASSES[c]: test.subset(np.flatnonzero(test.labels == c), FMNIST_CLASSES[c])
+                              for c in unknown},
                     num_classes=len(known), classes=tuple(FMNIST_CLASSES[k] for k in known))
 
 
@@ -122,7 +124,6 @@ def near_pair(pair: str, root: str | None = None) -> Protocol:
     _, held = NEAR_PAIRS[pair]
     p = near_split(tuple(c for c in range(10) if c != held), root)
     p.name = f"near-pair:{pair}"
-    p.ood_test = {FMNIST_CLASSES[held]: p.ood_test["unknown classes"]}
     return p
 
 

@@ -212,6 +212,12 @@ def entropy(logits: Array) -> Array:
     return -(logp.exp() * logp).sum(1)
 
 
+def outlier_class(logits: Array) -> Array:
+    """Softmax probability of the last class, for models trained with an extra "outlier" class
+    (outlier exposure); higher = more OOD as is."""
+    return F.softmax(_as_logits(logits), dim=1)[:, -1]
+
+
 LOGIT_SCORES = {"msp": msp, "maxlogit": max_logit, "energy": energy, "entropy": entropy}
 
 

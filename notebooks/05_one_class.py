@@ -1,0 +1,72 @@
+# %% [markdown]
+# # One-class OOD detection
+#
+# **What you will learn:** how MOOD does when it may only see one class: for each Fashion-MNIST
+# class, pretrain with MIM on that class's training images, fine-tune on them (label smoothing 0.1,
+# full 10-way head), and score the other nine classes' test images by Mahalanobis distance.
+#
+# No external data is used anywhere, so the fair comparisons are methods that also use none.
+# Published Fashion-MNIST one-class mean AUROCs (quoted, not run here): GEOM (Golan & El-Yaniv
+# 2018) 93.5, GOAD (Bergman & Hoshen 2020) 94.1, rotation-prediction features with a one-class
+# SVM (Sohn et al. 2021) 94.6. MOOD itself reports its one-class results on CIFAR-10, CIFAR-100
+# and ImageNet-30 with a ViT pretrained on ImageNet-21k — external data — and claims a 5.7% gain
+# over the previous state of the art there (Li et al. 2023, abstract); those benchmarks are out of
+# reach offline, so that claim is not re-measured here.
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
+seed = 0  # seed of every stage
+results_dir = "results/cpu"  # where this chapter's tables are written
+classes = list(range(10))  # normal classes to run
+
+# %%
+import time
+
+import pandas as pd
+import seaborn as sns
+
+from mood.book import chapter_setup
+from mood.data import FMNIST_CLASSES
+from mood.metrics import save_results
+from mood.pipeline import run_mood
+
+prof = chapter_setup(profile, seed)
+ANCHORS = {"GEOM (2018)": 93.5, "GOAD (2020)": 94.1, "Sohn et al. (2021)": 94.6}  # published, no external data
+
+# %%
+rows = []
+t0 = time.perf_counter()
+for k in classes:
+    run = run_mood(f"one-class:{k}", prof)
+    rows.append({"class": FMNIST_CLASSES[k], **run.table.loc["other classes"].to_dict(),
+                 **{k2: round(v, 1) for k2, v in run.timings.items()}})
+per_class = pd.DataFrame(rows).set_index("class")
+per_class.loc["mean"] = per_class.mean()
+save_results(per_class, results_dir, "05_one_class")
+print(f"{len(classes)} classes in {time.perf_counter() - t0:.0f} s (0 s of training for cached backbones)")
+per_class.round(2)
+
+# %%
+ours = per_class.loc["mean", "AUROC"]
+compare = pd.DataFrame({"mean AUROC": {**ANCHORS, f"MOOD-style, this run ({prof.name})": ours},
+                        "source": {**{k: "published" for k in ANCHORS}, f"MOOD-style, this run ({prof.name})": "measured"}})
+save_results(compare, results_dir, "05_one_class_vs_anchors")
+compare
+
+# %%
+ax = sns.barplot(x=per_class.drop("mean")["AUROC"], y=per_class.drop("mean").index, color="tab:blue")
+for name, v in ANCHORS.items():
+    ax.axvline(v, ls="--", lw=1, color="grey")
+ax.axvline(ours, color="tab:red", lw=2, label=f"our mean {ours:.1f}")
+ax.set_xlim(min(50, per_class["AUROC"].min() - 5), 100)
+ax.set_xlabel("AUROC (%), dashed: published anchors")
+ax.legend(loc="lower left");
+
+# %% [markdown]
+# The verdict is printed from the numbers above, not written in advance:
+
+# %%
+best = max(ANCHORS.values())
+print(f"mean AUROC {ours:.1f} vs the best no-external-data anchor {best}: "
+      + ("beats every anchor." if ours > best else f"{best - ours:.1f} points below it — not replicated at this scale."))
+print(f"hardest class: {per_class.drop('mean')['AUROC'].idxmin()}, easiest: {per_class.drop('mean')['AUROC'].idxmax()}")

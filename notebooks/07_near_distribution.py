@@ -1,0 +1,40 @@
+# %% [markdown]
+# # Near-distribution OOD detection
+#
+# **What you will learn:** how MOOD does when the OOD images are clothing too. Six classes are known
+# (T-shirt/top, Trouser, Pullover, Dress, Sneaker, Bag); Coat, Sandal, Shirt and Ankle boot are
+# unknown, and the pretraining and fine-tuning never see them. Three unknowns have a look-alike in
+# the known set (Coat-Pullover, Shirt-T-shirt/top, Ankle boot-Sneaker) — the hardest cases.
+# MOOD reports +2.1% AUROC over the previous state of the art on its near-distribution benchmarks
+# (Li et al. 2023, abstract).
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
+seed = 0  # seed of every stage
+results_dir = "results/cpu"  # where this chapter's tables are written
+
+# %%
+from mood.book import chapter_setup
+from mood.metrics import save_results
+from mood.pipeline import id_accuracy, run_mood, score
+from mood.plots import score_histograms
+
+prof = chapter_setup(profile, seed)
+run = run_mood("near-split", prof)
+print(f"known-class test accuracy {id_accuracy(run.features):.2f}%")
+
+# %%
+save_results(run.table, results_dir, "07_near_distribution")
+run.table.round(2)
+
+# %%
+id_s, ood_s = score(run.features, "mahalanobis")
+score_histograms(id_s, ood_s, xlabel="Mahalanobis distance", log_x=True);
+
+# %% [markdown]
+# Unknown classes with a known twin should be harder than Sandal, which has none among the known
+# classes (its nearest, Sneaker, differs in shape). The measured order:
+
+# %%
+order = run.table.drop("mean")["AUROC"].sort_values()
+print(" < ".join(f"{k} {v:.1f}" for k, v in order.items()))
