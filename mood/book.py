@@ -58,12 +58,13 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, kernel: str
     return time.perf_counter() - t0
 
 
-def run(profile: str = "cpu", root: Path = REPO, only: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """Executes the chapters (those whose name contains ``only``) at ``profile`` into
-    ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times."""
+def run(profile: str = "cpu", root: Path = REPO, only: str | None = None, seed: int = 0,
+        notebooks: Path = NOTEBOOKS) -> pd.DataFrame:
+    """Executes the chapters of ``notebooks`` (those whose name contains ``only``) at ``profile``
+    into ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times."""
     os.environ.setdefault("MOOD_PROGRESS", "0")  # progress bars would fill the executed notebooks
     rows = []
-    for src in chapters():
+    for src in chapters(notebooks):
         if only and only not in src.name:
             continue
         out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"

@@ -133,7 +133,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu",
         model=ModelConfig("vit_tiny_p4"),
         pretrain=PretrainConfig(epochs=8, batch_size=256, max_images=20_000),
-        finetune=FinetuneConfig(epochs=4, batch_size=256, max_images=20_000),
+        finetune=FinetuneConfig(epochs=3, batch_size=256, max_images=20_000),
         eval=EvalConfig(max_fit=20_000, max_test=None, n_ood=2000),
         one_class={"pretrain": {"epochs": 8, "max_images": 3000}, "finetune": {"epochs": 2, "max_images": 3000},
                    "eval": {"n_ood": None}},

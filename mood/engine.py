@@ -23,10 +23,10 @@ import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay
 from timm.scheduler import CosineLRScheduler
 from torch import nn
-from tqdm.auto import tqdm
 
 from mood.metrics import atomic_write_text
 from mood.pretext import Rng
+from mood.progress import progress
 
 
 @dataclass
@@ -149,8 +149,7 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
         task.train()
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}", leave=False,
-                   mininterval=1.0, disable=os.environ.get("MOOD_PROGRESS", "1") == "0")
+        bar = progress(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}")
         for step in bar:
             idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
             with autocast:
@@ -166,7 +165,8 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
             sched.step_update(epoch * steps_per_epoch + step + 1)
             for k, v in {"loss": loss.item(), **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
                   "lr": max(g["lr"] for g in opt.param_groups), "seconds": seconds,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from mood.models import Backbone
+from mood.progress import progress
 
 
 @dataclass
@@ -52,8 +52,7 @@ def extract(backbone: Backbone, x: torch.Tensor, labels: torch.Tensor | None = N
     backbone.eval().to(device)
     feats, logits = [], []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for part in tqdm(x.split(batch_size), desc=desc, leave=False, mininterval=1.0,
-                     disable=os.environ.get("MOOD_PROGRESS", "1") == "0"):
+    for part in progress(x.split(batch_size), desc=desc):
         with autocast:
             f = backbone.features(part.to(device), pool=pool)
             logits.append(backbone.head(f).float().cpu())

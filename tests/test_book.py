@@ -1,0 +1,128 @@
+"""The book: every chapter runs under papermill at the smoke profile, the HTML builds with every
+chapter and its figures, a failing chapter is reported, a browser renders the pages."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from mood import book
+from mood.metrics import load_table
+
+pytestmark = [pytest.mark.book, pytest.mark.slow, pytest.mark.usefixtures("require_fmnist")]
+
+MIN_FIGURES = {"01": 2, "02": 3, "03": 2, "04": 3, "05": 1, "06": 1, "07": 1, "08": 2, "09": 0}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole book at the smoke profile, in a scratch copy of the book's sources."""
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(book.REPO / name, root / name)
+    shutil.copytree(book.REPO / "book", root / "book", ignore=shutil.ignore_patterns("chapters", "_build"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOOD_ARTIFACTS", str(root / "artifacts"))
+    try:
+        book.run("smoke", root=root)
+        book.build_html(root)
+    finally:
+        mp.undo()
+    return root
+
+
+def test_every_chapter_is_in_the_toc_and_has_a_parameters_cell() -> None:
+    toc = (book.REPO / "_toc.yml").read_text()
+    for src in book.chapters():
+        assert f"book/chapters/{src.stem}" in toc, src.name
+        nb = jupytext.read(src)
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, f"{src.name}: one cell tagged 'parameters'"
+        for name in ("profile", "seed", "results_dir"):
+            assert re.search(rf"^{name} = ", params[0].source, re.M), f"{src.name}: parameter {name}"
+    assert (book.REPO / "jupytext.toml").read_text().count("py:percent") == 1
+
+
+def test_chapters_write_results(built: Path) -> None:
+    res = built / "results" / "smoke"
+    for stem in ("05_one_class", "06_multi_class", "07_near_distribution", "08_few_shot", "09_claims"):
+        assert (res / f"{stem}.csv").exists() and (res / f"{stem}.json").exists(), stem
+    one = load_table(res / "05_one_class.csv")
+    assert len(one) == 11 and one["AUROC"].between(0, 100).all()  # ten classes and the mean
+    timings = load_table(res / "_timings.csv")
+    assert len(timings) == len(book.chapters())
+
+
+def test_html_has_every_chapter_with_its_figures(built: Path) -> None:
+    html = built / "_build" / "html"
+    assert (html / "index.html").exists()
+    for src in book.chapters():
+        page = (html / "book" / "chapters" / f"{src.stem}.html").read_text()
+        figures = len(re.findall(r"<img[^>]+src=\"[^\"]*_images/", page))
+        assert figures >= MIN_FIGURES[src.stem[:2]], f"{src.stem}: {figures} figures"
+        assert "Traceback" not in page, f"{src.stem}: an executed cell printed a traceback"
+
+
+def test_notebook_run_by_hand_matches_papermill(built: Path) -> None:
+    """A student's run (nbclient, from notebooks/, parameters edited by hand) gives papermill's table."""
+    res = built / "results" / "smoke" / "06_multi_class.csv"
+    by_papermill = res.read_text()
+    nb = jupytext.read(book.NOTEBOOKS / "06_multi_class.py")
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.replace('profile = "cpu"', 'profile = "smoke"').replace(
+                '"results/cpu"', '"results/smoke"')
+    (built / "notebooks").mkdir(exist_ok=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOOD_ARTIFACTS", str(built / "artifacts"))
+    try:
+        NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(built / "notebooks")}}).execute()
+    finally:
+        mp.undo()
+    assert res.read_text() == by_papermill
+
+
+def test_failing_chapter_is_named_and_kept(tmp_path: Path) -> None:
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    (src / "01_broken.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n'
+                                      "# %%\nx = 1\n# %%\nraise ValueError('boom')\n")
+    with pytest.raises(book.NotebookFailed, match=r"01_broken\.py: cell \d+ raised ValueError: boom") as err:
+        book.run("smoke", root=tmp_path, notebooks=src)
+    kept = tmp_path / "book" / "chapters" / "01_broken.ipynb"
+    assert str(kept) in str(err.value)
+    executed = nbformat.read(kept, as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.parametrize("page", ["index.html", "book/chapters/06_multi_class.html"])
+def test_browser_renders_pages(built: Path, page: str, tmp_path: Path) -> None:
+    exe = _chromium()
+    if exe is None:
+        if __import__("os").environ.get("CI"):
+            pytest.fail("chromium missing on CI: `make data` installs it")
+        pytest.skip("chromium not installed (make data installs it)")
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             "--window-size=1280,1600", "--virtual-time-budget=5000"]
+    url = (built / "_build" / "html" / page).as_uri()
+    proc = subprocess.run([exe, *flags, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    console_errors = [line for line in proc.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
+    assert not console_errors, console_errors
+    dom = subprocess.run([exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert "mood" in dom and "<article" in dom
