@@ -84,6 +84,48 @@ class EvalConfig:
 
 
 @dataclass
+class UnleashConfig:
+    """Unleashing Mask (Zhu et al. 2023): an ID classifier trained from scratch with every epoch kept,
+    then tuned with the loss floor ``|CE - b| + b``.
+
+    Args:
+        train: the from-scratch training (plain cross-entropy, no label smoothing).
+        tune: the extra epochs of UM, UMAP and the plain-CE control, starting from the final model.
+        models: backbones studied (presets of :data:`mood.models.MODEL_PRESETS` or timm names).
+        seeds: seeds of the whole study (training, masks, evaluation samples).
+        augment: random shift and flip while training and tuning.
+        floor: the loss floor ``b``; None estimates it with :func:`mood.unleash.estimate_floor`.
+        estimate_keep: fraction of each layer's weights kept when estimating ``b`` (official: 0.965).
+        estimate_images: training images whose mean CE estimates ``b`` (None = all used for training).
+        umap_keep: fraction of each layer's weights UMAP's learned mask keeps (official: 0.8).
+        umap_init: UMAP's initial scores, ``"magnitude"`` (start from magnitude pruning) or
+            ``"random"`` (edge-popup's random scores, as the official code).
+        umap_lr: peak learning rate of UMAP's mask scores.
+        eval_id: ID test images scored at every epoch and in the tables (None = all).
+        eval_ood: images per OOD set scored (None = all).
+        eval_fit: ID training images that fit Mahalanobis (None = all used for training).
+    """
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, lr=1e-3, warmup_epochs=1.0))
+    tune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=2e-4, warmup_epochs=0.0))
+    models: tuple[str, ...] = ("resnet10_narrow", "vit_tiny_p4")
+    seeds: tuple[int, ...] = (0,)
+    augment: bool = True
+    floor: float | None = None
+    estimate_keep: float = 0.965
+    estimate_images: int | None = None
+    umap_keep: float = 0.8
+    umap_init: str = "magnitude"
+    umap_lr: float = 1e-3
+    eval_id: int | None = 1000
+    eval_ood: int | None = 300
+    eval_fit: int | None = 2000
+
+    def with_seed(self, seed: int) -> "UnleashConfig":
+        return replace(self, train=replace(self.train, seed=seed), tune=replace(self.tune, seed=seed))
+
+
+@dataclass
 class Profile:
     """Every stage's configuration for one scale of run.
 
@@ -99,6 +141,9 @@ class Profile:
     eval: EvalConfig
     format: ImageFormat = field(default_factory=ImageFormat)
     one_class: dict[str, dict] = field(default_factory=dict)
+    ablation: dict[str, dict] = field(default_factory=dict)
+    ablation_seeds: tuple[int, ...] = (0,)
+    unleash: UnleashConfig = field(default_factory=UnleashConfig)
 
     def for_protocol(self, protocol: str) -> "Profile":
         """This profile with the overrides of ``protocol``'s kind applied."""
@@ -128,6 +173,13 @@ PROFILES: dict[str, Profile] = {
         eval=EvalConfig(max_fit=300, max_test=200, n_ood=100),
         one_class={"pretrain": {"max_images": 256}, "finetune": {"max_images": 256},
                    "eval": {"max_test": 300}},
+        ablation={"pretrain": {"epochs": 1, "max_images": 192}, "finetune": {"epochs": 1, "max_images": 192},
+                  "eval": {"max_fit": 192, "max_test": 150, "n_ood": 60}},
+        ablation_seeds=(0,),
+        unleash=UnleashConfig(train=TrainConfig(epochs=2, batch_size=64, max_images=192, warmup_epochs=0.5),
+                              tune=TrainConfig(epochs=1, batch_size=64, lr=2e-4, warmup_epochs=0.0),
+                              models=("resnet10_narrow", "vit_tiny_p4"),
+                              eval_id=64, eval_ood=24, eval_fit=64, estimate_images=64),
     ),
     "cpu": Profile(
         name="cpu",
@@ -137,6 +189,14 @@ PROFILES: dict[str, Profile] = {
         eval=EvalConfig(max_fit=20_000, max_test=None, n_ood=2000),
         one_class={"pretrain": {"epochs": 8, "max_images": 3000}, "finetune": {"epochs": 2, "max_images": 3000},
                    "eval": {"n_ood": None}},
+        ablation={"pretrain": {"epochs": 5, "max_images": 2000}, "finetune": {"epochs": 2, "max_images": 2000},
+                  "eval": {"max_fit": 2000, "max_test": 2000, "n_ood": 500}},
+        ablation_seeds=(0, 1),
+        # Few images and many epochs: the late, memorising stage UM is about comes within the budget.
+        unleash=UnleashConfig(train=TrainConfig(epochs=12, batch_size=128, max_images=3000, lr=1e-3),
+                              tune=TrainConfig(epochs=2, batch_size=128, lr=2e-4, warmup_epochs=0.0),
+                              models=("resnet10_narrow", "vit_tiny_p4"), seeds=(0, 1),
+                              eval_id=500, eval_ood=200, eval_fit=1000),
     ),
     "gpu": Profile(
         name="gpu",
@@ -145,6 +205,13 @@ PROFILES: dict[str, Profile] = {
         finetune=FinetuneConfig(epochs=20, batch_size=512, max_images=None, lr=5e-4, warmup_epochs=2),
         eval=EvalConfig(max_fit=None, max_test=None, n_ood=None),
         one_class={"pretrain": {"epochs": 80}, "finetune": {"epochs": 10}, "eval": {"n_ood": None}},
+        ablation={"pretrain": {"epochs": 30, "max_images": 20_000}, "finetune": {"epochs": 10, "max_images": 20_000},
+                  "eval": {"max_fit": 20_000, "n_ood": 2000}},
+        ablation_seeds=(0, 1, 2),
+        unleash=UnleashConfig(train=TrainConfig(epochs=60, batch_size=256, max_images=None, lr=1e-3, warmup_epochs=3),
+                              tune=TrainConfig(epochs=10, batch_size=256, lr=2e-4, warmup_epochs=0.0),
+                              models=("resnet18_small", "vit_small_p4"), seeds=(0, 1, 2),
+                              eval_id=None, eval_ood=2000, eval_fit=20_000),
     ),
 }
 

@@ -484,3 +484,31 @@ def split_disjoint(s: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSe
     order = np.random.default_rng(seed).permutation(len(s))
     k = int(round(fraction * len(s)))
     return s.subset(order[:k], f"{s.name}/a"), s.subset(order[k:], f"{s.name}/b")
+
+
+def concat(sets: Sequence[ImageSet], fmt: ImageFormat, name: str, relabel: bool = True) -> ImageSet:
+    """One set from several of different sizes and channel counts, each first brought to ``fmt``'s
+    size and channels (still ``uint8``). With ``relabel`` each part's labels are shifted past the
+    previous part's (unlabelled parts get one label of their own), so the union is a classification
+    task. The origin names every part, so the cache tells corpora apart."""
+    images, labels, ids, classes, offset = [], [], [], [], 0
+    for s in sets:
+        images.append(from_tensor(to_tensor(s, fmt), fmt))
+        lab = s.labels if (s.labels >= 0).all() else np.zeros(len(s), dtype=np.int64)
+        n_cls = int(lab.max()) + 1
+        labels.append(lab + offset if relabel else s.labels)
+        names = s.classes if len(s.classes or ()) >= n_cls else (("all",) if n_cls == 1 else tuple(map(str, range(n_cls))))
+        classes += [f"{s.name}:{c}" for c in names[:n_cls]]
+        offset += n_cls
+        ids.append(s.ids)
+    origin = "concat(" + ",".join(f"{s.origin}#{hash_ids(s.ids)}" for s in sets) + ")"
+    return ImageSet(name=name, images=np.concatenate(images), labels=np.concatenate(labels),
+                    ids=np.arange(sum(len(s) for s in sets)), origin=origin,
+                    source=" + ".join(s.name for s in sets), classes=tuple(classes))
+
+
+def hash_ids(ids: np.ndarray) -> str:
+    """A short content hash of an id array."""
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()[:12]

@@ -23,6 +23,8 @@ MODEL_PRESETS: dict[str, dict] = {
     "vit_small_p4": dict(patch_size=4, embed_dim=192, depth=6, num_heads=3),
     "vit_s_p4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),  # ViT-S/4: the gpu profile
     "resnet18_small": dict(resnet="resnet18"),
+    "resnet10_small": dict(resnet="resnet10t"),  # a lighter ResNet for CPU ablations
+    "resnet10_narrow": dict(resnet="resnet10t", channels=(32, 64, 128, 256)),  # half width: ~ViT-tiny's cost on CPU
 }
 POOLS = ("mean", "cls")
 
@@ -55,9 +57,10 @@ def _build_net(cfg: ModelConfig) -> nn.Module:
         return VisionTransformer(img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
                                  global_pool="avg", fc_norm=False, drop_path_rate=cfg.drop_path, **preset)
     if preset is not None:
-        net = timm.create_model(preset["resnet"], in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+        extra = {k: v for k, v in preset.items() if k != "resnet"}
+        net = timm.create_model(preset["resnet"], in_chans=cfg.in_chans, num_classes=cfg.num_classes, **extra)
         # ImageNet's stem divides 28 px by 4 before the first stage; keep full resolution instead.
-        net.conv1 = nn.Conv2d(cfg.in_chans, net.conv1.out_channels, 3, 1, 1, bias=False)
+        net.conv1 = nn.Conv2d(cfg.in_chans, net.bn1.num_features, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
         return net
     if not timm.is_model(cfg.name):

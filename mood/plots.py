@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 import torch
 from sklearn.decomposition import PCA
@@ -151,5 +152,39 @@ def feature_scatter(fit: torch.Tensor, id_test: torch.Tensor, ood: Mapping[str, 
     ax.set_xlabel("PC 1 of ID features")
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=8, markerscale=3)
+    fig.tight_layout()
+    return fig
+
+
+def stage_figure(curve: pd.DataFrame, floors: Mapping[str, float] | None = None,
+                 scores: Sequence[str] = ("msp", "energy", "odin")) -> plt.Figure:
+    """Unleashing Mask's intermediate stages, one column per backbone (``curve["model"]``).
+
+    Top: mean AUROC over the OOD sets of each score by epoch (mean over seeds, band = sd), the
+    best epoch of the first score marked. Bottom: training loss and ID test accuracy by epoch, with
+    the estimated loss floor ``floors[model]`` (mean over seeds) dashed.
+    """
+    models = list(dict.fromkeys(curve["model"]))
+    fig, axes = plt.subplots(2, len(models), figsize=(5.2 * len(models), 6.4), sharex="col", squeeze=False)
+    for j, model in enumerate(models):
+        c = curve[curve["model"] == model]
+        top, bottom = axes[0, j], axes[1, j]
+        long = c.melt(id_vars=["epoch", "seed"], value_vars=[f"{s} AUROC" for s in scores], var_name="score",
+                      value_name="AUROC")
+        sns.lineplot(data=long, x="epoch", y="AUROC", hue="score", errorbar="sd", marker="o", ax=top)
+        mean = c.groupby("epoch")[f"{scores[0]} AUROC"].mean()
+        top.axvline(mean.idxmax(), ls=":", color="tab:green", label=f"best {scores[0]} epoch")
+        top.axvline(mean.index.max(), ls="--", color="grey", label="last epoch")
+        top.set_title(model)
+        top.legend(fontsize=8)
+        sns.lineplot(data=c, x="epoch", y="train loss", errorbar="sd", color="tab:blue", label="train loss", ax=bottom)
+        if floors and model in floors:
+            bottom.axhline(floors[model], ls="--", color="tab:red", label=f"UM floor b = {floors[model]:.3f}")
+        bottom.set_ylabel("train CE")
+        acc = bottom.twinx()
+        sns.lineplot(data=c, x="epoch", y="ID acc", errorbar="sd", color="tab:orange", ax=acc)
+        acc.set_ylabel("ID test accuracy (%)", color="tab:orange")
+        acc.grid(False)
+        bottom.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig

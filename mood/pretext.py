@@ -48,26 +48,39 @@ class Rng:
         return cls(np.random.default_rng(s), torch.Generator().manual_seed(s))
 
 
+def loss_floor(loss: torch.Tensor, floor: float | None) -> torch.Tensor:
+    """``|loss - b| + b`` (Ishida et al. 2020's flooding; Unleashing Mask's UM loss with an estimated
+    ``b``): equal to ``loss`` above the floor ``b``, mirrored below it, so gradient descent lowers
+    the loss while it is above ``b`` and raises it once it falls below. ``floor=None`` is ``loss``."""
+    return loss if floor is None else (loss - floor).abs() + floor
+
+
 class Classification(nn.Module):
     """Cross-entropy on the backbone's logits, with label smoothing and optional light augmentation.
-    Serves as the recognition pretext task and as the fine-tuning objective.
+    Serves as the recognition pretext task, as the fine-tuning objective and, with ``floor``, as
+    Unleashing Mask's tuning objective.
 
     Args:
         backbone: the model; its head must have as many outputs as there are classes.
         label_smoothing: mass spread uniformly over all classes (MOOD fine-tunes with 0.1).
         augment: shift-and-flip each batch (:func:`mood.augment.finetune_view`).
+        floor: the batch-mean cross-entropy is floored at this value (:func:`loss_floor`).
     """
 
-    def __init__(self, backbone: Backbone, label_smoothing: float = 0.0, augment: bool = True) -> None:
+    def __init__(self, backbone: Backbone, label_smoothing: float = 0.0, augment: bool = True,
+                 floor: float | None = None) -> None:
         super().__init__()
-        self.backbone, self.label_smoothing, self.augment = backbone, label_smoothing, augment
+        self.backbone, self.label_smoothing, self.augment, self.floor = backbone, label_smoothing, augment, floor
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
         if self.augment:
             x = augment.finetune_view(x, rng.torch_gen)
         logits = self.backbone(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-        return loss, {"acc": (logits.argmax(1) == y).float().mean().item()}
+        ce = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        metrics = {"acc": (logits.argmax(1) == y).float().mean().item()}
+        if self.floor is not None:
+            metrics["ce"] = ce.item()
+        return loss_floor(ce, self.floor), metrics
 
 
 class BeitMIM(nn.Module):

@@ -56,3 +56,11 @@ def test_errors() -> None:
         rn.features(torch.randn(1, 1, 28, 28), pool="cls")
     with pytest.raises(ValueError, match="mean, cls"):
         create_backbone("vit_tiny_p4").features(torch.randn(1, 1, 28, 28), pool="max")
+
+
+def test_small_resnets_keep_full_resolution_and_narrow_halves_the_width() -> None:
+    wide, narrow = create_backbone("resnet10_small"), create_backbone("resnet10_narrow")
+    assert (wide.embed_dim, narrow.embed_dim) == (512, 256)
+    for bb in (wide, narrow):
+        assert bb.net.conv1.stride == (1, 1) and isinstance(bb.net.maxpool, torch.nn.Identity)
+        assert bb.net.forward_features(torch.randn(1, 1, 28, 28)).shape[-1] == 4  # 28 -> 28, 14, 7, 4

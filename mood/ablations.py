@@ -1,0 +1,174 @@
+"""Ablations: the MOOD pipeline with one knob changed, over protocols and seeds.
+
+A :class:`Variant` names the knob's setting; :func:`run_grid` runs every (variant, protocol, seed)
+at the profile's ablation scale (``Profile.ablation``: smaller than the main chapters, so that all
+ablations fit the book's time budget) and returns one row per run; :func:`mean_std` turns that
+into the chapters' tables. Runs share the artifact cache with each other and with the main
+chapters, so a variant that only changes the score reuses the trained backbone.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from mood.config import Profile, override
+from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
+from mood.metrics import results_table
+from mood.pipeline import Cache, ProtocolFeatures, extract_protocol, finetune, id_accuracy, pretrain, score, setup
+from mood.protocols import Protocol
+from mood.scores import odin
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One setting of an ablation; ``None`` keeps the profile's value.
+
+    Args:
+        name: row label in the tables.
+        pretext: pretext task (:data:`mood.pretext.PRETEXTS`).
+        model: backbone preset or timm name.
+        finetune: fine-tune on the ID labels after pretraining.
+        label_smoothing: fine-tuning label smoothing.
+        intermediate: pretrain on a broader offline corpus and fine-tune on its labels before the ID
+            fine-tuning (MOOD's intermediate fine-tuning on ImageNet-21k, scaled down).
+        mask_ratio: masked fraction of patches (MIM pretext tasks).
+        mask_kind: ``"block"`` or ``"random"``.
+        pretrain_epochs: pretraining length.
+        detector: OOD score (:data:`mood.scores.DETECTORS`).
+        pool: ``"mean"`` or ``"cls"`` features.
+        normalize: L2-normalise features before Mahalanobis.
+    """
+
+    name: str
+    pretext: str | None = None
+    model: str | None = None
+    finetune: bool = True
+    label_smoothing: float | None = None
+    intermediate: bool = False
+    mask_ratio: float | None = None
+    mask_kind: str | None = None
+    pretrain_epochs: int | None = None
+    detector: str = "mahalanobis"
+    pool: str = "mean"
+    normalize: bool = False
+
+
+def ablation_profile(prof: Profile, seed: int = 0) -> Profile:
+    """``prof`` at its ablation scale (``prof.ablation`` overrides) with ``seed``."""
+    p = copy.deepcopy(prof).with_seed(seed)
+    p.pretrain = override(p.pretrain, **prof.ablation.get("pretrain", {}))
+    p.finetune = override(p.finetune, **prof.ablation.get("finetune", {}))
+    p.eval = override(p.eval, **prof.ablation.get("eval", {}))
+    return p
+
+
+def configure(prof: Profile, v: Variant) -> Profile:
+    """The profile with the variant's knobs applied."""
+    p = copy.deepcopy(prof)
+    pre = {k: val for k, val in (("pretext", v.pretext), ("mask_ratio", v.mask_ratio), ("mask_kind", v.mask_kind),
+                                 ("epochs", v.pretrain_epochs)) if val is not None}
+    p.pretrain = override(p.pretrain, **pre)
+    if v.label_smoothing is not None:
+        p.finetune = override(p.finetune, label_smoothing=v.label_smoothing)
+    if v.model is not None:
+        p.model.name = v.model
+    p.eval = override(p.eval, pool=v.pool, normalize=v.normalize)
+    return p
+
+
+def intermediate_corpus(protocol: Protocol, prof: Profile, seed: int = 0) -> ImageSet:
+    """The protocol's training images plus MNIST and texture/photo patches, as one labelled set.
+
+    Only for protocols whose OOD test images are Fashion-MNIST classes (one-class, near-split):
+    with the offline OOD sets as test data, pretraining on them would be training on the test
+    distribution.
+    """
+    if not protocol.name.startswith(("one-class", "near")):
+        raise ValueError(f"intermediate pretraining uses MNIST and image patches, which are OOD test sets of "
+                         f"{protocol.name}; use it with one-class or near-distribution protocols")
+    n = prof.pretrain.max_images or len(protocol.train)
+    extra = [load_mnist(n // 2, seed), load_textures(n // 4, seed + 101), load_photos(n // 4, seed + 202)]
+    own = protocol.train.sample(n, seed)
+    return concat([own, *extra], prof.format, name=f"corpus[{protocol.name}]")
+
+
+def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache):
+    """Pretrain (+ intermediate) (+ fine-tune) as the variant says; returns the scored model."""
+    if v.intermediate:
+        corpus = intermediate_corpus(protocol, p, p.pretrain.seed)
+        pre = pretrain(corpus, replace(p.model, num_classes=int(corpus.labels.max()) + 1), p.pretrain, p.format, cache)
+        pre = finetune(pre, corpus, p.finetune, int(corpus.labels.max()) + 1, p.format, cache)
+    else:
+        pre = pretrain(protocol.train, p.model, p.pretrain, p.format, cache)
+    if not v.finetune:
+        return pre
+    return finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format, cache)
+
+
+def score_variant(v: Variant, trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
+    """OOD scores of ID test and each OOD set for ``v.detector`` (ODIN re-runs the model)."""
+    if v.detector == "odin":
+        from mood.data import to_tensor
+
+        def images(s: ImageSet, limit: int | None):
+            s = s.sample(limit, 0) if limit is not None and limit < len(s) else s
+            return to_tensor(s, p.format)
+
+        model = trained.backbone
+        return (odin(model, images(protocol.id_test, p.eval.max_test)),
+                {k: odin(model, images(s, p.eval.n_ood)) for k, s in protocol.ood_test.items()})
+    return score(feats, v.detector, backbone=trained.backbone, normalize=v.normalize)
+
+
+def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None) -> dict:
+    """One (variant, protocol, seed) at the ablation scale: a row of mean AUROC / FPR95 over the
+    protocol's OOD sets, ID accuracy and wall time."""
+    cache = cache or Cache()
+    t0 = time.perf_counter()
+    protocol, p = setup(protocol_name, prof)
+    p = configure(ablation_profile(p, seed), v)  # the ablation scale wins over per-protocol overrides
+    trained = _train(v, protocol, p, cache)
+    feats = extract_protocol(trained, protocol, p.eval, p.format, cache)
+    id_s, ood_s = score_variant(v, trained, protocol, feats, p)
+    table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
+    return {"variant": v.name, "protocol": protocol_name, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
+            "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
+            "seconds": time.perf_counter() - t0}
+
+
+def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], prof: Profile,
+             cache: Cache | None = None) -> pd.DataFrame:
+    """Every variant on every protocol with every seed: one row per run."""
+    rows = [run_variant(v, proto, prof, seed, cache) for v in variants for proto in protocols for seed in seeds]
+    return pd.DataFrame(rows)
+
+
+def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None = None) -> pd.DataFrame:
+    """``"mean ± std"`` of ``value`` over seeds: variants as rows, protocols as columns."""
+    g = runs.groupby(["variant", "protocol"], sort=False)[value]
+    stats = g.agg(["mean", "std", "count"]).reset_index()
+    stats["cell"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}" for m, s, c in zip(stats["mean"], stats["std"].fillna(0), stats["count"])]
+    table = stats.pivot(index="variant", columns="protocol", values="cell")
+    return table.loc[order or list(dict.fromkeys(runs["variant"]))][list(dict.fromkeys(runs["protocol"]))]
+
+
+def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = True) -> str:
+    """Prose: the best variant per protocol, its margin over the runner-up, and whether that margin
+    exceeds the seeds' spread (the larger of the two standard deviations)."""
+    lines = []
+    for proto, df in runs.groupby("protocol", sort=False):
+        s = df.groupby("variant", sort=False)[value].agg(["mean", "std"]).fillna(0.0)
+        s = s.sort_values("mean", ascending=not higher_is_better)
+        if len(s) < 2:
+            continue
+        (best, b), (second, r) = list(s.iterrows())[:2]
+        gap, spread = abs(b["mean"] - r["mean"]), max(b["std"], r["std"])
+        sure = "larger than" if gap > 2 * spread and spread > 0 else ("no seed spread to compare (one seed)" if spread == 0 else "within")
+        lines.append(f"{proto}: {best} leads with {b['mean']:.2f} {value}, {gap:.2f} ahead of {second} — "
+                     + (sure if sure.startswith("no seed") else f"{sure} twice the seeds' spread ({spread:.2f})"))
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+# %% [markdown]
+# # Ablation: the architecture
+#
+# **What you will learn:** whether the ViT matters, or whether a convolutional network trained the
+# same way does as well. MOOD pairs MIM with ViTs; a ResNet has no patch tokens, so it cannot take
+# BEiT's masked-token pretraining, and is compared on the pretext tasks both can run.
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
+seed = 0  # first seed; the profile's ablation_seeds are used
+results_dir = "results/cpu"  # where this chapter's tables are written
+resnet = "resnet10_small"  # resnet10_small (CPU) or resnet18_small
+
+# %%
+import seaborn as sns
+
+from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.book import chapter_setup
+from mood.metrics import save_results
+
+prof = chapter_setup(profile, seed)
+seeds = [seed + s for s in prof.ablation_seeds]
+protocols = ["multi-class", "near-split"]
+variants = [Variant("ViT + BEiT MIM", pretext="beit"),
+            Variant("ViT + classification", pretext="classification"),
+            Variant("ViT, no pretraining", pretext="none"),
+            Variant("ResNet + classification", pretext="classification", model=resnet),
+            Variant("ResNet, no pretraining", pretext="none", model=resnet)]
+
+# %%
+runs = run_grid(variants, protocols, seeds, prof)
+save_results(runs.set_index("variant"), results_dir, "11_architecture_runs")
+table = mean_std(runs)
+save_results(table, results_dir, "11_architecture")
+table
+
+# %%
+ax = sns.barplot(data=runs, y="variant", x="AUROC", hue="protocol", errorbar="sd")
+ax.set_xlim(max(0, runs["AUROC"].min() - 5), 100);
+
+# %% [markdown]
+# ## Verdict
+
+# %%
+print(verdict(runs))
+acc = runs.groupby("variant", sort=False)[["ID acc", "seconds"]].mean().round(1)
+save_results(acc, results_dir, "11_architecture_cost")
+acc

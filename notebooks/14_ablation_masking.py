@@ -1,0 +1,44 @@
+# %% [markdown]
+# # Ablation: masking and pretraining length
+#
+# **What you will learn:** how the BEiT-style pretraining depends on how much is hidden (mask ratio
+# 0.2 to 0.75), how it is hidden (blocks, as BEiT, or scattered patches) and how long it runs.
+# Scored on the near-distribution protocol, the one where the representation matters most.
+
+# %% tags=["parameters"]
+profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
+seed = 0  # first seed; the profile's ablation_seeds are used
+results_dir = "results/cpu"  # where this chapter's tables are written
+protocol = "near-split"  # the protocol scored
+
+# %%
+import seaborn as sns
+
+from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.book import chapter_setup
+from mood.metrics import save_results
+
+prof = chapter_setup(profile, seed)
+seeds = [seed + s for s in prof.ablation_seeds]
+epochs = prof.ablation["pretrain"]["epochs"]
+variants = [*(Variant(f"block, ratio {r}", pretext="beit", mask_ratio=r, mask_kind="block") for r in (0.2, 0.4, 0.6, 0.75)),
+            Variant("random, ratio 0.4", pretext="beit", mask_ratio=0.4, mask_kind="random"),
+            Variant(f"block 0.4, {max(1, epochs // 2)} epochs", pretext="beit", mask_ratio=0.4, pretrain_epochs=max(1, epochs // 2)),
+            Variant(f"block 0.4, {2 * epochs} epochs", pretext="beit", mask_ratio=0.4, pretrain_epochs=2 * epochs)]
+
+# %%
+runs = run_grid(variants, [protocol], seeds, prof)
+save_results(runs.set_index("variant"), results_dir, "14_masking_runs")
+table = mean_std(runs)
+save_results(table, results_dir, "14_masking")
+table
+
+# %%
+ax = sns.pointplot(data=runs, y="variant", x="AUROC", errorbar="sd", linestyles="none")
+ax.set_xlabel(f"mean AUROC on {protocol}");
+
+# %% [markdown]
+# ## Verdict
+
+# %%
+print(verdict(runs))

@@ -1,0 +1,66 @@
+"""Ablations: knobs reach the stage configs, corpora concatenate cleanly, tables and verdicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mood.ablations import Variant, ablation_profile, configure, intermediate_corpus, mean_std, verdict
+from mood.config import get_profile
+from mood.data import ImageFormat, concat, from_array
+from mood.protocols import Protocol
+
+
+def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
+    prof = ablation_profile(get_profile("smoke"), seed=3)
+    assert prof.pretrain.seed == prof.finetune.seed == 3
+    assert prof.pretrain.max_images == prof.ablation["pretrain"]["max_images"]
+    v = Variant("x", pretext="mae", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="random",
+                pretrain_epochs=4, pool="cls", normalize=True)
+    p = configure(prof, v)
+    assert (p.pretrain.pretext, p.pretrain.mask_ratio, p.pretrain.mask_kind, p.pretrain.epochs) == ("mae", 0.5, "random", 4)
+    assert (p.finetune.label_smoothing, p.model.name, p.eval.pool, p.eval.normalize) == (0.0, "resnet10_narrow", "cls", True)
+    assert p.finetune.epochs == prof.finetune.epochs and prof.pretrain.pretext == "beit"  # the input is not changed
+    same = configure(prof, Variant("default"))
+    assert same.pretrain == prof.pretrain and same.finetune == prof.finetune
+
+
+def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:
+    fmt = ImageFormat()
+    a = from_array("a", np.zeros((4, 28, 28), np.uint8), np.array([0, 1, 2, 1]))
+    b = from_array("b", np.full((3, 32, 32, 3), 200, np.uint8))  # unlabelled, RGB, another size
+    c = concat([a, b], fmt, name="ab")
+    assert c.images.shape == (7, 28, 28, 1) and c.images.dtype == np.uint8
+    assert list(c.labels) == [0, 1, 2, 1, 3, 3, 3]  # b's images get one class of their own, after a's
+    assert len(c.classes) == 4 and list(c.ids) == list(range(7))
+    assert c.origin != concat([a, b.subset([0, 1])], fmt, name="ab").origin  # the cache tells corpora apart
+    assert list(concat([a, a], fmt, name="aa", relabel=False).labels) == [0, 1, 2, 1] * 2
+
+
+def test_intermediate_corpus_refuses_protocols_that_score_its_images() -> None:
+    x = from_array("x", np.zeros((2, 28, 28), np.uint8), np.array([0, 1]))
+    multi = Protocol("multi-class", x, x, {"mnist": x}, 2, ("a", "b"))
+    with pytest.raises(ValueError, match="OOD test sets of multi-class"):
+        intermediate_corpus(multi, get_profile("smoke"))
+
+
+def _runs() -> pd.DataFrame:
+    rows = [("A", "p", 0, 90.0), ("A", "p", 1, 92.0), ("B", "p", 0, 80.0), ("B", "p", 1, 81.0),
+            ("A", "q", 0, 70.0), ("A", "q", 1, 71.0), ("B", "q", 0, 70.5), ("B", "q", 1, 71.5)]
+    return pd.DataFrame(rows, columns=["variant", "protocol", "seed", "AUROC"])
+
+
+def test_mean_std_table() -> None:
+    table = mean_std(_runs())
+    assert list(table.index) == ["A", "B"] and list(table.columns) == ["p", "q"]
+    assert table.loc["A", "p"] == f"91.00 ± {np.std([90, 92], ddof=1):.2f}"
+    one_seed = mean_std(_runs()[_runs()["seed"] == 0])
+    assert one_seed.loc["B", "p"] == "80.00"
+
+
+def test_verdict_weighs_the_gap_against_the_seed_spread() -> None:
+    lines = verdict(_runs()).splitlines()
+    assert lines[0].startswith("p: A leads with 91.00 AUROC, 10.50 ahead of B") and "larger than" in lines[0]
+    assert lines[1].startswith("q: B leads") and "within twice the seeds' spread" in lines[1]
+    assert "one seed" in verdict(_runs()[_runs()["seed"] == 0])

@@ -1,0 +1,219 @@
+"""Unleashing Mask: the floored loss and its gradient, the floor estimate, weight masks, UM and UMAP."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mood.config import UnleashConfig
+from mood.data import from_array
+from mood.engine import TrainConfig
+from mood.models import create_backbone
+from mood.pipeline import Cache
+from mood.pretext import Classification, Rng
+from mood.unleash import (EvalSets, add_masks, bake_masks, effect, estimate_floor, kept_fraction, maskable_layers,
+                          stage_curve, summarize, train_stages, tune, um_loss)
+
+
+def _toy(n: int = 96, seed: int = 0):
+    """Ten classes of 28 px images: class k is a bright square at position k, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 10
+    img = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
+    for i, k in enumerate(y):
+        r, c = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
+        img[i, r:r + 6, c:c + 5] = 250
+    return from_array(f"toy{seed}", img, y)
+
+
+def _cfg(**kw) -> UnleashConfig:
+    fast = dict(batch_size=32, device="cpu", warmup_epochs=0.0)
+    return UnleashConfig(train=TrainConfig(epochs=3, lr=2e-3, **fast), tune=TrainConfig(epochs=2, lr=1e-3, **fast),
+                         augment=False, **kw)
+
+
+# -- the loss ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("floor_above", [True, False])
+def test_um_loss_value_and_gradient_sign(floor_above: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 10, generator=g, requires_grad=True)
+    y = torch.randint(0, 10, (16,), generator=g)
+    ce = F.cross_entropy(logits, y)
+    b = ce.item() + (0.5 if floor_above else -0.5)
+    loss = um_loss(logits, y, b)
+    grad_um, = torch.autograd.grad(loss, logits)
+    grad_ce, = torch.autograd.grad(F.cross_entropy(logits, y), logits)
+    if floor_above:  # below the floor: mirrored, so a descent step raises the CE
+        assert loss.item() == pytest.approx(2 * b - ce.item())
+        assert torch.allclose(grad_um, -grad_ce)
+    else:  # above the floor: plain CE
+        assert loss.item() == pytest.approx(ce.item())
+        assert torch.allclose(grad_um, grad_ce)
+    assert loss.item() >= b - 1e-6
+
+
+def test_classification_applies_the_floor_only_when_asked() -> None:
+    torch.manual_seed(0)
+    net = create_backbone("vit_tiny_p4", drop_path=0.0).eval()
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
+    plain, m_plain = Classification(net, augment=False).loss(x, y, Rng.seeded(0))
+    floored, m = Classification(net, augment=False, floor=plain.item() + 1.0).loss(x, y, Rng.seeded(0))
+    assert "ce" not in m_plain and m["ce"] == pytest.approx(plain.item())
+    assert floored.item() == pytest.approx(plain.item() + 2.0)
+
+
+# -- masks ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["vit_tiny_p4", "resnet10_narrow"])
+@pytest.mark.parametrize("init", ["random", "magnitude"])
+def test_masks_keep_the_asked_fraction_of_every_layer(name: str, init: str) -> None:
+    torch.manual_seed(0)
+    net = create_backbone(name)
+    before = {id(m): m.weight.detach().clone() for m in maskable_layers(net)}
+    masks = add_masks(net, keep=0.8, init=init, seed=1)
+    assert len(masks) == len(before) > 3
+    for layer, mask in zip(maskable_layers(net), masks):
+        kept = int(mask.mask().sum())
+        assert kept == max(1, round(0.8 * layer.weight.numel()))
+        w0 = layer.parametrizations.weight.original
+        assert torch.equal(layer.weight, w0 * mask.mask())  # the forward sees masked weights
+    if init == "magnitude":  # the largest weights are the ones kept
+        layer, mask = maskable_layers(net)[1], masks[1]
+        w, m = layer.parametrizations.weight.original.abs(), mask.mask().bool()
+        assert w[m].min() >= w[~m].max()
+    bake_masks(net)
+    assert kept_fraction(net) == pytest.approx(0.8, abs=0.01)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in maskable_layers(net))
+
+
+def test_random_masks_differ_by_seed_and_reject_bad_keep() -> None:
+    net = create_backbone("resnet10_narrow")
+    a = add_masks(copy.deepcopy(net), 0.5, "random", seed=0)[0].mask()
+    b = add_masks(copy.deepcopy(net), 0.5, "random", seed=1)[0].mask()
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"keep must lie in \(0, 1\]"):
+        add_masks(net, 1.5)
+    with pytest.raises(ValueError, match="unknown mask init"):
+        add_masks(net, 0.5, init="lottery")
+
+
+def test_estimate_floor() -> None:
+    torch.manual_seed(0)
+    net = create_backbone("resnet10_narrow").eval()
+    x, y = torch.randn(40, 1, 28, 28), torch.arange(40) % 10
+    state = copy.deepcopy(net.state_dict())
+    with torch.no_grad():
+        plain = F.cross_entropy(net(x), y).item()
+    assert estimate_floor(net, x, y, keep=1.0, batch_size=16) == pytest.approx(plain, rel=1e-5)
+    b1, b2 = estimate_floor(net, x, y, keep=0.9, seed=3), estimate_floor(net, x, y, keep=0.9, seed=3)
+    assert b1 == b2 and b1 != pytest.approx(plain)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())  # the model is left as it was
+
+
+# -- the stages -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory: pytest.TempPathFactory):
+    from mood.models import ModelConfig
+
+    cache = Cache(tmp_path_factory.mktemp("cache"))
+    cfg = _cfg()
+    data = _toy()
+    return train_stages(data, ModelConfig("vit_tiny_p4", drop_path=0.0), cfg, cache=cache), data, cfg, cache
+
+
+def test_every_epoch_is_kept_and_the_curve_has_a_row_each(stages, tmp_path: Path) -> None:
+    st, data, cfg, cache = stages
+    assert [p.exists() for p in st.epochs] == [True] * cfg.train.epochs
+    assert len(st.final.history) == cfg.train.epochs and st.final.history[-1]["loss"] < st.final.history[0]["loss"]
+    last = torch.load(st.epochs[-1], weights_only=True)
+    assert all(torch.equal(v, st.final.backbone.state_dict()[k]) for k, v in last.items())
+    from mood.data import to_tensor
+
+    ood = torch.randn(30, 1, 28, 28)
+    sets = EvalSets(to_tensor(data), torch.from_numpy(data.labels), {"noise": ood}, to_tensor(data))
+    curve = stage_curve(st, sets, cache_file=tmp_path / "curve.csv")
+    assert list(curve["epoch"]) == [1, 2, 3]
+    for col in ("train loss", "ID acc", "msp AUROC", "energy FPR95", "odin AUROC"):
+        assert curve[col].between(0, 100).all() if col != "train loss" else (curve[col] > 0).all(), col
+    assert stage_curve(st, sets, cache_file=tmp_path / "curve.csv").equals(pd.read_csv(tmp_path / "curve.csv"))
+    again = train_stages(data, st.final.backbone.cfg, cfg, cache=cache)  # cached: nothing trains
+    assert again.final.seconds == 0.0 and again.final.history == st.final.history
+
+
+def test_um_keeps_the_loss_above_the_floor(stages) -> None:
+    st, data, cfg, cache = stages
+    floor = st.final.history[-1]["loss"] * 2.0  # a floor above where plain CE has already got
+    um = tune(st.final, data, "um", floor, cfg, cache=cache)
+    assert all(r["loss"] >= floor for r in um.history)
+    assert all(r["ce"] < r["loss"] for r in um.history)  # under the floor: the reported loss is the mirror
+    start = st.final.backbone.state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in um.backbone.state_dict().items())
+    ce = tune(st.final, data, "ce", None, cfg, cache=cache)
+    assert "ce" not in ce.history[0] and ce.run_dir != um.run_dir
+
+
+def test_umap_learns_only_a_mask(stages) -> None:
+    st, data, cfg, cache = stages
+    cfg = _cfg(umap_keep=0.8, umap_init="magnitude", umap_lr=0.05)
+    out = tune(st.final, data, "umap", st.final.history[-1]["loss"], cfg, cache=cache)
+    start, end = st.final.backbone, out.backbone
+    masked = {name for name, m in start.named_modules() if m in maskable_layers(start)}
+    changed_mask = False
+    after = dict(end.named_parameters())
+    assert sorted(after) == sorted(n for n, _ in start.named_parameters())
+    for name, a in start.named_parameters():
+        b = after[name]
+        layer = name.rsplit(".", 1)[0]
+        if layer in masked and name.endswith("weight"):
+            keep = b != 0
+            assert torch.equal(b[keep], a[keep]), name  # surviving weights are untouched
+            assert keep.float().mean().item() == pytest.approx(0.8, abs=0.01), name
+            magnitude = a.abs() >= a.abs().flatten().kthvalue(a.numel() - keep.sum()).values
+            changed_mask |= not torch.equal(keep, magnitude)
+        else:
+            assert torch.equal(a, b), name  # biases and norms are frozen
+    assert changed_mask, "the scores trained, so some layer's mask left magnitude pruning"
+    assert all(p.requires_grad for p in end.parameters())
+
+
+def test_tune_bad_input(stages) -> None:
+    st, data, cfg, cache = stages
+    with pytest.raises(ValueError, match="unknown method"):
+        tune(st.final, data, "prune", 0.1, cfg, cache=cache)
+    with pytest.raises(ValueError, match="needs a finite, non-negative loss floor"):
+        tune(st.final, data, "um", None, cfg, cache=cache)
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for seed, (base, um) in enumerate([(80.0, 84.0), (82.0, 85.0), (81.0, 83.0)]):
+        for method, auroc in (("baseline (last epoch)", base), ("+UM", um)):
+            rows.append({"model": "m", "seed": seed, "method": method, "score": "energy", "AUROC": auroc,
+                         "FPR95": 100 - auroc, "ID acc": 90.0})
+    return pd.DataFrame(rows)
+
+
+def test_effect_is_the_paired_difference() -> None:
+    eff = effect(_runs()).loc[("m", "energy")]
+    assert eff["ΔAUROC"] == pytest.approx(3.0) and eff["std"] == pytest.approx(1.0) and eff["seeds"] == 3
+    assert bool(eff["beyond 2·std"])
+    table = summarize(_runs())
+    assert table.loc[("m", "+UM"), ("energy", "AUROC")] == "84.00 ± 1.00"
+
+
+def test_effect_against_another_method_and_bad_names() -> None:
+    runs = _runs()
+    flipped = effect(runs, method="baseline (last epoch)", against="+UM").loc[("m", "energy"), "ΔAUROC"]
+    assert flipped == pytest.approx(-3.0)
+    with pytest.raises(ValueError, match="methods present"):
+        effect(runs, method="+UMAP")
