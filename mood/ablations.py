@@ -172,3 +172,14 @@ def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = T
         lines.append(f"{proto}: {best} leads with {b['mean']:.2f} {value}, {gap:.2f} ahead of {second} — "
                      + (sure if sure.startswith("no seed") else f"{sure} twice the seeds' spread ({spread:.2f})"))
     return "\n".join(lines)
+
+
+def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUROC") -> pd.DataFrame:
+    """Writes an ablation's runs (``<stem>_runs``) and their :func:`mean_std` table (``<stem>``)
+    under ``results_dir``; returns the table."""
+    from mood.metrics import save_results
+
+    save_results(runs.set_index("variant"), results_dir, f"{stem}_runs")
+    table = mean_std(runs, value)
+    save_results(table, results_dir, stem)
+    return table

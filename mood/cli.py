@@ -6,6 +6,7 @@ Examples::
     python -m mood run --protocol multi-class            # pretrain -> fine-tune -> Mahalanobis
     python -m mood run --protocol one-class:all --profile smoke --out results/smoke/one_class.csv
     python -m mood pretrain --protocol multi-class --pretext mae --seed 1
+    python -m mood unleash --model resnet10_narrow --seed 1   # Unleashing Mask: stages, UM, UMAP
 """
 
 from __future__ import annotations
@@ -96,6 +97,37 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_unleash(args: argparse.Namespace) -> int:
+    """Unleashing Mask for each backbone and seed: per-epoch curve and the method x score table."""
+    from mood.config import get_profile
+    from mood.metrics import save_table
+    from mood.pipeline import Cache
+    from mood.unleash import run_unleash, summarize
+
+    prof = get_profile(args.profile)
+    if args.floor is not None:
+        prof.unleash.floor = args.floor
+    cache = Cache(args.artifacts)
+    models = args.model or list(prof.unleash.models)
+    seeds = args.seed if args.seed is not None else list(prof.unleash.seeds)
+    tables, curves = [], []
+    for model in models:
+        for seed in seeds:
+            run = run_unleash(model, prof, seed=seed, protocol=args.protocol, cache=cache)
+            print(f"{model} seed {seed}: floor b {run.floor:.4f} (last-epoch train CE {run.final_loss:.4f}); "
+                  + json.dumps({k: round(v, 1) for k, v in run.timings.items()}), file=sys.stderr)
+            tables.append(run.table)
+            curves.append(run.curve.assign(model=model, seed=seed))
+    runs = pd.concat(tables, ignore_index=True)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(summarize(runs).to_string())
+    if args.out:
+        print(f"saved {save_table(runs.set_index('model'), args.out)}", file=sys.stderr)
+        curve_path = save_table(pd.concat(curves).set_index("model"), args.out.rsplit(".", 1)[0] + "_curve.csv")
+        print(f"saved {curve_path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from mood import book
 
@@ -134,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="multi-class, one-class:K, one-class:all, near-split, near-pair:NAME, few-shot:K")
         s.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: MOOD_PROFILE or cpu)")
         s.add_argument("--pretext", default=None, help="beit, simmim, mae, classification, simclr, none")
-        s.add_argument("--model", default=None, help="a preset (vit_tiny_p4, vit_small_p4, vit_s_p4, resnet18_small) or timm name")
+        s.add_argument("--model", default=None, help="a preset (vit_tiny_p4, vit_small_p4, vit_s_p4, resnet18_small, resnet10_small, resnet10_narrow) or timm name")
         s.add_argument("--seed", type=int, default=0, help="seed of every stage")
         s.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's pretraining epochs")
         s.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tuning epochs")
@@ -143,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
         s.add_argument("--out", default=None, help="save the results table here (.csv or .json)")
         s.set_defaults(func=_cmd_stage)
+    text = "Unleashing Mask: train from scratch keeping every epoch, estimate the loss floor, UM, UMAP, control"
+    u = sub.add_parser("unleash", help=text, description=text)
+    u.add_argument("--model", action="append", default=None,
+                   help="backbone (repeatable; default: the profile's, a small ResNet and the ViT)")
+    u.add_argument("--seed", type=int, action="append", default=None, help="seed (repeatable; default: the profile's)")
+    u.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: MOOD_PROFILE or cpu)")
+    u.add_argument("--protocol", default="multi-class", help="the ID data and OOD sets (default multi-class)")
+    u.add_argument("--floor", type=float, default=None, help="loss floor b (default: estimated with a 96.5%% weight mask)")
+    u.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
+    u.add_argument("--out", default=None, help="save the per-run table here (.csv or .json), the curve beside it")
+    u.set_defaults(func=_cmd_unleash)
     return p
 
 

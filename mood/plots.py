@@ -188,3 +188,11 @@ def stage_figure(curve: pd.DataFrame, floors: Mapping[str, float] | None = None,
         bottom.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def ablation_bars(runs: pd.DataFrame, value: str = "AUROC") -> plt.Axes:
+    """One bar per (variant, protocol) of an ablation's runs: mean over seeds, whisker = sd."""
+    ax = sns.barplot(data=runs, y="variant", x=value, hue="protocol", errorbar="sd")
+    ax.set_xlim(max(0, runs[value].min() - 5), 100)
+    ax.legend(fontsize=8, loc="lower left")
+    return ax

@@ -17,11 +17,10 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the one-class protocol
 
 # %%
-import seaborn as sns
-
-from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.ablations import Variant, run_grid, save_grid, verdict
 from mood.book import chapter_setup
 from mood.metrics import save_results
+from mood.plots import ablation_bars
 
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
@@ -33,9 +32,7 @@ print(f"seeds {seeds}; ablation scale: {prof.ablation}")
 
 # %%
 runs = run_grid(variants, protocols, seeds, prof)
-save_results(runs.set_index("variant"), results_dir, "10_pretext_runs")
-table = mean_std(runs)
-save_results(table, results_dir, "10_pretext")
+table = save_grid(runs, results_dir, "10_pretext")
 table
 
 # %% [markdown]
@@ -44,9 +41,7 @@ table
 # recognition task's best case only on the other two protocols.
 
 # %%
-ax = sns.barplot(data=runs, y="variant", x="AUROC", hue="protocol", errorbar="sd")
-ax.set_xlim(max(0, runs["AUROC"].min() - 5), 100)
-ax.legend(fontsize=8, loc="lower left");
+ablation_bars(runs);
 
 # %%
 family = runs.assign(family=runs["variant"].map(

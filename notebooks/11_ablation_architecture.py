@@ -12,11 +12,10 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 resnet = "resnet10_small"  # resnet10_small (CPU) or resnet18_small
 
 # %%
-import seaborn as sns
-
-from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.ablations import Variant, run_grid, save_grid, verdict
 from mood.book import chapter_setup
 from mood.metrics import save_results
+from mood.plots import ablation_bars
 
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
@@ -29,14 +28,11 @@ variants = [Variant("ViT + BEiT MIM", pretext="beit"),
 
 # %%
 runs = run_grid(variants, protocols, seeds, prof)
-save_results(runs.set_index("variant"), results_dir, "11_architecture_runs")
-table = mean_std(runs)
-save_results(table, results_dir, "11_architecture")
+table = save_grid(runs, results_dir, "11_architecture")
 table
 
 # %%
-ax = sns.barplot(data=runs, y="variant", x="AUROC", hue="protocol", errorbar="sd")
-ax.set_xlim(max(0, runs["AUROC"].min() - 5), 100);
+ablation_bars(runs);
 
 # %% [markdown]
 # ## Verdict

@@ -19,11 +19,10 @@ one_class = 0  # the normal class of the one-class protocol
 
 # %%
 import pandas as pd
-import seaborn as sns
 
-from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.ablations import Variant, run_grid, save_grid, verdict
 from mood.book import chapter_setup
-from mood.metrics import save_results
+from mood.plots import ablation_bars
 
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
@@ -35,14 +34,11 @@ clean = [f"one-class:{one_class}", "near-split"]
 
 # %%
 runs = pd.concat([run_grid(base, [*clean, "multi-class"], seeds, prof), run_grid(intermediate, clean, seeds, prof)])
-save_results(runs.set_index("variant"), results_dir, "12_fine_tuning_runs")
-table = mean_std(runs)
-save_results(table, results_dir, "12_fine_tuning")
+table = save_grid(runs, results_dir, "12_fine_tuning")
 table
 
 # %%
-ax = sns.barplot(data=runs, y="variant", x="AUROC", hue="protocol", errorbar="sd")
-ax.set_xlim(max(0, runs["AUROC"].min() - 5), 100);
+ablation_bars(runs);
 
 # %% [markdown]
 # ## Verdict

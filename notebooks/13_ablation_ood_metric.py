@@ -15,11 +15,10 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the one-class protocol
 
 # %%
-import seaborn as sns
-
-from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.ablations import Variant, mean_std, run_grid, save_grid, verdict
 from mood.book import chapter_setup
 from mood.metrics import save_results
+from mood.plots import ablation_bars
 from mood.scores import DETECTORS
 
 prof = chapter_setup(profile, seed)
@@ -30,14 +29,11 @@ features = [Variant("mahalanobis, L2-normalised", normalize=True), Variant("maha
 
 # %%
 runs = run_grid(scores + features, protocols, seeds, prof)
-save_results(runs.set_index("variant"), results_dir, "13_ood_metric_runs")
-table = mean_std(runs)
-save_results(table, results_dir, "13_ood_metric")
+table = save_grid(runs, results_dir, "13_ood_metric")
 table
 
 # %%
-ax = sns.barplot(data=runs, y="variant", x="AUROC", hue="protocol", errorbar="sd")
-ax.set_xlim(max(0, runs["AUROC"].min() - 5), 100);
+ablation_bars(runs);
 
 # %%
 fpr = mean_std(runs, "FPR95")

@@ -14,9 +14,8 @@ protocol = "near-split"  # the protocol scored
 # %%
 import seaborn as sns
 
-from mood.ablations import Variant, mean_std, run_grid, verdict
+from mood.ablations import Variant, run_grid, save_grid, verdict
 from mood.book import chapter_setup
-from mood.metrics import save_results
 
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
@@ -28,9 +27,7 @@ variants = [*(Variant(f"block, ratio {r}", pretext="beit", mask_ratio=r, mask_ki
 
 # %%
 runs = run_grid(variants, [protocol], seeds, prof)
-save_results(runs.set_index("variant"), results_dir, "14_masking_runs")
-table = mean_std(runs)
-save_results(table, results_dir, "14_masking")
+table = save_grid(runs, results_dir, "14_masking")
 table
 
 # %%

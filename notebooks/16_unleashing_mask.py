@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 from mood.book import chapter_setup
 from mood.metrics import load_table, save_results

@@ -217,3 +217,24 @@ def test_effect_against_another_method_and_bad_names() -> None:
     assert flipped == pytest.approx(-3.0)
     with pytest.raises(ValueError, match="methods present"):
         effect(runs, method="+UMAP")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("require_fmnist")
+def test_cli_unleash_on_fashion_mnist(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "um.csv"
+    proc = subprocess.run([sys.executable, "-m", "mood", "unleash", "--profile", "smoke", "--model", "vit_tiny_p4",
+                           "--seed", "0", "--floor", "0.5", "--artifacts", str(tmp_path / "a"), "--out", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "MOOD_PROGRESS": "0"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "floor b 0.5000" in proc.stderr
+    runs = pd.read_csv(out)
+    assert sorted(runs["method"].unique()) == sorted(["baseline (last epoch)", "+CE (control)", "+UM", "+UMAP"])
+    assert sorted(runs["score"].unique()) == ["energy", "mahalanobis", "msp", "odin"] and len(runs) == 16
+    assert runs[["AUROC", "FPR95", "ID acc"]].apply(lambda c: c.between(0, 100)).all().all()
+    curve = pd.read_csv(tmp_path / "um_curve.csv")
+    assert list(curve["epoch"]) == [1, 2]
