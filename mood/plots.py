@@ -186,6 +186,7 @@ def stage_figure(curve: pd.DataFrame, floors: Mapping[str, float] | None = None,
         acc.set_ylabel("ID test accuracy (%)", color="tab:orange")
         acc.grid(False)
         bottom.legend(fontsize=8, loc="upper right")
+        bottom.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
