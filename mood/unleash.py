@@ -401,9 +401,10 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = ("AUROC", "FPR95", 
 
 def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS["baseline"],
            metric: str = "AUROC") -> pd.DataFrame:
-    """Per model and score: the change of ``metric`` from ``against`` to ``method``, as the mean
-    and std over seeds of the paired (same seed) differences, and whether the mean exceeds twice
-    that spread (never with a single seed)."""
+    """Per model and score: the change ``Δ`` of ``metric`` from ``against`` to ``method``, as the
+    mean and std over seeds of the paired (same seed) differences, and whether the mean exceeds
+    twice that spread (never with a single seed). The columns do not depend on ``metric``, so
+    tables of several metrics concatenate."""
     key = ["model", "score", "seed"]
     base = runs[runs["method"] == against].set_index(key)[metric]
     other = runs[runs["method"] == method].set_index(key)[metric]
@@ -412,9 +413,9 @@ def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS
                          f"{sorted(runs['method'].unique())}")
     diff = (other - base).dropna().rename("delta").reset_index()
     g = diff.groupby(["model", "score"], sort=False)["delta"]
-    out = g.agg(["mean", "std", "count"]).rename(columns={"mean": f"Δ{metric}", "count": "seeds"})
+    out = g.agg(["mean", "std", "count"]).rename(columns={"mean": "Δ", "count": "seeds"})
     out["std"] = out["std"].fillna(0.0)
-    out["beyond 2·std"] = (out[f"Δ{metric}"].abs() > 2 * out["std"]) & (out["seeds"] > 1)
+    out["beyond 2·std"] = (out["Δ"].abs() > 2 * out["std"]) & (out["seeds"] > 1)
     return out
 
 

@@ -205,7 +205,7 @@ def _runs() -> pd.DataFrame:
 
 def test_effect_is_the_paired_difference() -> None:
     eff = effect(_runs()).loc[("m", "energy")]
-    assert eff["ΔAUROC"] == pytest.approx(3.0) and eff["std"] == pytest.approx(1.0) and eff["seeds"] == 3
+    assert eff["Δ"] == pytest.approx(3.0) and eff["std"] == pytest.approx(1.0) and eff["seeds"] == 3
     assert bool(eff["beyond 2·std"])
     table = summarize(_runs())
     assert table.loc[("m", "+UM"), ("energy", "AUROC")] == "84.00 ± 1.00"
@@ -213,8 +213,10 @@ def test_effect_is_the_paired_difference() -> None:
 
 def test_effect_against_another_method_and_bad_names() -> None:
     runs = _runs()
-    flipped = effect(runs, method="baseline (last epoch)", against="+UM").loc[("m", "energy"), "ΔAUROC"]
+    flipped = effect(runs, method="baseline (last epoch)", against="+UM").loc[("m", "energy"), "Δ"]
     assert flipped == pytest.approx(-3.0)
+    both = pd.concat({"auroc": effect(runs), "fpr": effect(runs, metric="FPR95")})
+    assert both.loc[("fpr", "m", "energy"), "Δ"] == pytest.approx(-3.0) and not both.isna().any().any()
     with pytest.raises(ValueError, match="methods present"):
         effect(runs, method="+UMAP")
 
