@@ -102,23 +102,26 @@ class Mahalanobis(Detector):
                 raise ValueError("Mahalanobis: covariance is not positive definite even with heavy regularisation")
         self.ridge = eps * scale
         whiten = torch.linalg.solve_triangular(chol, eye, upper=False).T  # x @ whiten = (L^-1 x^T)^T
-        # Centring on the overall mean keeps float32 scoring free of cancellation for offset features.
-        self.center = x.mean(0).float()
-        self.whiten = whiten.float()
-        self.means_w = ((means - x.mean(0)) @ whiten).float()  # [K, D] whitened, centred means
+        self.center = x.mean(0)
+        self.whiten = whiten
+        self.means_w = (means - x.mean(0)) @ whiten  # [K, D] whitened, centred means
         self.fitted = True
         return self
 
     def score(self, features: Array) -> Array:
+        """Squared distances ``[N]`` in float32. They are computed in float64: with well-separated
+        classes the whitened features and means are huge next to the distances between them
+        (``|z|^2 ~ 1e8`` for distances ~1e3 is common), and float32 cancellation in
+        ``|z|^2 - 2 z.mu + |mu|^2`` then costs percents."""
         self._require_fit()
-        x = self._prep(_as_features(features, "Mahalanobis.score")).float()
+        x = self._prep(_as_features(features, "Mahalanobis.score")).double()
         w, mu, c = self.whiten.to(x.device), self.means_w.to(x.device), self.center.to(x.device)
         out = []
         for part in x.split(self.chunk):
             z = (part - c) @ w  # [n, D]
             d2 = (z * z).sum(1, keepdim=True) - 2 * z @ mu.T + (mu * mu).sum(1)[None]  # [n, K]
             out.append(d2.min(1).values.clamp_min(0))
-        return torch.cat(out)
+        return torch.cat(out).float()
 
 
 class KNN(Detector):

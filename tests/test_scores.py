@@ -41,6 +41,24 @@ def test_class_conditional_matches_loop() -> None:
     np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=2e-3, atol=1e-3)
 
 
+def test_class_conditional_is_exact_when_classes_are_far_apart() -> None:
+    """Classes ~100 within-class standard deviations apart (as fine-tuned features often are): the
+    whitened features are huge next to the distances, which float32 scoring could not resolve."""
+    rng = np.random.default_rng(3)
+    d, k = 64, 10
+    y = rng.integers(0, k, 3000)
+    means = rng.normal(0, 30, (k, d))
+    mix = rng.normal(0, 1, (d, d)) / np.sqrt(d)
+    x = (means[y] + rng.normal(0, 1, (3000, d)) @ mix).astype(np.float32)
+    q = (means[rng.integers(0, k, 300)] + rng.normal(0, 1.5, (300, d)) @ mix).astype(np.float32)
+    x64 = x.astype(np.float64)
+    mu = np.stack([x64[y == c].mean(0) for c in range(k)])
+    prec = np.linalg.inv((x64 - mu[y]).T @ (x64 - mu[y]) / len(x))
+    ref = np.min([np.einsum("nd,de,ne->n", q - m, prec, q - m) for m in mu], axis=0)
+    det = scores.Mahalanobis(class_conditional=True).fit(torch.from_numpy(x), torch.from_numpy(y))
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=1e-5)
+
+
 def test_singular_covariance_falls_back_to_a_ridge() -> None:
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.normal(size=(20, 64)))  # fewer samples than dimensions
