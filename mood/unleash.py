@@ -37,10 +37,11 @@ from mood.engine import atomic_torch_save, fit, resolve_device
 from mood.features import extract
 from mood.metrics import atomic_write_text, results_table
 from mood.models import Backbone, ModelConfig
-from mood.pipeline import Cache, Trained, _finish, _load_finished, _tensors, fingerprint, run_id, setup
+from mood.pipeline import (Cache, ProtocolFeatures, Trained, _finish, _load_finished, _tensors, fingerprint, id_accuracy,
+                           run_id, score, setup)
 from mood.pretext import Classification, loss_floor
 from mood.protocols import Protocol
-from mood.scores import LOGIT_SCORES, Mahalanobis, odin
+from mood.scores import LOGIT_SCORES, odin
 
 METHODS: tuple[str, ...] = ("ce", "um", "umap")
 METHOD_LABELS: dict[str, str] = {"baseline": "baseline (last epoch)", "ce": "+CE (control)", "um": "+UM",
@@ -193,22 +194,19 @@ def evaluate(backbone: Backbone, sets: EvalSets, scores: tuple[str, ...] = TABLE
     device = resolve_device("auto")
     backbone = backbone.eval().to(device)
     ident = extract(backbone, sets.id_x, sets.id_y, device=device, desc="eval[id]")
-    ood = {k: extract(backbone, v, device=device, desc=f"eval[{k}]") for k, v in sets.ood.items()}
-    id_acc = 100.0 * float((ident.logits.argmax(1) == ident.labels).float().mean())
+    fit_set = extract(backbone, sets.fit_x, device=device, desc="eval[fit]") if "mahalanobis" in scores else ident
+    feats = ProtocolFeatures(fit=fit_set, id=ident,
+                             ood={k: extract(backbone, v, device=device, desc=f"eval[{k}]") for k, v in sets.ood.items()})
     out = {}
     for name in scores:
-        if name in LOGIT_SCORES:
-            fn = LOGIT_SCORES[name]
-            id_s, ood_s = fn(ident.logits), {k: fn(v.logits) for k, v in ood.items()}
-        elif name == "odin":
+        if name == "odin":
             id_s, ood_s = odin(backbone, sets.id_x), {k: odin(backbone, v) for k, v in sets.ood.items()}
-        elif name == "mahalanobis":
-            det = Mahalanobis().fit(extract(backbone, sets.fit_x, device=device, desc="eval[fit]").features)
-            id_s, ood_s = det.score(ident.features), {k: det.score(v.features) for k, v in ood.items()}
+        elif name in (*LOGIT_SCORES, "mahalanobis"):
+            id_s, ood_s = score(feats, name)
         else:
             raise ValueError(f"unknown score {name!r}; valid: {', '.join((*LOGIT_SCORES, 'odin', 'mahalanobis'))}")
         table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
-        table.attrs["id_acc"] = id_acc
+        table.attrs["id_acc"] = id_accuracy(feats)
         out[name] = table
     backbone.cpu()
     return out
@@ -373,8 +371,8 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
     t = time.perf_counter()
     rows = []
     for method, trained in models.items():
-        for score, tab in evaluate(trained.backbone, sets, TABLE_SCORES).items():
-            rows.append({"model": model, "seed": seed, "method": METHOD_LABELS[method], "score": score,
+        for name, tab in evaluate(trained.backbone, sets, TABLE_SCORES).items():
+            rows.append({"model": model, "seed": seed, "method": METHOD_LABELS[method], "score": name,
                          **tab.loc["mean"].to_dict(), "ID acc": tab.attrs["id_acc"]})
     timings["eval_s"] = time.perf_counter() - t
     return UnleashRun(curve, pd.DataFrame(rows), floor, stages.final.history[-1]["loss"], models, timings)
