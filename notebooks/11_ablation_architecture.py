@@ -9,7 +9,7 @@
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
-resnet = "resnet10_small"  # resnet10_small (CPU) or resnet18_small
+resnet = "resnet10_narrow"  # resnet10_narrow (CPU), resnet10_small or resnet18_small
 
 # %%
 from mood.ablations import Variant, run_grid, save_grid, verdict

@@ -56,8 +56,11 @@ def test_profiles_and_overrides() -> None:
         get_profile("laptop")
     with pytest.raises(ValueError, match="no field"):
         override(get_profile("smoke").pretrain, epochz=3)
-    oc = get_profile("cpu").for_protocol("one-class:2")
-    assert oc.pretrain.max_images == 3000 and get_profile("cpu").pretrain.max_images == 20_000
+    cpu = get_profile("cpu")
+    oc = cpu.for_protocol("one-class:2")
+    assert oc.pretrain.max_images == cpu.one_class["pretrain"]["max_images"] != cpu.pretrain.max_images
+    assert oc.pretrain.batch_size == cpu.one_class["pretrain"]["batch_size"] != cpu.pretrain.batch_size
+    assert cpu.for_protocol("multi-class").pretrain == cpu.pretrain
 
 
 def test_cli_run_writes_a_table(tmp_path: Path) -> None:
