@@ -3,7 +3,8 @@
 The usual recipe (OpenOOD's MDS post-processor, Lee et al.'s code): scikit-learn's
 ``EmpiricalCovariance`` on class-centred features for the shared precision, then a Python loop over
 classes, each computing ``(x - mu_c) P (x - mu_c)^T`` for the whole test set, and a min over classes.
-mood: Cholesky whitening once, then one matrix product per chunk against the whitened class means.
+mood: one float64 pass for the Gram matrix (lower blocks only) and the class sums, Cholesky
+whitening, then one triangular block product per chunk against the whitened class means.
 
 Both run here, one after the other on the same random features, several repeats each; the script
 prints each side's best time, the speed ratio and the largest relative difference of the scores.

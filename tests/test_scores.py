@@ -59,6 +59,28 @@ def test_class_conditional_is_exact_when_classes_are_far_apart() -> None:
     np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=1e-5)
 
 
+def test_chunked_fit_is_exact_under_a_large_offset_and_leaves_its_input_alone() -> None:
+    """Features far from the origin (mean 1e3 x their spread), fitted in uneven chunks from a float64
+    tensor: the one-pass Gram/class-sum accumulation must agree with the two-pass reference and must
+    not shift the caller's tensor in place."""
+    rng = np.random.default_rng(4)
+    d, k, n = 48, 7, 2500
+    y = rng.integers(0, k, n)
+    x = 1e3 + rng.normal(0, 3, (k, d))[y] + rng.normal(0, 1, (n, d)) @ rng.normal(0, 1, (d, d)) / np.sqrt(d)
+    q = x[:200] + rng.normal(0, 1, (200, d))
+    mu = np.stack([x[y == c].mean(0) for c in range(k)])
+    prec = np.linalg.inv((x - mu[y]).T @ (x - mu[y]) / n)
+    ref = np.min([np.einsum("nd,de,ne->n", q - m, prec, q - m) for m in mu], axis=0)
+    tx = torch.from_numpy(x.copy())
+    det = scores.Mahalanobis(class_conditional=True, chunk=700).fit(tx, torch.from_numpy(y))
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=1e-5)
+    assert torch.equal(tx, torch.from_numpy(x))
+    single = scores.Mahalanobis(chunk=700).fit(tx).score(torch.from_numpy(q)).numpy()
+    c = x - x.mean(0)
+    np.testing.assert_allclose(single, np.einsum("nd,de,ne->n", q - x.mean(0), np.linalg.inv(c.T @ c / n), q - x.mean(0)),
+                               rtol=1e-5)
+
+
 def test_singular_covariance_falls_back_to_a_ridge() -> None:
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.normal(size=(20, 64)))  # fewer samples than dimensions
