@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 export MOOD_PROFILE := $(PROFILE)
 
-.PHONY: help setup data test test-fast book notebooks clean-results bench
+.PHONY: help setup data test test-fast book notebooks clean-results bench budget
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -38,6 +38,9 @@ book: setup  ## execute the notebooks, then build the HTML book (book/_build/htm
 
 bench: setup  ## benchmarks (not tests): Mahalanobis vs scikit-learn
 	$(PY) benchmarks/mahalanobis_speed.py
+
+budget: setup  ## the last book run's chapter wall times against the PROFILE's time budget
+	$(PY) benchmarks/book_budget.py --profile $(PROFILE)
 
 clean-results:  ## remove cached artifacts and results
 	rm -rf artifacts results

@@ -1,0 +1,55 @@
+"""The book's time budgets (issue 4 and 5), checked against the wall times of the last full run.
+
+``python -m mood book run --profile P`` (or ``make book``) writes every chapter's wall time to
+``results/P/_timings.csv``; this script reads it and prints each chapter, the main chapters' total
+(01-09: the paper's sections), the whole book's total, and each budget with its verdict:
+
+=========  ============================================================================
+``smoke``  the whole book in a few minutes (10) on the 2-core CPU: CI runs it
+``cpu``    chapters 01-09 within 45 minutes, the whole book (ablations included) within 90
+``gpu``    every chapter within one 10-minute run on one H100
+=========  ============================================================================
+
+    python benchmarks/book_budget.py --profile cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+BUDGETS_S = {"smoke": {"whole book": 600}, "cpu": {"chapters 01-09": 45 * 60, "whole book": 90 * 60},
+             "gpu": {"any one chapter": 600}}
+
+
+def totals(t: pd.DataFrame) -> dict[str, float]:
+    """Seconds of the budgeted spans of a ``chapter, seconds`` table."""
+    main = t["chapter"].str[:2].astype(int) <= 9
+    return {"chapters 01-09": t.loc[main, "seconds"].sum(), "whole book": t["seconds"].sum(),
+            "any one chapter": t["seconds"].max()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="cpu", choices=sorted(BUDGETS_S))
+    p.add_argument("--results", default="results", help="the results folder of the run")
+    a = p.parse_args()
+    path = Path(a.results) / a.profile / "_timings.csv"
+    if not path.exists():
+        sys.exit(f"{path} not found: run the whole book first (python -m mood book run --profile {a.profile})")
+    t = pd.read_csv(path)
+    t["minutes"] = (t["seconds"] / 60).round(1)
+    t["cumulative min"] = t["minutes"].cumsum().round(1)
+    print(t.to_string(index=False))
+    spans = totals(t)
+    for span, limit in BUDGETS_S[a.profile].items():
+        verdict = "within" if spans[span] <= limit else "OVER"
+        print(f"{span}: {spans[span] / 60:.1f} min — {verdict} the {limit / 60:.0f}-minute budget")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
