@@ -174,6 +174,29 @@ def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = T
     return "\n".join(lines)
 
 
+def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
+               value: str = "AUROC") -> pd.DataFrame:
+    """Family ``a`` minus family ``b`` per protocol, paired by seed.
+
+    Each run's variant is mapped to a family (``families``: variant -> family); within one seed a
+    family scores the mean of its variants, and the gap is taken seed by seed, so a difference that
+    every seed agrees on is told apart from seed noise. Returns one row per protocol: the families'
+    means, the mean gap, its standard deviation over seeds, and ``call``: ``a`` or ``b`` when the gap
+    exceeds twice that spread (and there are two seeds or more), else ``"too close to call"``.
+    """
+    fam = runs.assign(family=runs["variant"].map(families))
+    fam = fam[fam["family"].isin([a, b])]
+    rows = []
+    for proto, df in fam.groupby("protocol", sort=False):
+        per_seed = df.groupby(["seed", "family"])[value].mean().unstack("family").dropna()
+        gap = per_seed[a] - per_seed[b]
+        spread = float(gap.std()) if len(gap) > 1 else float("nan")
+        sure = len(gap) > 1 and abs(gap.mean()) > 2 * spread
+        rows.append({"protocol": proto, a: per_seed[a].mean(), b: per_seed[b].mean(), "gap": gap.mean(),
+                     "gap std": spread, "call": (a if gap.mean() > 0 else b) if sure else "too close to call"})
+    return pd.DataFrame(rows).set_index("protocol")
+
+
 def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUROC") -> pd.DataFrame:
     """Writes an ablation's runs (``<stem>_runs``) and their :func:`mean_std` table (``<stem>``)
     under ``results_dir``; returns the table."""

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.ablations import Variant, ablation_profile, configure, intermediate_corpus, mean_std, verdict
+from mood.ablations import Variant, ablation_profile, configure, family_gap, intermediate_corpus, mean_std, verdict
 from mood.config import get_profile
 from mood.data import ImageFormat, concat, from_array
 from mood.protocols import Protocol
@@ -64,3 +64,19 @@ def test_verdict_weighs_the_gap_against_the_seed_spread() -> None:
     assert lines[0].startswith("p: A leads with 91.00 AUROC, 10.50 ahead of B") and "larger than" in lines[0]
     assert lines[1].startswith("q: B leads") and "within twice the seeds' spread" in lines[1]
     assert "one seed" in verdict(_runs()[_runs()["seed"] == 0])
+
+
+def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
+    runs = pd.concat([_runs(), _runs().assign(variant=lambda d: d["variant"].map({"A": "A2", "B": "B2"}),
+                                                 AUROC=lambda d: d["AUROC"] + 1.0)])
+    gaps = family_gap(runs, {"A": "rec", "A2": "rec", "B": "cog", "B2": "cog"}, "rec", "cog")
+    # p: rec - cog per seed = (90.5 - 80.5, 92.5 - 81.5) = (10, 11): a consistent lead
+    assert gaps.loc["p", "gap"] == pytest.approx(10.5) and gaps.loc["p", "gap std"] == pytest.approx(np.std([10, 11], ddof=1))
+    assert gaps.loc["p", "call"] == "rec"
+    # q: (-0.5, -0.5) is consistent but tiny; a noisy q is not called
+    assert gaps.loc["q", "call"] == "cog"
+    noisy = runs.copy()
+    noisy.loc[(noisy["protocol"] == "q") & (noisy["variant"] == "A") & (noisy["seed"] == 1), "AUROC"] = 75.0
+    assert family_gap(noisy, {"A": "rec", "A2": "rec", "B": "cog", "B2": "cog"}, "rec", "cog").loc["q", "call"] == "too close to call"
+    one = family_gap(runs[runs["seed"] == 0], {"A": "rec", "B": "cog"}, "rec", "cog")
+    assert (one["call"] == "too close to call").all()
