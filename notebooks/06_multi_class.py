@@ -20,7 +20,7 @@ from mood.pipeline import id_accuracy, run_mood
 
 prof = chapter_setup(profile, seed)
 run = run_mood("multi-class", prof)
-print(f"ID test accuracy {id_accuracy(run.features):.2f}%; stage wall times (s): "
+print(f"ID test accuracy {id_accuracy(run.features):.2f}%; stage wall times (s; training from its log, also when cached): "
       + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
 
 # %% [markdown]

@@ -26,6 +26,9 @@ def test_multi_class_smoke_detects_noise_and_caches(tmp_path: Path) -> None:
     assert spec["data"]["origin"] == "fashion-mnist/train"  # pretraining never sees a test image
     again = run_mood("multi-class", "smoke", cache, ood=("gaussian", "uniform"))
     assert again.pretrained.seconds == 0 and again.finetuned.seconds == 0  # from the cache
+    # ... but the training time it cost is still reported, from the logs
+    assert again.timings["pretrain_s"] == run.timings["pretrain_s"] == run.pretrained.train_seconds > 0
+    assert again.timings["finetune_s"] == run.finetuned.train_seconds > 0
     np.testing.assert_allclose(again.table.values, run.table.values)
 
 
