@@ -196,10 +196,10 @@ PROFILES: dict[str, Profile] = {
                   "eval": {"max_fit": 1000, "max_test": 1000, "n_ood": 300}},
         ablation_seeds=(0, 1),
         # Few images and many epochs: the late, memorising stage UM is about comes within the budget.
-        unleash=UnleashConfig(train=TrainConfig(epochs=12, batch_size=128, max_images=2000, lr=1e-3),
-                              tune=TrainConfig(epochs=2, batch_size=128, lr=2e-4, warmup_epochs=0.0),
+        unleash=UnleashConfig(train=TrainConfig(epochs=12, batch_size=64, max_images=1000, lr=1e-3),
+                              tune=TrainConfig(epochs=2, batch_size=64, lr=2e-4, warmup_epochs=0.0),
                               models=("resnet10_narrow", "vit_tiny_p4"), seeds=(0, 1),
-                              eval_id=500, eval_ood=200, eval_fit=600),
+                              eval_id=400, eval_ood=150, eval_fit=500),
     ),
     "gpu": Profile(
         name="gpu",
