@@ -19,7 +19,8 @@ import pandas as pd
 from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
-from mood.pipeline import Cache, ProtocolFeatures, extract_protocol, finetune, id_accuracy, pretrain, score, setup
+from mood.pipeline import (Cache, ProtocolFeatures, Trained, extract_protocol, finetune, id_accuracy, pretrain,
+                           score, setup)
 from mood.protocols import Protocol
 from mood.scores import odin
 
@@ -97,17 +98,19 @@ def intermediate_corpus(protocol: Protocol, prof: Profile, seed: int = 0) -> Ima
     return concat([own, *extra], prof.format, name=f"corpus[{protocol.name}]")
 
 
-def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache):
-    """Pretrain (+ intermediate) (+ fine-tune) as the variant says; returns the scored model."""
+def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache) -> tuple[Trained, float]:
+    """Pretrain (+ intermediate) (+ fine-tune) as the variant says; returns the scored model and the
+    seconds its stages took to train (from their logs, so also when they come from the cache)."""
     if v.intermediate:
         corpus = intermediate_corpus(protocol, p, p.pretrain.seed)
         pre = pretrain(corpus, replace(p.model, num_classes=int(corpus.labels.max()) + 1), p.pretrain, p.format, cache)
-        pre = finetune(pre, corpus, p.finetune, int(corpus.labels.max()) + 1, p.format, cache)
+        inter = finetune(pre, corpus, p.finetune, int(corpus.labels.max()) + 1, p.format, cache)
+        stages = [pre, inter]
     else:
-        pre = pretrain(protocol.train, p.model, p.pretrain, p.format, cache)
-    if not v.finetune:
-        return pre
-    return finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format, cache)
+        stages = [pretrain(protocol.train, p.model, p.pretrain, p.format, cache)]
+    if v.finetune:
+        stages.append(finetune(stages[-1], protocol.train, p.finetune, protocol.num_classes, p.format, cache))
+    return stages[-1], sum(t.train_seconds for t in stages)
 
 
 def score_variant(v: Variant, trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
@@ -127,18 +130,18 @@ def score_variant(v: Variant, trained, protocol: Protocol, feats: ProtocolFeatur
 
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None) -> dict:
     """One (variant, protocol, seed) at the ablation scale: a row of mean AUROC / FPR95 over the
-    protocol's OOD sets, ID accuracy and wall time."""
+    protocol's OOD sets, ID accuracy, training time (``train s``, from the logs) and this call's wall time."""
     cache = cache or Cache()
     t0 = time.perf_counter()
     protocol, p = setup(protocol_name, prof)
     p = configure(ablation_profile(p, seed), v)  # the ablation scale wins over per-protocol overrides
-    trained = _train(v, protocol, p, cache)
+    trained, train_s = _train(v, protocol, p, cache)
     feats = extract_protocol(trained, protocol, p.eval, p.format, cache)
     id_s, ood_s = score_variant(v, trained, protocol, feats, p)
     table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
     return {"variant": v.name, "protocol": protocol_name, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
             "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
-            "seconds": time.perf_counter() - t0}
+            "train s": train_s, "seconds": time.perf_counter() - t0}
 
 
 def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], prof: Profile,

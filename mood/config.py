@@ -104,6 +104,8 @@ class UnleashConfig:
         eval_id: ID test images scored at every epoch and in the tables (None = all).
         eval_ood: images per OOD set scored (None = all).
         eval_fit: ID training images that fit Mahalanobis (None = all used for training).
+        curve_scores: scores of the per-epoch curve (ODIN needs a backward pass per image and epoch;
+            every score of the final tables, ODIN included, is computed for the tuned models anyway).
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=12, lr=1e-3, warmup_epochs=1.0))
@@ -120,6 +122,7 @@ class UnleashConfig:
     eval_id: int | None = 1000
     eval_ood: int | None = 300
     eval_fit: int | None = 2000
+    curve_scores: tuple[str, ...] = ("msp", "energy", "odin")
 
     def with_seed(self, seed: int) -> "UnleashConfig":
         return replace(self, train=replace(self.train, seed=seed), tune=replace(self.tune, seed=seed))
@@ -199,7 +202,7 @@ PROFILES: dict[str, Profile] = {
         unleash=UnleashConfig(train=TrainConfig(epochs=12, batch_size=64, max_images=1000, lr=1e-3),
                               tune=TrainConfig(epochs=2, batch_size=64, lr=2e-4, warmup_epochs=0.0),
                               models=("resnet10_narrow", "vit_tiny_p4"), seeds=(0, 1),
-                              eval_id=400, eval_ood=150, eval_fit=500),
+                              eval_id=300, eval_ood=100, eval_fit=400, curve_scores=("msp", "energy")),
     ),
     "gpu": Profile(
         name="gpu",

@@ -355,8 +355,8 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
     sets = eval_sets(proto, cfg, prof.format, seed)
     t = time.perf_counter()
     curve_spec = {"run": run_id(stages.final), "eval": {k: getattr(cfg, k) for k in ("eval_id", "eval_ood", "eval_fit")},
-                  "seed": seed, "ood": sorted(sets.ood), "scores": list(CURVE_SCORES)}
-    curve = stage_curve(stages, sets, cache_file=cache.dir("unleash-curve", curve_spec) / "curve.csv")
+                  "seed": seed, "ood": sorted(sets.ood), "scores": list(cfg.curve_scores)}
+    curve = stage_curve(stages, sets, cfg.curve_scores, cache_file=cache.dir("unleash-curve", curve_spec) / "curve.csv")
     timings["curve_s"] = time.perf_counter() - t
     t = time.perf_counter()
     floor = cfg.floor

@@ -39,6 +39,6 @@ ablation_bars(runs);
 
 # %%
 print(verdict(runs))
-acc = runs.groupby("variant", sort=False)[["ID acc", "seconds"]].mean().round(1)
+acc = runs.groupby("variant", sort=False)[["ID acc", "train s"]].mean().round(1)  # training time from the logs
 save_results(acc, results_dir, "11_architecture_cost")
 acc

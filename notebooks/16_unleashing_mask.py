@@ -75,13 +75,13 @@ timings.set_index(["model", "seed"])
 # sets, so it is an oracle: it shows what the intermediate stage holds, not a usable method.
 
 # %%
-stage_figure(curve, floors.groupby("model")["floor b"].mean().to_dict());
+stage_figure(curve, floors.groupby("model")["floor b"].mean().to_dict(), scores=cfg.curve_scores);
 
 # %%
 rows = []
 for (model, s), c in curve.groupby(["model", "seed"], sort=False):
     last = c.iloc[-1]
-    for score in ("msp", "energy", "odin"):
+    for score in cfg.curve_scores:
         best = best_epoch(c, score)
         rows.append({"model": model, "seed": s, "score": score, "best epoch": int(best["epoch"]),
                      "best AUROC": best[f"{score} AUROC"], "last epoch": int(last["epoch"]),

@@ -80,3 +80,16 @@ def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
     assert family_gap(noisy, {"A": "rec", "A2": "rec", "B": "cog", "B2": "cog"}, "rec", "cog").loc["q", "call"] == "too close to call"
     one = family_gap(runs[runs["seed"] == 0], {"A": "rec", "B": "cog"}, "rec", "cog")
     assert (one["call"] == "too close to call").all()
+
+
+@pytest.mark.usefixtures("require_fmnist")
+def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None:
+    from mood.ablations import run_variant
+    from mood.pipeline import Cache
+
+    cache, v = Cache(tmp_path), Variant("SimMIM", pretext="simmim")
+    first = run_variant(v, "one-class:1", get_profile("smoke"), seed=0, cache=cache)
+    again = run_variant(v, "one-class:1", get_profile("smoke"), seed=0, cache=cache)
+    assert first["train s"] > 0 and again["train s"] == first["train s"]  # pretrain + fine-tune, from the logs
+    assert again["AUROC"] == first["AUROC"] and 0 <= first["FPR95"] <= 100
+    assert (first["variant"], first["protocol"], first["seed"]) == ("SimMIM", "one-class:1", 0)
