@@ -18,7 +18,7 @@ import pandas as pd
 
 from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
-from mood.metrics import results_table
+from mood.metrics import results_table, seed_gaps
 from mood.pipeline import (Cache, ProtocolFeatures, Trained, extract_protocol, finetune, id_accuracy, pretrain,
                            score, setup)
 from mood.protocols import Protocol
@@ -189,15 +189,14 @@ def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
     """
     fam = runs.assign(family=runs["variant"].map(families))
     fam = fam[fam["family"].isin([a, b])]
-    rows = []
-    for proto, df in fam.groupby("protocol", sort=False):
-        per_seed = df.groupby(["seed", "family"])[value].mean().unstack("family").dropna()
-        gap = per_seed[a] - per_seed[b]
-        spread = float(gap.std()) if len(gap) > 1 else float("nan")
-        sure = len(gap) > 1 and abs(gap.mean()) > 2 * spread
-        rows.append({"protocol": proto, a: per_seed[a].mean(), b: per_seed[b].mean(), "gap": gap.mean(),
-                     "gap std": spread, "call": (a if gap.mean() > 0 else b) if sure else "too close to call"})
-    return pd.DataFrame(rows).set_index("protocol")
+    per_seed = fam.groupby(["protocol", "seed", "family"])[value].mean().unstack("family").dropna()
+    per_seed["gap"] = per_seed[a] - per_seed[b]
+    gaps = seed_gaps(per_seed.reset_index(), ["protocol"], "gap")
+    table = per_seed.groupby("protocol")[[a, b]].mean().assign(gap=gaps["mean"], **{"gap std": gaps["std"]})
+    table["call"] = pd.Series(np.where(gaps["beyond 2·std"], np.where(gaps["mean"] > 0, a, b), "too close to call"),
+                              index=gaps.index)
+    table.columns.name = None
+    return table.reindex(list(dict.fromkeys(fam["protocol"])))
 
 
 def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUROC") -> pd.DataFrame:

@@ -104,6 +104,15 @@ def results_table(id_scores: np.ndarray, ood_scores: Mapping[str, np.ndarray],
     return df
 
 
+def seed_gaps(diffs: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Paired (same-seed) differences ``diffs[value]``, one row per seed, summarised per ``by`` group:
+    ``mean``, ``std`` over seeds (NaN with one seed), ``seeds``, and ``beyond 2·std``: whether the mean
+    exceeds twice that spread (never with a single seed)."""
+    out = diffs.groupby(by, sort=False)[value].agg(["mean", "std", "count"]).rename(columns={"count": "seeds"})
+    out["beyond 2·std"] = (out["mean"].abs() > 2 * out["std"]) & (out["seeds"] > 1)
+    return out
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Writes ``text`` to ``path`` through a temporary file and a rename: never half-written."""
     path = Path(path)

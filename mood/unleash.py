@@ -35,7 +35,7 @@ from mood.config import Profile, UnleashConfig
 from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import atomic_torch_save, fit, resolve_device
 from mood.features import extract
-from mood.metrics import atomic_write_text, results_table
+from mood.metrics import atomic_write_text, results_table, seed_gaps
 from mood.models import Backbone, ModelConfig
 from mood.pipeline import (Cache, ProtocolFeatures, Trained, _finish, _load_finished, _tensors, fingerprint, id_accuracy,
                            run_id, score, setup)
@@ -410,10 +410,8 @@ def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS
         raise ValueError(f"effect: no rows for {method!r} or {against!r}; methods present: "
                          f"{sorted(runs['method'].unique())}")
     diff = (other - base).dropna().rename("delta").reset_index()
-    g = diff.groupby(["model", "score"], sort=False)["delta"]
-    out = g.agg(["mean", "std", "count"]).rename(columns={"mean": "Δ", "count": "seeds"})
+    out = seed_gaps(diff, ["model", "score"], "delta").rename(columns={"mean": "Δ"})
     out["std"] = out["std"].fillna(0.0)
-    out["beyond 2·std"] = (out["Δ"].abs() > 2 * out["std"]) & (out["seeds"] > 1)
     return out
 
 
