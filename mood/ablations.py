@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from mood.artifacts import Cache, Trained, save_results
 from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table, seed_gaps
-from mood.pipeline import (Cache, ProtocolFeatures, Trained, extract_protocol, finetune, id_accuracy, pretrain,
-                           score, setup)
+from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, finetune, id_accuracy, pretrain,
+                           protocol_inputs, score, setup)
 from mood.protocols import Protocol
-from mood.scores import odin
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Variant:
         mask_ratio: masked fraction of patches (MIM pretext tasks).
         mask_kind: ``"block"`` or ``"random"``.
         pretrain_epochs: pretraining length.
-        detector: OOD score (:data:`mood.scores.DETECTORS`).
+        detector: OOD score (any name of :data:`mood.scores.SCORES`).
         pool: ``"mean"`` or ``"cls"`` features.
         normalize: L2-normalise features before Mahalanobis.
     """
@@ -58,14 +58,8 @@ class Variant:
     pool: str = "mean"
     normalize: bool = False
 
-
-def ablation_profile(prof: Profile, seed: int = 0) -> Profile:
-    """``prof`` at its ablation scale (``prof.ablation`` overrides) with ``seed``."""
-    p = copy.deepcopy(prof).with_seed(seed)
-    p.pretrain = override(p.pretrain, **prof.ablation.get("pretrain", {}))
-    p.finetune = override(p.finetune, **prof.ablation.get("finetune", {}))
-    p.eval = override(p.eval, **prof.ablation.get("eval", {}))
-    return p
+    def __post_init__(self) -> None:
+        check_score(self.detector)
 
 
 def configure(prof: Profile, v: Variant) -> Profile:
@@ -77,7 +71,7 @@ def configure(prof: Profile, v: Variant) -> Profile:
     if v.label_smoothing is not None:
         p.finetune = override(p.finetune, label_smoothing=v.label_smoothing)
     if v.model is not None:
-        p.model.name = v.model
+        p.model = replace(p.model, name=v.model)
     p.eval = override(p.eval, pool=v.pool, normalize=v.normalize)
     return p
 
@@ -89,7 +83,7 @@ def intermediate_corpus(protocol: Protocol, prof: Profile, seed: int = 0) -> Ima
     with the offline OOD sets as test data, pretraining on them would be training on the test
     distribution.
     """
-    if not protocol.name.startswith(("one-class", "near")):
+    if not protocol.ood_is_fmnist:
         raise ValueError(f"intermediate pretraining uses MNIST and image patches, which are OOD test sets of "
                          f"{protocol.name}; use it with one-class or near-distribution protocols")
     n = prof.pretrain.max_images or len(protocol.train)
@@ -113,19 +107,12 @@ def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache) -> tuple[Tr
     return stages[-1], sum(t.train_seconds for t in stages)
 
 
-def score_variant(v: Variant, trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
-    """OOD scores of ID test and each OOD set for ``v.detector`` (ODIN re-runs the model)."""
-    if v.detector == "odin":
-        from mood.data import to_tensor
-
-        def images(s: ImageSet, limit: int | None):
-            s = s.sample(limit, 0) if limit is not None and limit < len(s) else s
-            return to_tensor(s, p.format)
-
-        model = trained.backbone
-        return (odin(model, images(protocol.id_test, p.eval.max_test)),
-                {k: odin(model, images(s, p.eval.n_ood)) for k, s in protocol.ood_test.items()})
-    return score(feats, v.detector, backbone=trained.backbone, normalize=v.normalize)
+def score_variant(v: Variant, trained: Trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
+    """OOD scores of ID test and each OOD set for ``v.detector`` (a model score such as ODIN re-runs
+    the model on the same images the features came from)."""
+    inputs = protocol_inputs(protocol, p.eval, p.format) if check_score(v.detector).needs == "model" else None
+    params = {"normalize": v.normalize} if "normalize" in check_score(v.detector).params else {}
+    return score(feats, v.detector, backbone=trained.backbone, inputs=inputs, **params)
 
 
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None) -> dict:
@@ -134,7 +121,7 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     cache = cache or Cache()
     t0 = time.perf_counter()
     protocol, p = setup(protocol_name, prof)
-    p = configure(ablation_profile(p, seed), v)  # the ablation scale wins over per-protocol overrides
+    p = configure(p.at_ablation_scale(seed), v)  # the ablation scale wins over per-protocol overrides
     trained, train_s = _train(v, protocol, p, cache)
     feats = extract_protocol(trained, protocol, p.eval, p.format, cache)
     id_s, ood_s = score_variant(v, trained, protocol, feats, p)
@@ -202,8 +189,6 @@ def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
 def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUROC") -> pd.DataFrame:
     """Writes an ablation's runs (``<stem>_runs``) and their :func:`mean_std` table (``<stem>``)
     under ``results_dir``; returns the table."""
-    from mood.metrics import save_results
-
     save_results(runs.set_index("variant"), results_dir, f"{stem}_runs")
     table = mean_std(runs, value)
     save_results(table, results_dir, stem)

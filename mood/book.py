@@ -55,13 +55,46 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, kernel: str
                              f"the partly executed notebook is kept at {output}") from err
     finally:
         staged.unlink(missing_ok=True)
+        if output.exists():
+            show_one_parameters_cell(output)
     return time.perf_counter() - t0
 
 
-def run(profile: str = "cpu", root: Path = REPO, only: str | None = None, seed: int = 0,
+def show_one_parameters_cell(path: Path) -> None:
+    """Papermill adds its ``injected-parameters`` cell after the chapter's own ``parameters`` cell,
+    so a page would show two. Keep one visible: the chapter's own, with its comments, its values
+    set to those the run used; the injected cell stays in the notebook (papermill's record of the
+    run) but is tagged ``remove-cell``, which Jupyter Book honours."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    tags = lambda c: c.metadata.setdefault("tags", [])  # noqa: E731
+    own = next((c for c in nb.cells if "parameters" in tags(c)), None)
+    injected = next((c for c in nb.cells if "injected-parameters" in tags(c)), None)
+    if own is None or injected is None:
+        return
+    values = dict(re.findall(r"^(\w+) = (.*)$", injected.source, re.M))
+    lines = []
+    for line in own.source.splitlines():
+        m = re.match(r"^(\w+) = (.*?)(\s+#.*)?$", line)
+        if m and m.group(1) in values:
+            line = f"{m.group(1)} = {values.pop(m.group(1))}{m.group(3) or ''}"
+        lines.append(line)
+    lines += [f"{k} = {v}" for k, v in values.items()]  # parameters the chapter did not declare
+    own.source = "\n".join(lines)
+    if "remove-cell" not in tags(injected):
+        tags(injected).append("remove-cell")
+    nbformat.write(nb, path)
+
+
+def run(profile: str | None = None, root: Path = REPO, only: str | None = None, seed: int = 0,
         notebooks: Path = NOTEBOOKS) -> pd.DataFrame:
     """Executes the chapters of ``notebooks`` (those whose name contains ``only``) at ``profile``
-    into ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times."""
+    (default: ``MOOD_PROFILE``, else ``cpu``) into ``root/book/chapters``, writing tables under
+    ``root/results/<profile>``; returns wall times."""
+    from mood.config import get_profile
+
+    profile = get_profile(profile).name  # a wrong name fails before any chapter runs
     os.environ.setdefault("MOOD_PROGRESS", "0")  # progress bars would fill the executed notebooks
     rows = []
     for src in chapters(notebooks):
@@ -74,7 +107,7 @@ def run(profile: str = "cpu", root: Path = REPO, only: str | None = None, seed: 
         rows.append({"chapter": src.stem, "seconds": round(seconds, 1)})
     timings = pd.DataFrame(rows)
     if not only:
-        from mood.metrics import save_table
+        from mood.artifacts import save_table
 
         save_table(timings.set_index("chapter"), root / "results" / profile / "_timings.csv")
     return timings
@@ -91,7 +124,7 @@ def build_html(root: Path = REPO) -> Path:
     return root / "_build" / "html"
 
 
-def build(profile: str = "cpu", root: Path = REPO, seed: int = 0) -> Path:
+def build(profile: str | None = None, root: Path = REPO, seed: int = 0) -> Path:
     """:func:`run` then :func:`build_html`."""
     run(profile, root, seed=seed)
     return build_html(root)

@@ -6,7 +6,7 @@ Examples::
     python -m mood run --protocol multi-class            # pretrain -> fine-tune -> Mahalanobis
     python -m mood run --protocol one-class:all --profile smoke --out results/smoke/one_class.csv
     python -m mood pretrain --protocol multi-class --pretext mae --seed 1
-    python -m mood unleash --model resnet10_narrow --seed 1   # Unleashing Mask: stages, UM, UMAP
+    python -m mood unleash --model resnet10_narrow --seed 1   # Unleashing Mask: stages, UM, UMAP, verdict
 """
 
 from __future__ import annotations
@@ -46,44 +46,51 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace):
+    """The profile with the command line's overrides, every one checked (names and values) before
+    any data is loaded or any model trained."""
+    from dataclasses import replace
+
     from mood.config import get_profile, override
 
     prof = get_profile(args.profile).with_seed(args.seed)
-    if args.model:
-        prof.model.name = args.model
+    if getattr(args, "model", None):
+        prof.model = replace(prof.model, name=args.model)
     pre = {k: v for k, v in (("pretext", args.pretext), ("epochs", args.pretrain_epochs)) if v is not None}
     prof.pretrain = override(prof.pretrain, **pre)
-    if args.finetune_epochs is not None:
+    if getattr(args, "finetune_epochs", None) is not None:
         prof.finetune = override(prof.finetune, epochs=args.finetune_epochs)
     if args.device:
-        prof.pretrain.device = prof.finetune.device = args.device
+        prof.pretrain = override(prof.pretrain, device=args.device)
+        prof.finetune = override(prof.finetune, device=args.device)
     return prof
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     """pretrain / finetune / evaluate / run: each runs the pipeline up to its stage."""
-    from mood.metrics import save_table
-    from mood.pipeline import Cache, finetune, pretrain, run_mood
-    from mood.protocols import make_protocol
+    from mood.artifacts import Cache, save_table
+    from mood.pipeline import check_score, finetune, pretrain, run_mood, setup
+    from mood.protocols import expand
 
+    protocols = expand(args.protocol)  # every name is checked before anything is trained
     prof = _profile(args)
+    detector = getattr(args, "detector", None)
+    if detector is not None:
+        check_score(detector)
     cache = Cache(args.artifacts)
-    protocols = [f"one-class:{k}" for k in range(10)] if args.protocol == "one-class:all" else [args.protocol]
     tables = []
     for name in protocols:
         t0 = time.perf_counter()
         if args.command in ("pretrain", "finetune"):
-            protocol = make_protocol(name)
-            p = prof.for_protocol(name)
-            p.model.num_classes = protocol.num_classes
+            protocol, p = setup(name, prof)
             pre = pretrain(protocol.train, p.model, p.pretrain, p.format, cache)
             out = pre if args.command == "pretrain" else finetune(pre, protocol.train, p.finetune,
                                                                    protocol.num_classes, p.format, cache)
-            last = out.history[-1] if out.history else {}
-            print(json.dumps({"protocol": name, "run_dir": str(out.run_dir), "epochs": len(out.history),
-                              "seconds": round(time.perf_counter() - t0, 1), **last}))
+            print(json.dumps({"protocol": name, "stage": args.command, "run_dir": str(out.run_dir),
+                              "epochs": len(out.history), "command_seconds": round(time.perf_counter() - t0, 1),
+                              "train_seconds": round(out.train_seconds, 1),
+                              "last_epoch": out.history[-1] if out.history else None}))
             continue
-        run = run_mood(name, prof, cache, finetune_stage=args.command == "run", detector=args.detector)
+        run = run_mood(name, prof, cache, finetune_stage=args.command == "run", detector=detector)
         table = run.table.copy()
         table.insert(0, "protocol", name)
         tables.append(table)
@@ -98,33 +105,24 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _cmd_unleash(args: argparse.Namespace) -> int:
-    """Unleashing Mask for each backbone and seed: per-epoch curve and the method x score table."""
+    """Unleashing Mask for each backbone and seed: per-epoch curve, the method x score table, the verdict."""
+    from mood.artifacts import Cache
     from mood.config import get_profile
-    from mood.metrics import save_table
-    from mood.pipeline import Cache
-    from mood.unleash import run_unleash, summarize
+    from mood.protocols import parse_protocol
+    from mood.unleash import run_study, summarize
 
+    parse_protocol(args.protocol)
     prof = get_profile(args.profile)
     if args.floor is not None:
         prof.unleash.floor = args.floor
-    cache = Cache(args.artifacts)
-    models = args.model or list(prof.unleash.models)
-    seeds = args.seed if args.seed is not None else list(prof.unleash.seeds)
-    tables, curves = [], []
-    for model in models:
-        for seed in seeds:
-            run = run_unleash(model, prof, seed=seed, protocol=args.protocol, cache=cache)
-            print(f"{model} seed {seed}: floor b {run.floor:.4f} (last-epoch train CE {run.final_loss:.4f}); "
-                  + json.dumps({k: round(v, 1) for k, v in run.timings.items()}), file=sys.stderr)
-            tables.append(run.table)
-            curves.append(run.curve.assign(model=model, seed=seed))
-    runs = pd.concat(tables, ignore_index=True)
+    study = run_study(prof, args.model, args.seed, protocol=args.protocol, cache=Cache(args.artifacts))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(summarize(runs).to_string())
+        print(study.timings.to_string(index=False), file=sys.stderr)
+        print(summarize(study.runs).to_string())
+    print(study.verdict())
     if args.out:
-        print(f"saved {save_table(runs.set_index('model'), args.out)}", file=sys.stderr)
-        curve_path = save_table(pd.concat(curves).set_index("model"), args.out.rsplit(".", 1)[0] + "_curve.csv")
-        print(f"saved {curve_path}", file=sys.stderr)
+        study.save(args.out, stem="unleash")
+        print(f"saved the study's tables under {args.out}/", file=sys.stderr)
     return 0
 
 
@@ -143,8 +141,15 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mood.config import PROFILES
+    from mood.models import MODEL_PRESETS
+    from mood.pretext import PRETEXTS
+    from mood.protocols import PROTOCOL_NAMES
+    from mood.scores import SCORES
+
+    profiles = ", ".join(PROFILES)
     p = argparse.ArgumentParser(prog="mood", description="Masked image modeling for OOD detection.",
-                                epilog="Profiles: smoke (CI, seconds), cpu (default), gpu.")
+                                epilog=f"Profiles: {profiles} (default: MOOD_PROFILE, else cpu).")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="summarise every dataset and protocol and where it was loaded from")
     d.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files (else MOOD_FMNIST_DIR, Debian, download)")
@@ -152,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_data)
     b = sub.add_parser("book", help="execute the notebooks with papermill (run) and build the HTML book (build)")
     b.add_argument("action", choices=("run", "build"), help="run: execute the chapters; build: run, then Jupyter Book")
-    b.add_argument("--profile", default="cpu", help="smoke, cpu (default) or gpu")
+    b.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
     b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this")
     b.add_argument("--seed", type=int, default=0, help="seed passed to every chapter")
     b.set_defaults(func=_cmd_book)
@@ -162,29 +167,30 @@ def build_parser() -> argparse.ArgumentParser:
              "run": "the full MOOD pipeline: pretrain -> fine-tune -> features -> score -> table"}
     for name, text in helps.items():
         s = sub.add_parser(name, help=text, description=text)
-        s.add_argument("--protocol", default="multi-class",
-                       help="multi-class, one-class:K, one-class:all, near-split, near-pair:NAME, few-shot:K")
-        s.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: MOOD_PROFILE or cpu)")
-        s.add_argument("--pretext", default=None, help="beit, simmim, mae, classification, simclr, none")
-        s.add_argument("--model", default=None, help="a preset (vit_tiny_p4, vit_small_p4, vit_s_p4, resnet18_small, resnet10_small, resnet10_narrow) or timm name")
+        s.add_argument("--protocol", default="multi-class", help=f"{', '.join(PROTOCOL_NAMES)}, or one-class:all")
+        s.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
+        s.add_argument("--pretext", default=None, help=", ".join(PRETEXTS))
+        s.add_argument("--model", default=None, help=f"a preset ({', '.join(MODEL_PRESETS)}) or a timm model name")
         s.add_argument("--seed", type=int, default=0, help="seed of every stage")
-        s.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's pretraining epochs")
-        s.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tuning epochs")
-        s.add_argument("--detector", default=None, help="mahalanobis (default), mahalanobis_cc, knn, vim, msp, maxlogit, energy, entropy")
+        s.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's pretraining epochs (>= 1)")
+        if name in ("finetune", "run"):
+            s.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tuning epochs (>= 1)")
+        if name in ("evaluate", "run"):
+            s.add_argument("--detector", default=None, help=f"the OOD score: {', '.join(SCORES)} (default: the profile's, mahalanobis)")
+            s.add_argument("--out", default=None, help="save the results table here (.csv or .json)")
         s.add_argument("--device", default=None, help="auto (default), cpu or cuda")
         s.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
-        s.add_argument("--out", default=None, help="save the results table here (.csv or .json)")
         s.set_defaults(func=_cmd_stage)
     text = "Unleashing Mask: train from scratch keeping every epoch, estimate the loss floor, UM, UMAP, control"
     u = sub.add_parser("unleash", help=text, description=text)
     u.add_argument("--model", action="append", default=None,
                    help="backbone (repeatable; default: the profile's, a small ResNet and the ViT)")
     u.add_argument("--seed", type=int, action="append", default=None, help="seed (repeatable; default: the profile's)")
-    u.add_argument("--profile", default=None, help="smoke, cpu or gpu (default: MOOD_PROFILE or cpu)")
+    u.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
     u.add_argument("--protocol", default="multi-class", help="the ID data and OOD sets (default multi-class)")
     u.add_argument("--floor", type=float, default=None, help="loss floor b (default: estimated with a 96.5%% weight mask)")
     u.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
-    u.add_argument("--out", default=None, help="save the per-run table here (.csv or .json), the curve beside it")
+    u.add_argument("--out", default=None, help="save every table of the study (CSV and JSON) under this folder")
     u.set_defaults(func=_cmd_unleash)
     return p
 

@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import copy
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Mapping
 
 from mood.data import ImageFormat
 from mood.engine import TrainConfig
-from mood.models import ModelConfig
+from mood.masking import MASK_KINDS
+from mood.models import POOLS, ModelConfig
+from mood.pretext import PRETEXTS
+from mood.scores import get_score
+
+if TYPE_CHECKING:
+    from mood.protocols import Protocol
 
 
 @dataclass
@@ -40,6 +49,17 @@ class PretrainConfig(TrainConfig):
     tokenizer_iters: int = 20
     lr: float = 1.5e-3
     warmup_epochs: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pretext not in PRETEXTS:
+            raise ValueError(f"unknown pretext task {self.pretext!r}; valid: {', '.join(PRETEXTS)}")
+        if self.mask_kind is not None and self.mask_kind not in MASK_KINDS:
+            raise ValueError(f"unknown mask kind {self.mask_kind!r}; valid: {', '.join(MASK_KINDS)} or None")
+        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must lie in (0, 1) or be None, got {self.mask_ratio}")
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
 
 
 @dataclass
@@ -64,7 +84,7 @@ class EvalConfig:
 
     Args:
         pool: ``"mean"`` of the patch tokens (MOOD) or ``"cls"``.
-        detector: the feature detector of the main tables (:data:`mood.scores.DETECTORS`).
+        detector: the feature detector of the main tables (any name of :data:`mood.scores.SCORES`).
         normalize: L2-normalise features before Mahalanobis.
         max_fit: ID training images whose features fit the detector (None = all).
         max_test: ID test images scored (None = all).
@@ -81,6 +101,17 @@ class EvalConfig:
     n_ood: int | None = 2000
     fpr_positive: str = "id"
     batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        get_score(self.detector)
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; valid: {', '.join(POOLS)}")
+        if self.fpr_positive not in ("id", "ood"):
+            raise ValueError(f"fpr_positive must be 'id' or 'ood', got {self.fpr_positive!r}")
+        for name in ("max_fit", "max_test", "n_ood"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"EvalConfig.{name} must be >= 1 or None (all), got {value}")
 
 
 @dataclass
@@ -128,13 +159,83 @@ class UnleashConfig:
         return replace(self, train=replace(self.train, seed=seed), tune=replace(self.tune, seed=seed))
 
 
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type annotation ``hint`` (ints pass for floats, bools for neither)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        return isinstance(value, tuple)
+    return isinstance(value, origin or hint)
+
+
+def check_changes(cls: type, changes: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """``changes`` if every key is a field of dataclass ``cls`` and every value fits the field's
+    type; otherwise a ``ValueError`` naming the wrong key or value and the valid fields."""
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    label = f"{where}: " if where else ""
+    bad = sorted(set(changes) - set(valid))
+    if bad:
+        raise ValueError(f"{label}{cls.__name__} has no field(s) {bad}; valid: {', '.join(valid)}")
+    for key, value in changes.items():
+        if not _matches(value, hints[key]):
+            hint = hints[key]
+            name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise ValueError(f"{label}{cls.__name__}.{key} must be {name}, got {value!r} ({type(value).__name__})")
+    return dict(changes)
+
+
+def override(cfg, **changes):
+    """``dataclasses.replace`` with every change checked (:func:`check_changes`) first."""
+    return replace(cfg, **check_changes(type(cfg), changes))
+
+
+@dataclass(frozen=True)
+class StageOverrides:
+    """Changes to the stage configurations for one kind of run (the one-class protocols, the
+    ablation scale), checked against the configs' fields and types when the profile is defined.
+
+    Args:
+        pretrain: fields of :class:`PretrainConfig` to change.
+        finetune: fields of :class:`FinetuneConfig` to change.
+        eval: fields of :class:`EvalConfig` to change.
+    """
+
+    pretrain: Mapping[str, Any] = field(default_factory=dict)
+    finetune: Mapping[str, Any] = field(default_factory=dict)
+    eval: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig), ("eval", EvalConfig)):
+            check_changes(cls, getattr(self, stage), where=f"StageOverrides.{stage}")
+
+    def apply(self, prof: "Profile") -> "Profile":
+        """A copy of ``prof`` with these changes made."""
+        p = copy.deepcopy(prof)
+        p.pretrain = replace(p.pretrain, **self.pretrain)
+        p.finetune = replace(p.finetune, **self.finetune)
+        p.eval = replace(p.eval, **self.eval)
+        return p
+
+
 @dataclass
 class Profile:
     """Every stage's configuration for one scale of run.
 
     Attributes:
-        one_class: per-stage overrides for one-class protocols, whose training set is one class
-            (6,000 images) and which run ten times: ``{"pretrain": {...}, "finetune": {...}}``.
+        one_class: overrides for one-class protocols, whose training set is one class (6,000
+            images) and which run ten times.
+        ablation: overrides for the ablation chapters (their scale).
+        ablation_seeds: seeds of every ablation run.
     """
 
     name: str
@@ -143,19 +244,18 @@ class Profile:
     finetune: FinetuneConfig
     eval: EvalConfig
     format: ImageFormat = field(default_factory=ImageFormat)
-    one_class: dict[str, dict] = field(default_factory=dict)
-    ablation: dict[str, dict] = field(default_factory=dict)
+    one_class: StageOverrides = field(default_factory=StageOverrides)
+    ablation: StageOverrides = field(default_factory=StageOverrides)
     ablation_seeds: tuple[int, ...] = (0,)
     unleash: UnleashConfig = field(default_factory=UnleashConfig)
 
-    def for_protocol(self, protocol: str) -> "Profile":
+    def for_protocol(self, protocol: "Protocol") -> "Profile":
         """This profile with the overrides of ``protocol``'s kind applied."""
-        p = copy.deepcopy(self)
-        if protocol.startswith("one-class"):
-            p.pretrain = replace(p.pretrain, **self.one_class.get("pretrain", {}))
-            p.finetune = replace(p.finetune, **self.one_class.get("finetune", {}))
-            p.eval = replace(p.eval, **self.one_class.get("eval", {}))
-        return p
+        return self.one_class.apply(self) if protocol.kind == "one-class" else copy.deepcopy(self)
+
+    def at_ablation_scale(self, seed: int = 0) -> "Profile":
+        """This profile at its ablation scale (``ablation`` overrides win over per-protocol ones), with ``seed``."""
+        return self.ablation.apply(self.with_seed(seed))
 
     def with_seed(self, seed: int) -> "Profile":
         p = copy.deepcopy(self)
@@ -174,10 +274,9 @@ PROFILES: dict[str, Profile] = {
                                 warmup_epochs=0.5),
         finetune=FinetuneConfig(epochs=1, batch_size=64, max_images=384),
         eval=EvalConfig(max_fit=300, max_test=200, n_ood=100),
-        one_class={"pretrain": {"max_images": 256}, "finetune": {"max_images": 256},
-                   "eval": {"max_test": 300}},
-        ablation={"pretrain": {"epochs": 1, "max_images": 192}, "finetune": {"epochs": 1, "max_images": 192},
-                  "eval": {"max_fit": 192, "max_test": 150, "n_ood": 60}},
+        one_class=StageOverrides(pretrain={"max_images": 256}, finetune={"max_images": 256}, eval={"max_test": 300}),
+        ablation=StageOverrides(pretrain={"epochs": 1, "max_images": 192}, finetune={"epochs": 1, "max_images": 192},
+                                eval={"max_fit": 192, "max_test": 150, "n_ood": 60}),
         ablation_seeds=(0,),
         unleash=UnleashConfig(train=TrainConfig(epochs=2, batch_size=64, max_images=192, warmup_epochs=0.5),
                               tune=TrainConfig(epochs=1, batch_size=64, lr=2e-4, warmup_epochs=0.0),
@@ -191,12 +290,12 @@ PROFILES: dict[str, Profile] = {
         pretrain=PretrainConfig(epochs=6, batch_size=256, max_images=15_000),
         finetune=FinetuneConfig(epochs=2, batch_size=128, max_images=15_000),
         eval=EvalConfig(max_fit=15_000, max_test=None, n_ood=2000),
-        one_class={"pretrain": {"epochs": 6, "batch_size": 128, "max_images": 2500},
-                   "finetune": {"epochs": 2, "max_images": 2500}, "eval": {"n_ood": 4000}},
+        one_class=StageOverrides(pretrain={"epochs": 6, "batch_size": 128, "max_images": 2500},
+                                 finetune={"epochs": 2, "max_images": 2500}, eval={"n_ood": 4000}),
         # Small batches: a few hundred images per class still give the optimiser enough steps.
-        ablation={"pretrain": {"epochs": 4, "batch_size": 128, "max_images": 1000},
-                  "finetune": {"epochs": 3, "batch_size": 64, "max_images": 1000},
-                  "eval": {"max_fit": 1000, "max_test": 1000, "n_ood": 300}},
+        ablation=StageOverrides(pretrain={"epochs": 4, "batch_size": 128, "max_images": 1000},
+                                finetune={"epochs": 3, "batch_size": 64, "max_images": 1000},
+                                eval={"max_fit": 1000, "max_test": 1000, "n_ood": 300}),
         ablation_seeds=(0, 1),
         # Few images and many epochs: the late, memorising stage UM is about comes within the budget.
         unleash=UnleashConfig(train=TrainConfig(epochs=12, batch_size=64, max_images=1000, lr=1e-3),
@@ -210,9 +309,9 @@ PROFILES: dict[str, Profile] = {
         pretrain=PretrainConfig(epochs=60, batch_size=512, max_images=None, lr=1.5e-3, warmup_epochs=5),
         finetune=FinetuneConfig(epochs=20, batch_size=512, max_images=None, lr=5e-4, warmup_epochs=2),
         eval=EvalConfig(max_fit=None, max_test=None, n_ood=None),
-        one_class={"pretrain": {"epochs": 80}, "finetune": {"epochs": 10}, "eval": {"n_ood": None}},
-        ablation={"pretrain": {"epochs": 30, "max_images": 20_000}, "finetune": {"epochs": 10, "max_images": 20_000},
-                  "eval": {"max_fit": 20_000, "n_ood": 2000}},
+        one_class=StageOverrides(pretrain={"epochs": 80}, finetune={"epochs": 10}, eval={"n_ood": None}),
+        ablation=StageOverrides(pretrain={"epochs": 30, "max_images": 20_000}, finetune={"epochs": 10, "max_images": 20_000},
+                                eval={"max_fit": 20_000, "n_ood": 2000}),
         ablation_seeds=(0, 1, 2),
         unleash=UnleashConfig(train=TrainConfig(epochs=60, batch_size=256, max_images=None, lr=1e-3, warmup_epochs=3),
                               tune=TrainConfig(epochs=10, batch_size=256, lr=2e-4, warmup_epochs=0.0),
@@ -228,12 +327,3 @@ def get_profile(name: str | None = None) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)} (set MOOD_PROFILE or --profile)")
     return copy.deepcopy(PROFILES[name])
-
-
-def override(cfg, **changes):
-    """``dataclasses.replace`` that names the valid fields when given an unknown one."""
-    valid = {f.name for f in fields(cfg)}
-    bad = set(changes) - valid
-    if bad:
-        raise ValueError(f"{type(cfg).__name__} has no field(s) {sorted(bad)}; valid: {sorted(valid)}")
-    return replace(cfg, **changes)

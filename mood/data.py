@@ -79,6 +79,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def __repr__(self) -> str:
+        h, w, c = self.shape
+        labelled = f", {len(self.classes)} classes" if self.classes else (", labelled" if (self.labels >= 0).any() else "")
+        return f"ImageSet({self.name!r}, {len(self)} images {h}x{w}x{c}{labelled}, origin={self.origin!r})"
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one image."""
@@ -161,6 +166,14 @@ def to_tensor(images: np.ndarray | ImageSet, fmt: ImageFormat = ImageFormat()) -
     return ((x - mean) / std).contiguous()
 
 
+def sample_tensors(s: ImageSet, fmt: ImageFormat = ImageFormat(), max_images: int | None = None,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training stage's data: a stratified sample of at most ``max_images`` of ``s`` (all, shuffled,
+    when None) as images ``[N, C, S, S]`` (:func:`to_tensor`) and labels ``[N]`` (long)."""
+    s = s.sample(max_images, seed) if max_images is not None else s
+    return to_tensor(s, fmt), torch.from_numpy(s.labels.copy()).long()
+
+
 def from_tensor(x: torch.Tensor, fmt: ImageFormat = ImageFormat()) -> np.ndarray:
     """Inverse of :func:`to_tensor` up to resizing: ``[N, C, S, S]`` to ``uint8 [N, S, S, C]``."""
     mean = torch.tensor(fmt.mean).view(1, -1, 1, 1)
@@ -186,7 +199,7 @@ def read_idx(path: Path) -> np.ndarray:
                                f"Reinstall it: `make data` or set MOOD_FMNIST_DIR")
     ndim = raw[3]
     dims = struct.unpack(f">{ndim}I", raw[4: 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)  # writable: torch warns otherwise
     if data.size != int(np.prod(dims)):
         raise CorruptDataError(f"{path} is truncated or padded: header says {dims} "
                                f"({int(np.prod(dims))} bytes) but holds {data.size}. Reinstall it")
@@ -210,6 +223,20 @@ def _fmnist_dirs(root: str | os.PathLike | None) -> list[Path]:
     data_dir = Path(os.environ.get("MOOD_DATA_DIR", "data"))
     dirs.append(data_dir / "FashionMNIST" / "raw")  # where torchvision's download lands
     return dirs
+
+
+def _check_explicit_dir(directory: Path, what: str, split: str) -> None:
+    """A folder the user named must hold the split's files: falling back silently to another copy
+    would train on data the user did not ask for."""
+    img_stem, lbl_stem = _IDX_FILES[split]
+    if not directory.is_dir():
+        raise DataNotFoundError(f"{what}={directory} does not exist. Point it at a folder holding the Fashion-MNIST "
+                                f"idx files, or unset it to use the system copy ({DEBIAN_FMNIST_DIR})")
+    missing = [stem for stem in (img_stem, lbl_stem) if _find_idx(directory, stem) is None]
+    if missing:
+        raise DataNotFoundError(f"{what}={directory} has no {' or '.join(f'{m}[.gz]' for m in missing)}. Point it at a "
+                                f"folder holding the four Fashion-MNIST idx files, or unset it to use the system "
+                                f"copy ({DEBIAN_FMNIST_DIR})")
 
 
 @lru_cache(maxsize=4)
@@ -247,6 +274,10 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     """Fashion-MNIST ``split`` ('train': 60,000, 'test': 10,000) as ``uint8 [N, 28, 28, 1]``."""
     if split not in _IDX_FILES:
         raise ValueError(f"unknown Fashion-MNIST split {split!r}; valid: {sorted(_IDX_FILES)}")
+    if root is not None:
+        _check_explicit_dir(Path(root), "root", split)
+    elif os.environ.get("MOOD_FMNIST_DIR"):
+        _check_explicit_dir(Path(os.environ["MOOD_FMNIST_DIR"]), "MOOD_FMNIST_DIR", split)
     images, labels, source = _load_fmnist_arrays(split, None if root is None else str(root), download)
     return ImageSet(name=f"fashion-mnist/{split}", images=images[..., None], labels=labels,
                     ids=np.arange(len(images)), origin=f"fashion-mnist/{split}", source=source,
@@ -393,11 +424,15 @@ def from_array(name: str, array: np.ndarray | torch.Tensor, labels: np.ndarray |
 
     Args:
         name: name for tables.
-        array: ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` with C in (1, 3); ``uint8`` in
-            0..255 or float in [0, 1].
+        array: ``[N, H, W]`` (grey), ``[N, H, W, C]`` or ``[N, C, H, W]`` with C in (1, 3); integers
+            in 0..255 or floats in [0, 1]. A 3-D array whose last axis is 1 or 3 is refused as
+            ambiguous (one image ``[H, W, C]``, or grey images ``[N, H, W]``?): add the missing axis.
         labels: optional ``[N]`` integer labels.
     """
     x = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    if x.ndim == 3 and x.shape[-1] in (1, 3):
+        raise ValueError(f"{name}: shape {x.shape} is ambiguous: one image [H, W, C] or {x.shape[0]} grey images of "
+                         f"{x.shape[1]}x{x.shape[2]} pixels? Pass array[None] for one image, array[..., None] for grey images")
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
@@ -408,16 +443,26 @@ def from_array(name: str, array: np.ndarray | torch.Tensor, labels: np.ndarray |
         raise ValueError(f"{name}: expected 1 (grey) or 3 (RGB) channels, got shape {x.shape}")
     if len(x) == 0:
         raise ValueError(f"{name}: no images")
-    if x.dtype != np.uint8:
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"{name}: images must be integers in 0..255 or floats in [0, 1], got dtype {x.dtype}")
+    if np.issubdtype(x.dtype, np.integer) and x.dtype != np.uint8:
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{name}: integer images must lie in 0..255, got {lo}..{hi}")
+        x = x.astype(np.uint8)
+    elif np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
         if not np.isfinite(x).all():
             raise ValueError(f"{name}: images contain NaN or inf")
-        if x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{name}: float images must lie in [0, 1], got [{x.min():.3g}, {x.max():.3g}]; "
-                             f"pass uint8 for 0..255")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"{name}: float images must lie in [0, 1], got min {lo!r}, max {hi!r}; "
+                             f"divide by 255 first, or pass integers in 0..255")
         x = (x * 255).round().astype(np.uint8)
     n = len(x)
-    lab = np.full(n, -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    lab = np.full(n, -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(lab) != n:
+        raise ValueError(f"{name}: {n} images but {len(lab)} labels")
     return ImageSet(name=name, images=np.ascontiguousarray(x), labels=lab, ids=np.arange(n),
                     origin=f"user/{name}", source="array")
 
@@ -501,14 +546,9 @@ def concat(sets: Sequence[ImageSet], fmt: ImageFormat, name: str, relabel: bool 
         classes += [f"{s.name}:{c}" for c in names[:n_cls]]
         offset += n_cls
         ids.append(s.ids)
+    from mood.artifacts import hash_ids
+
     origin = "concat(" + ",".join(f"{s.origin}#{hash_ids(s.ids)}" for s in sets) + ")"
     return ImageSet(name=name, images=np.concatenate(images), labels=np.concatenate(labels),
                     ids=np.arange(sum(len(s) for s in sets)), origin=origin,
                     source=" + ".join(s.name for s in sets), classes=tuple(classes))
-
-
-def hash_ids(ids: np.ndarray) -> str:
-    """A short content hash of an id array."""
-    import hashlib
-
-    return hashlib.sha1(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()[:12]

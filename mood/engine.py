@@ -24,7 +24,7 @@ from timm.optim import create_optimizer_v2, param_groups_layer_decay
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
-from mood.metrics import atomic_write_text
+from mood.artifacts import atomic_torch_save, atomic_write_text
 from mood.pretext import Rng
 from mood.progress import progress
 
@@ -59,6 +59,21 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{type(self).__name__}.{name} must be > 0, got {value!r}")
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"{type(self).__name__}.max_images must be >= 1 or None (all images), got {self.max_images}")
+        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.min_lr < 0:
+            raise ValueError(f"{type(self).__name__}: warmup_epochs, weight_decay and min_lr must be >= 0, got "
+                             f"{self.warmup_epochs}, {self.weight_decay}, {self.min_lr}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"{type(self).__name__}.layer_decay must lie in (0, 1] or be None, got {self.layer_decay}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"{type(self).__name__}.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -85,13 +100,6 @@ def make_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups.append({"params": [p for p in rest if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr_scale": 1.0})
     groups.append({"params": [p for p in rest if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": 1.0})
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _capture_rng() -> dict:

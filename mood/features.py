@@ -1,4 +1,9 @@
-"""From a model and images to saved features: extracted once, scored many ways."""
+"""From a model and images to features: extracted once, scored many ways.
+
+- :func:`extract`: a ``mood`` :class:`~mood.models.Backbone` -> :class:`FeatureSet` (features, logits, labels).
+- :func:`embed`: any ``nn.Module`` or callable mapping images to ``[n, D]``, in batches, in eval mode,
+  without gradients: how a user scores their own backbone.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import Callable
 
+import torch
+from torch import nn
+
+from mood.artifacts import atomic_torch_save
+from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.models import Backbone
 from mood.progress import progress
 
@@ -31,10 +41,7 @@ class FeatureSet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Saves as a torch file, atomically."""
-        from mood.engine import atomic_torch_save
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"features": self.features, "logits": self.logits, "labels": self.labels}, path)
         return path
 
@@ -59,3 +66,49 @@ def extract(backbone: Backbone, x: torch.Tensor, labels: torch.Tensor | None = N
         feats.append(f.float().cpu())
     lab = labels if labels is not None else torch.full((len(x),), -1, dtype=torch.long)
     return FeatureSet(torch.cat(feats), torch.cat(logits), lab.cpu())
+
+
+@torch.no_grad()
+def embed(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: ImageSet | torch.Tensor,
+          fmt: ImageFormat = ImageFormat(), batch_size: int = 256,
+          device: str | torch.device | None = None) -> torch.Tensor:
+    """Features of ``images`` under any model, batch by batch: ``[N, D]`` float32 on the CPU.
+
+    An ``nn.Module`` is put in eval mode first (dropout and drop-path off, so the same image always
+    gives the same features) and restored to its former mode afterwards; memory stays at one batch.
+
+    Args:
+        model: maps ``[n, C, H, W]`` to ``[n, D]`` (a module or any callable).
+        images: an :class:`~mood.data.ImageSet` (converted with ``fmt``) or ready ``[N, C, H, W]`` tensors.
+        fmt: the model's input format, for an ImageSet.
+        batch_size: images per forward pass.
+        device: where the model runs (default: where its parameters are, else the CPU).
+    """
+    if batch_size < 1:
+        raise ValueError(f"embed: batch_size must be >= 1, got {batch_size}")
+    n = len(images)
+    if n == 0:
+        raise ValueError("embed: no images")
+    module = model if isinstance(model, nn.Module) else None
+    if device is None:
+        params = next(iter(module.parameters()), None) if module is not None else None
+        device = params.device if params is not None else torch.device("cpu")
+    device = torch.device(device)
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        out = []
+        for start in range(0, n, batch_size):
+            part = (to_tensor(images.subset(range(start, min(n, start + batch_size))), fmt)
+                    if isinstance(images, ImageSet) else images[start: start + batch_size])
+            f = model(part.to(device))
+            if not isinstance(f, torch.Tensor) or f.ndim != 2 or len(f) != len(part):
+                shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+                raise ValueError(f"embed: the model must map [n, C, H, W] to features [n, D]; for {len(part)} "
+                                 f"images it returned {shape}. Pool or flatten inside the callable")
+            out.append(f.float().cpu())
+    finally:
+        if module is not None:
+            module.train(was_training)
+    return torch.cat(out)

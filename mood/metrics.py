@@ -13,10 +13,6 @@ FPR@95%TPR has two conventions in the literature:
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Literal, Mapping
 
 import numpy as np
@@ -28,7 +24,10 @@ METRIC_COLUMNS = ("AUROC", "AUPR-In", "AUPR-Out", "FPR95")
 
 
 def _check(scores: np.ndarray, what: str) -> np.ndarray:
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"{what} scores must be one number per image, shape [N]; got shape {s.shape}. "
+                         f"A detector returns [N]; pick a column or reduce a [N, K] array first")
     if s.size == 0:
         raise ValueError(f"{what} scores are empty")
     bad = ~np.isfinite(s)
@@ -73,6 +72,10 @@ def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95,
         positive: ``"id"`` — positives are ID images, accepted when score <= t;
             ``"ood"`` — positives are OOD images, flagged when score >= t.
     """
+    if not 0.0 < tpr <= 1.0:
+        raise ValueError(f"fpr_at_tpr: tpr is a rate in (0, 1], got {tpr} (FPR95 is tpr=0.95)")
+    if positive not in ("id", "ood"):
+        raise ValueError(f"positive must be 'id' or 'ood', got {positive!r}")
     s_id, s_ood = _check(id_scores, "ID"), _check(ood_scores, "OOD")
     if positive == "id":
         # Accepting x as ID when s(x) <= t; the smallest t with TPR >= tpr is an order statistic.
@@ -111,46 +114,3 @@ def seed_gaps(diffs: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     out = diffs.groupby(by, sort=False)[value].agg(["mean", "std", "count"]).rename(columns={"count": "seeds"})
     out["beyond 2·std"] = (out["mean"].abs() > 2 * out["std"]) & (out["seeds"] > 1)
     return out
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Writes ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Saves a results table as CSV (``.csv``) or JSON records (``.json``), atomically."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        return atomic_write_text(path, df.to_csv())
-    if path.suffix == ".json":
-        records = json.loads(df.reset_index().to_json(orient="records"))
-        return atomic_write_text(path, json.dumps(records, indent=1))
-    raise ValueError(f"save_table: use a .csv or .json path, got {path}")
-
-
-def load_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Reads a table written by :func:`save_table` (first column becomes the index)."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(path, index_col=0)
-    if path.suffix == ".json":
-        df = pd.DataFrame(json.loads(path.read_text()))
-        return df.set_index(df.columns[0])
-    raise ValueError(f"load_table: use a .csv or .json path, got {path}")
-
-
-def save_results(df: pd.DataFrame, results_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Writes ``df`` as ``<results_dir>/<name>.csv`` and ``.json``, for the summary chapter and for
-    anyone who wants the numbers without re-running."""
-    return [save_table(df, Path(results_dir) / f"{name}.{ext}") for ext in ("csv", "json")]

@@ -47,8 +47,19 @@ class ModelConfig:
     num_classes: int = 10
     drop_path: float = 0.1
 
+    def __post_init__(self) -> None:
+        check_model_name(self.name)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it is a preset or a timm model, else a ``ValueError`` saying where to look."""
+    if name not in MODEL_PRESETS and not timm.is_model(name):
+        raise ValueError(f"unknown model {name!r}: not a preset ({', '.join(MODEL_PRESETS)}) "
+                         f"and not a timm model (timm.list_models() lists those)")
+    return name
 
 
 def _build_net(cfg: ModelConfig) -> nn.Module:
@@ -63,9 +74,7 @@ def _build_net(cfg: ModelConfig) -> nn.Module:
         net.conv1 = nn.Conv2d(cfg.in_chans, net.bn1.num_features, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
         return net
-    if not timm.is_model(cfg.name):
-        raise ValueError(f"unknown model {cfg.name!r}: not a preset ({', '.join(MODEL_PRESETS)}) "
-                         f"and not a timm model (timm.list_models() lists those)")
+    check_model_name(cfg.name)
     try:
         return timm.create_model(cfg.name, img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
     except TypeError:  # convolutional models take no img_size

@@ -10,136 +10,51 @@ last epoch. ``run_mood`` chains the four for one protocol.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
+from mood.artifacts import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
 from mood.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
-from mood.data import ImageFormat, ImageSet, to_tensor
-from mood.engine import atomic_torch_save, fit
+from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
+from mood.engine import fit
 from mood.features import FeatureSet, extract
-from mood.metrics import atomic_write_text, results_table
+from mood.metrics import results_table
 from mood.models import Backbone, ModelConfig
-from mood.pretext import Classification, build_pretext
-from mood.protocols import Protocol, make_protocol
-from mood.scores import LOGIT_SCORES, ViM, make_detector
-from mood.tokenizer import PatchTokenizer
-
-CACHE_VERSION = 1
-
-
-class Cache:
-    """Folders keyed by configuration: ``root/stage/<hash>/`` with the configuration in ``spec.json``."""
-
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
-        self.root = Path(root if root is not None else os.environ.get("MOOD_ARTIFACTS", "artifacts"))
-
-    @staticmethod
-    def key(spec: dict) -> str:
-        blob = json.dumps({"version": CACHE_VERSION, **spec}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def dir(self, stage: str, spec: dict) -> Path:
-        d = self.root / stage / self.key(spec)
-        d.mkdir(parents=True, exist_ok=True)
-        if not (d / "spec.json").exists():
-            atomic_write_text(d / "spec.json", json.dumps(spec, indent=1, sort_keys=True, default=str))
-        return d
-
-
-def fingerprint(s: ImageSet) -> dict:
-    """What identifies an image set's content for caching: origin and the exact ids."""
-    return {"name": s.name, "origin": s.origin, "n": len(s),
-            "ids": hashlib.sha1(np.ascontiguousarray(s.ids).tobytes()).hexdigest()[:16]}
-
-
-@dataclass
-class Trained:
-    """A backbone after a stage.
-
-    Attributes:
-        backbone: the model, in eval mode on the CPU.
-        history: per-epoch records of :func:`mood.engine.fit` (empty for ``pretext="none"``).
-        run_dir: the cache folder (checkpoint, log, spec).
-        seconds: wall time spent training in this call (0 when loaded from the cache).
-        extras: stage-specific objects (the BEiT tokenizer).
-    """
-
-    backbone: Backbone
-    history: list[dict]
-    run_dir: Path
-    seconds: float = 0.0
-    extras: dict = field(default_factory=dict)
-
-    @property
-    def train_seconds(self) -> float:
-        """Wall time its training took, from the per-epoch log, whether it ran now or was cached."""
-        return float(sum(h.get("seconds", 0.0) for h in self.history))
-
-
-def run_id(trained: Trained) -> str:
-    """``stage/hash`` of a trained backbone: what later stages key their cache on."""
-    return f"{trained.run_dir.parent.name}/{trained.run_dir.name}"
-
-
-def _tensors(s: ImageSet, fmt: ImageFormat, max_images: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    s = s.sample(max_images, seed) if max_images is not None else s
-    return to_tensor(s, fmt), torch.from_numpy(s.labels.copy()).long()
-
-
-def _finish(backbone: Backbone, run_dir: Path, history: list[dict], seconds: float, **extras) -> Trained:
-    atomic_torch_save({"backbone": backbone.state_dict(), "history": history}, run_dir / "backbone.pt")
-    return Trained(backbone.cpu().eval(), history, run_dir, seconds, extras)
-
-
-def _load_finished(backbone: Backbone, run_dir: Path, **extras) -> Trained:
-    state = torch.load(run_dir / "backbone.pt", map_location="cpu", weights_only=False)
-    backbone.load_state_dict(state["backbone"])
-    return Trained(backbone.eval(), state["history"], run_dir, 0.0, extras)
+from mood.pretext import Classification, make_task
+from mood.protocols import Protocol, make_protocol, parse_protocol
+from mood.scores import ScoreSpec, ViM, get_score
 
 
 def pretrain(data: ImageSet, model: ModelConfig, cfg: PretrainConfig, fmt: ImageFormat = ImageFormat(),
              cache: Cache | None = None) -> Trained:
     """Pretrains a new backbone with ``cfg.pretext`` on ``data`` (only the protocol's training images
     should ever be passed here). Cached; resumes when interrupted. ``extras`` holds the pretext
-    ``task`` (with its heads, e.g. BEiT's token predictor) and the BEiT ``tokenizer``."""
+    ``task`` (with its heads, e.g. BEiT's token predictor) and, for BEiT, its ``tokenizer``."""
     cache = cache or Cache()
     spec = {"stage": "pretrain", "model": model.to_dict(), "pretrain": cfg.to_dict(), "data": fingerprint(data),
             "format": asdict(fmt)}
     run_dir = cache.dir("pretrain", spec)
     torch.manual_seed(cfg.seed)
     backbone = Backbone(copy.deepcopy(model))
-    tokenizer = None
-    if cfg.pretext == "beit":
-        tokenizer = PatchTokenizer(backbone.patch_size if backbone.is_vit else 4, fmt.channels, cfg.vocab_size)
-    tok_file = run_dir / "tokenizer.pt"
-    if tokenizer is not None and tok_file.exists():
-        tokenizer.load_state_dict(torch.load(tok_file, weights_only=True))
-    finished = (run_dir / "backbone.pt").exists()
+    finished = is_finished(run_dir)
     t0 = time.perf_counter()
     x = y = None
     if not finished and cfg.pretext != "none":
-        x, y = _tensors(data, fmt, cfg.max_images, cfg.seed)
-        if tokenizer is not None and not tok_file.exists():
-            tokenizer.fit(x, iters=cfg.tokenizer_iters, seed=cfg.seed)
-            atomic_torch_save(tokenizer.state_dict(), tok_file)
-    task = build_pretext(cfg.pretext, backbone, tokenizer=tokenizer, mask_ratio=cfg.mask_ratio, mask_kind=cfg.mask_kind)
-    extras = {k: v for k, v in (("task", task), ("tokenizer", tokenizer)) if v is not None}
+        x, y = sample_tensors(data, fmt, cfg.max_images, cfg.seed)
+    task = make_task(cfg, backbone, x, run_dir)
+    extras = {k: v for k, v in (("task", task), ("tokenizer", getattr(task, "tokenizer", None))) if v is not None}
     if finished:
-        done = _load_finished(backbone, run_dir, **extras)
+        done = load_trained(backbone, run_dir, **extras)
         if task is not None and (run_dir / "last.pt").exists():  # the heads live only in the checkpoint
             task.load_state_dict(torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["model"])
             task.eval()
         return done
     history = [] if task is None else fit(task, x, y, cfg, run_dir=run_dir, desc=f"pretrain[{cfg.pretext}]")
-    return _finish(backbone, run_dir, history, time.perf_counter() - t0, **extras)
+    return save_trained(backbone, run_dir, history, time.perf_counter() - t0, **extras)
 
 
 def finetune(start: Trained, data: ImageSet, cfg: FinetuneConfig, num_classes: int,
@@ -161,7 +76,7 @@ def finetune(start: Trained, data: ImageSet, cfg: FinetuneConfig, num_classes: i
             average ID class, so that a handful of images still weighs in every epoch.
     """
     cache = cache or Cache()
-    spec = {"stage": "finetune", "start": run_id(start), "finetune": cfg.to_dict(), "data": fingerprint(data),
+    spec = {"stage": "finetune", "start": start.run_id, "finetune": cfg.to_dict(), "data": fingerprint(data),
             "num_classes": num_classes, "format": asdict(fmt)}
     if exposure:
         spec["exposure"] = {k: fingerprint(v) for k, v in exposure.items()}
@@ -169,10 +84,10 @@ def finetune(start: Trained, data: ImageSet, cfg: FinetuneConfig, num_classes: i
     backbone = copy.deepcopy(start.backbone)
     torch.manual_seed(cfg.seed)
     backbone.reset_head(num_classes)
-    if (run_dir / "backbone.pt").exists():
-        return _load_finished(backbone, run_dir)
+    if is_finished(run_dir):
+        return load_trained(backbone, run_dir)
     t0 = time.perf_counter()
-    x, y = _tensors(data, fmt, cfg.max_images, cfg.seed)
+    x, y = sample_tensors(data, fmt, cfg.max_images, cfg.seed)
     if exposure:
         oe = torch.cat([to_tensor(s, fmt) for s in exposure.values()])
         reps = max(1, round(len(x) / (num_classes - 1) / len(oe)))
@@ -182,7 +97,7 @@ def finetune(start: Trained, data: ImageSet, cfg: FinetuneConfig, num_classes: i
         raise ValueError(f"finetune: labels must lie in 0..{num_classes - 1}, got {int(y.min())}..{int(y.max())}")
     task = Classification(backbone, label_smoothing=cfg.label_smoothing, augment=cfg.augment)
     history = fit(task, x, y, cfg, run_dir=run_dir, desc="finetune")
-    return _finish(backbone, run_dir, history, time.perf_counter() - t0)
+    return save_trained(backbone, run_dir, history, time.perf_counter() - t0)
 
 
 @dataclass
@@ -195,6 +110,26 @@ class ProtocolFeatures:
     seconds: float = 0.0
 
 
+@dataclass
+class ScoreInputs:
+    """The images behind :class:`ProtocolFeatures`' ``id`` and ``ood`` features, for scores that
+    re-run the model (ODIN): ``id_x [N, C, H, W]`` and ``ood_x`` by set, in the model's format."""
+
+    id_x: torch.Tensor
+    ood_x: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def eval_sample(s: ImageSet, limit: int | None, seed: int = 0) -> ImageSet:
+    """The images of ``s`` a protocol scores: a stratified sample of ``limit`` when ``s`` is larger."""
+    return s.sample(limit, seed) if limit is not None and limit < len(s) else s
+
+
+def protocol_inputs(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(), seed: int = 0) -> ScoreInputs:
+    """The ID-test and OOD images :func:`extract_protocol` scores (same samples), as model inputs."""
+    return ScoreInputs(to_tensor(eval_sample(protocol.id_test, cfg.max_test, seed), fmt),
+                       {k: to_tensor(eval_sample(v, cfg.n_ood, seed), fmt) for k, v in protocol.ood_test.items()})
+
+
 def extract_protocol(trained: Trained, protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(),
                      cache: Cache | None = None, seed: int = 0) -> ProtocolFeatures:
     """Features of the protocol's ID train (at most ``cfg.max_fit``), ID test (``cfg.max_test``) and
@@ -204,8 +139,8 @@ def extract_protocol(trained: Trained, protocol: Protocol, cfg: EvalConfig, fmt:
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def one(s: ImageSet, limit: int | None, what: str) -> FeatureSet:
-        s = s.sample(limit, seed) if limit is not None and limit < len(s) else s
-        spec = {"stage": "features", "backbone": run_id(trained), "data": fingerprint(s), "pool": cfg.pool,
+        s = eval_sample(s, limit, seed)
+        spec = {"stage": "features", "backbone": trained.run_id, "data": fingerprint(s), "pool": cfg.pool,
                 "format": asdict(fmt)}
         path = cache.dir("features", spec) / "features.pt"
         if path.exists():
@@ -222,22 +157,44 @@ def extract_protocol(trained: Trained, protocol: Protocol, cfg: EvalConfig, fmt:
     return out
 
 
+def check_score(name: str, params: dict[str, Any] | None = None) -> ScoreSpec:
+    """The registry entry of score ``name`` with ``params`` checked: call before any training."""
+    spec = get_score(name)
+    spec.check_params(params or {})
+    return spec
+
+
 def score(feats: ProtocolFeatures, detector: str = "mahalanobis", backbone: Backbone | None = None,
-          normalize: bool = False, **kwargs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """OOD scores (higher = more OOD) of the ID test and each OOD set with ``detector``: a feature
-    detector fitted on ``feats.fit`` or a logit score (``msp``, ``energy``, ...). ViM needs ``backbone``."""
-    if detector in LOGIT_SCORES:
-        fn = LOGIT_SCORES[detector]
-        return fn(feats.id.logits, **kwargs), {k: fn(v.logits, **kwargs) for k, v in feats.ood.items()}
-    if detector == "vim":
+          inputs: ScoreInputs | None = None, **params: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """OOD scores (higher = more OOD) ``[N]`` of the ID test set and of each OOD set with any score
+    of :data:`mood.scores.SCORES`, dispatched on what it needs: a feature detector is fitted on
+    ``feats.fit``; a logit score reads the logits; a model score (ODIN) re-runs ``backbone`` on
+    ``inputs`` (:func:`protocol_inputs`). ViM also needs ``backbone`` for its head. ``params`` are
+    the score's hyperparameters (checked)."""
+    spec = check_score(detector, params)
+    if spec.needs == "logits":
+        fn = spec.build
+        return fn(feats.id.logits, **params), {k: fn(v.logits, **params) for k, v in feats.ood.items()}
+    if spec.needs == "model":
+        if backbone is None or inputs is None:
+            raise ValueError(f"score {detector!r} re-runs the model: pass backbone= and inputs= "
+                             f"(mood.pipeline.protocol_inputs)")
+        fn = spec.build
+        return fn(backbone, inputs.id_x, **params), {k: fn(backbone, x, **params) for k, x in inputs.ood_x.items()}
+    if spec.needs_head:
         if backbone is None:
-            raise ValueError("score(detector='vim') needs backbone= for its head weights")
+            raise ValueError(f"score {detector!r} needs backbone= for its head weights")
         w, b = backbone.head_weights()
-        det = ViM(w, b, **kwargs)
+        det = spec.build(w, b, **params)
     else:
-        det = make_detector(detector, **({"normalize": normalize} if detector.startswith("mahalanobis") else {}), **kwargs)
+        det = spec.build(**params)
     det.fit(feats.fit.features, feats.fit.labels)
     return det.score(feats.id.features), {k: det.score(v.features) for k, v in feats.ood.items()}
+
+
+def score_params(detector: str, cfg: EvalConfig) -> dict[str, Any]:
+    """The profile's settings that apply to ``detector`` (``cfg.normalize`` for Mahalanobis)."""
+    return {"normalize": cfg.normalize} if "normalize" in get_score(detector).params else {}
 
 
 def id_accuracy(feats: ProtocolFeatures) -> float:
@@ -260,14 +217,15 @@ class MoodRun:
 
 def setup(protocol: str | Protocol, profile: str | Profile | None = None, **protocol_kwargs) -> tuple[Protocol, Profile]:
     """The protocol object and the profile adapted to it (one-class overrides; the model's head,
-    size and channels set from the protocol and the image format). Every chapter starts here, so
-    they all key the cache the same way and share trained backbones."""
+    size and channels set from the protocol and the image format). Every chapter, the CLI and the
+    tests start here, so they all key the cache the same way and share trained backbones."""
     prof = get_profile(profile) if profile is None or isinstance(profile, str) else copy.deepcopy(profile)
     if isinstance(protocol, str):
-        if protocol.startswith(("multi-class", "few-shot")):
+        spec, _ = parse_protocol(protocol)
+        if spec.ood_sets:
             protocol_kwargs.setdefault("n_ood", prof.eval.n_ood)
         protocol = make_protocol(protocol, **protocol_kwargs)
-    prof = prof.for_protocol(protocol.name)
+    prof = prof.for_protocol(protocol)
     prof.model.num_classes = protocol.num_classes
     prof.model.img_size, prof.model.in_chans = prof.format.size, prof.format.channels
     return protocol, prof
@@ -281,22 +239,26 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
         protocol: a protocol name (see :func:`mood.protocols.make_protocol`) or object.
         profile: a profile name or object (default: ``MOOD_PROFILE`` or ``cpu``).
         finetune_stage: False scores the pretrained features directly.
-        detector: overrides ``profile.eval.detector``.
+        detector: any score of :data:`mood.scores.SCORES`; overrides ``profile.eval.detector``.
     Returns:
         The trained stages, features, the results table (percent) and wall times in seconds
         (training: from the stages' logs, also when loaded from the cache; features, score: this call).
     """
+    det = detector or (get_profile(profile) if profile is None or isinstance(profile, str) else profile).eval.detector
+    check_score(det)  # a wrong name fails here, before any training
     protocol, prof = setup(protocol, profile, **protocol_kwargs)
+    params = score_params(det, prof.eval)
     cache = cache or Cache()
     t0 = time.perf_counter()
     pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format, cache)
     t1 = time.perf_counter()
     fine = finetune(pre, protocol.train, prof.finetune, protocol.num_classes, prof.format, cache) if finetune_stage else None
     t2 = time.perf_counter()
-    feats = extract_protocol(fine or pre, protocol, prof.eval, prof.format, cache)
+    model = fine or pre
+    feats = extract_protocol(model, protocol, prof.eval, prof.format, cache)
     t3 = time.perf_counter()
-    det = detector or prof.eval.detector
-    id_s, ood_s = score(feats, det, backbone=(fine or pre).backbone, normalize=prof.eval.normalize)
+    inputs = protocol_inputs(protocol, prof.eval, prof.format) if get_score(det).needs == "model" else None
+    id_s, ood_s = score(feats, det, backbone=model.backbone, inputs=inputs, **params)
     table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, prof.eval.fpr_positive)
     t4 = time.perf_counter()
     # Training times come from the stages' logs, so a chapter that loads a backbone another chapter

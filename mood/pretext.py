@@ -19,6 +19,7 @@ labels ``y [N]`` and a :class:`Rng` (seeded numpy + torch generators for masks a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from mood import augment
+from mood.artifacts import atomic_torch_save
 from mood.masking import mask_batch
 from mood.models import Backbone
 from mood.tokenizer import PatchTokenizer, patchify
@@ -234,20 +236,53 @@ def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | 
                   mask_ratio: float | None = None, mask_kind: str | None = None,
                   label_smoothing: float = 0.0) -> nn.Module | None:
     """The task module for pretext ``name`` (``None`` for ``"none"``). ``mask_ratio``/``mask_kind``
-    default to each method's published value."""
+    default to each method's published value; a setting a task cannot honour is an error, never
+    ignored (it would train the same model under a new cache key)."""
     if name not in PRETEXTS:
         raise ValueError(f"unknown pretext task {name!r}; valid: {', '.join(PRETEXTS)}")
+    if name not in MIM_PRETEXTS and (mask_ratio is not None or mask_kind is not None):
+        raise ValueError(f"{name} masks nothing: mask_ratio/mask_kind apply to {', '.join(MIM_PRETEXTS)} only")
     mim_kw = {k: v for k, v in (("mask_ratio", mask_ratio), ("mask_kind", mask_kind)) if v is not None}
     if name == "beit":
         if tokenizer is None:
-            raise ValueError("beit needs a fitted PatchTokenizer (tokenizer=...)")
+            raise ValueError("beit needs a fitted PatchTokenizer (tokenizer=...); make_task fits one")
         return BeitMIM(backbone, tokenizer, **mim_kw)
     if name == "simmim":
         return SimMIM(backbone, **mim_kw)
     if name == "mae":
+        if mask_kind not in (None, "random"):
+            raise ValueError(f"MAE removes a uniformly random subset of patches from the encoder's input; "
+                             f"mask_kind={mask_kind!r} is not supported (use beit or simmim for block masking)")
         return MAE(backbone, **({"mask_ratio": mask_ratio} if mask_ratio is not None else {}))
     if name == "classification":
         return Classification(backbone, label_smoothing=label_smoothing)
     if name == "simclr":
         return SimCLR(backbone)
     return None
+
+
+TOKENIZER_FILE = "tokenizer.pt"
+
+
+def make_task(cfg, backbone: Backbone, x: torch.Tensor | None, state_dir: Path) -> nn.Module | None:
+    """The pretext task of a pretraining config ``cfg`` (a :class:`mood.config.PretrainConfig`), with
+    what it needs set up first: BEiT's tokenizer is loaded from ``state_dir`` or, the first time,
+    fitted on the pretraining images ``x [N, C, H, W]`` (and saved there), like BEiT's dVAE fitted
+    once before pretraining and frozen.
+
+    Raises:
+        ValueError: BEiT's tokenizer is neither saved nor fittable (``x`` is None).
+    """
+    tokenizer = None
+    if cfg.pretext == "beit":
+        backbone._require_vit("BEiT MIM")
+        tokenizer = PatchTokenizer(backbone.patch_size, backbone.cfg.in_chans, cfg.vocab_size)
+        path = Path(state_dir) / TOKENIZER_FILE
+        if path.exists():
+            tokenizer.load_state_dict(torch.load(path, weights_only=True))
+        elif x is None:
+            raise ValueError(f"BEiT's tokenizer is not saved in {state_dir} and no images were given to fit it")
+        else:
+            tokenizer.fit(x, iters=cfg.tokenizer_iters, seed=cfg.seed)
+            atomic_torch_save(tokenizer.state_dict(), path)
+    return build_pretext(cfg.pretext, backbone, tokenizer=tokenizer, mask_ratio=cfg.mask_ratio, mask_kind=cfg.mask_kind)

@@ -22,7 +22,7 @@ split (or the other half). ``tests/test_protocols.py`` proves it with the images
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -50,6 +50,9 @@ class Protocol:
         ood_train: outlier-exposure images by OOD source (few-shot only; empty otherwise).
         num_classes: size of the label space of ``train``.
         classes: class names of that label space.
+        ood_train: outlier-exposure images by OOD source (few-shot only).
+        kind: the protocol family, one of :data:`KINDS` (``"one-class"``, ``"multi-class"``,
+            ``"near"``, ``"few-shot"``); read from ``name`` by the registry when not given.
     """
 
     name: str
@@ -59,6 +62,19 @@ class Protocol:
     num_classes: int
     classes: tuple[str, ...]
     ood_train: dict[str, ImageSet] = field(default_factory=dict)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = parse_protocol(self.name)[0].kind
+        if self.kind not in KINDS:
+            raise ValueError(f"protocol {self.name!r}: unknown kind {self.kind!r}; valid: {', '.join(KINDS)}")
+
+    @property
+    def ood_is_fmnist(self) -> bool:
+        """Whether the OOD test images are Fashion-MNIST classes (one-class, near): then the offline
+        OOD sets (MNIST, patches, ...) are not test data and may be used for training."""
+        return self.kind in ("one-class", "near")
 
     def summary(self) -> dict:
         return {"protocol": self.name, "classes": self.num_classes, "train": len(self.train),
@@ -89,7 +105,7 @@ def one_class(normal: int, root: str | None = None) -> Protocol:
         name=f"one-class:{normal}",
         train=train.subset(np.flatnonzero(train.labels == normal), f"train[{FMNIST_CLASSES[normal]}]"),
         id_test=test.subset(np.flatnonzero(is_normal), f"test[{FMNIST_CLASSES[normal]}]"),
-        ood_test={"other classes": test.subset(np.flatnonzero(~is_normal), "test[other]")},
+        ood_test={"other classes": test.subset(np.flatnonzero(~is_normal), "test[other]")}, kind="one-class",
         num_classes=10, classes=FMNIST_CLASSES)
 
 
@@ -99,7 +115,7 @@ def multi_class(ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000, seed
     return Protocol(name="multi-class", train=load_fashion_mnist("train", root),
                     id_test=load_fashion_mnist("test", root),
                     ood_test={name: load_ood(name, n_ood, seed) for name in ood},
-                    num_classes=10, classes=FMNIST_CLASSES)
+                    num_classes=10, classes=FMNIST_CLASSES, kind="multi-class")
 
 
 def near_split(known: Sequence[int] = NEAR_KNOWN, root: str | None = None) -> Protocol:
@@ -114,7 +130,7 @@ def near_split(known: Sequence[int] = NEAR_KNOWN, root: str | None = None) -> Pr
                     id_test=_relabel(test, known, "test[known]"),
                     ood_test={FMNIST_CLASSES[c]: test.subset(np.flatnonzero(test.labels == c), FMNIST_CLASSES[c])
                               for c in unknown},
-                    num_classes=len(known), classes=tuple(FMNIST_CLASSES[k] for k in known))
+                    num_classes=len(known), classes=tuple(FMNIST_CLASSES[k] for k in known), kind="near")
 
 
 def near_pair(pair: str, root: str | None = None) -> Protocol:
@@ -145,29 +161,99 @@ def few_shot(k: int, ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000,
             raise ValueError(f"few-shot: k={k} but the exposure half of {name} has {len(pool)} images")
         ood_train[name] = pool.sample(k, seed, name=f"{name}/exposure")
         ood_test[name] = test.subset(np.arange(len(test)), name)
-    base.name, base.ood_train, base.ood_test = f"few-shot:{k}", ood_train, ood_test
+    base.name, base.kind, base.ood_train, base.ood_test = f"few-shot:{k}", "few-shot", ood_train, ood_test
     return base
 
 
-PROTOCOL_NAMES = ("one-class:K (K=0..9)", "multi-class", "near-split",
-                  *(f"near-pair:{p}" for p in NEAR_PAIRS), "few-shot:K (K>=1)")
+# --------------------------------------------------------------------------------------------
+# The registry: protocol names, parsed in one place
+
+KINDS: tuple[str, ...] = ("one-class", "multi-class", "near", "few-shot")
 
 
-def make_protocol(name: str, **kwargs) -> Protocol:
-    """A protocol by name (see ``PROTOCOL_NAMES``); ``kwargs`` go to its builder."""
-    kind, _, arg = name.partition(":")
+def _int_arg(what: str, lo: int, hi: int | None = None) -> Callable[[str], int]:
+    def parse(arg: str) -> int:
+        try:
+            k = int(arg)
+        except ValueError:
+            raise ValueError(f"{what} must be an integer, got {arg!r}") from None
+        if k < lo or (hi is not None and k > hi):
+            raise ValueError(f"{what} must lie in {lo}..{hi if hi is not None else ''}, got {k}")
+        return k
+    return parse
+
+
+def _pair_arg(arg: str) -> str:
+    if arg not in NEAR_PAIRS:
+        raise ValueError(f"unknown near pair {arg!r}; valid: {', '.join(NEAR_PAIRS)}")
+    return arg
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """One protocol name of the registry.
+
+    Attributes:
+        prefix: the name before ``:`` (``"one-class"``).
+        kind: its family (:data:`KINDS`).
+        arg: what follows ``:`` (for help texts), or None when nothing does.
+        parse: turns that text into the builder's first argument (``ValueError`` when invalid).
+        build: the builder (:func:`one_class`, ...).
+        ood_sets: scores the offline OOD sets, so it takes ``n_ood=`` and ``ood=``.
+        summary: one line for help texts.
+    """
+
+    prefix: str
+    kind: str
+    arg: str | None
+    parse: Callable[[str], Any] | None
+    build: Callable[..., Protocol]
+    ood_sets: bool
+    summary: str
+
+    @property
+    def usage(self) -> str:
+        return f"{self.prefix}:{self.arg}" if self.arg else self.prefix
+
+
+PROTOCOLS: dict[str, ProtocolSpec] = {s.prefix: s for s in (
+    ProtocolSpec("one-class", "one-class", "K", _int_arg("one-class: the normal class K", 0, 9), one_class, False,
+                 "Fashion-MNIST class K (0..9) is normal, the other nine are anomalies"),
+    ProtocolSpec("multi-class", "multi-class", None, None, multi_class, True,
+                 "all ten classes are ID; the offline OOD sets are OOD"),
+    ProtocolSpec("near-split", "near", None, None, near_split, False,
+                 "six known classes are ID; Coat, Sandal, Shirt, Ankle boot are each an OOD set"),
+    ProtocolSpec("near-pair", "near", "PAIR", _pair_arg, near_pair, False,
+                 f"one class of a look-alike pair held out ({', '.join(NEAR_PAIRS)})"),
+    ProtocolSpec("few-shot", "few-shot", "K", _int_arg("few-shot: K images per OOD source", 1), few_shot, True,
+                 "multi-class plus K outlier-exposure images per OOD source"),
+)}
+PROTOCOL_NAMES: tuple[str, ...] = tuple(s.usage for s in PROTOCOLS.values())
+
+
+def parse_protocol(name: str) -> tuple[ProtocolSpec, Any]:
+    """The registry entry of protocol ``name`` and its parsed argument (None when it takes none),
+    without loading any data; a ``ValueError`` naming the valid forms otherwise."""
+    prefix, colon, arg = name.partition(":")
+    spec = PROTOCOLS.get(prefix)
+    if spec is None or bool(colon) != (spec.arg is not None) or (colon and not arg):
+        raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOL_NAMES)} "
+                         f"({'; '.join(f'{s.usage}: {s.summary}' for s in PROTOCOLS.values())})")
     try:
-        if kind == "one-class" and arg:
-            return one_class(int(arg), **kwargs)
-        if kind == "multi-class" and not arg:
-            return multi_class(**kwargs)
-        if kind == "near-split" and not arg:
-            return near_split(**kwargs)
-        if kind == "near-pair" and arg:
-            return near_pair(arg, **kwargs)
-        if kind == "few-shot" and arg:
-            return few_shot(int(arg), **kwargs)
+        return spec, (spec.parse(arg) if spec.parse is not None else None)
     except ValueError as err:
-        if "invalid literal" not in str(err):
-            raise
-    raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOL_NAMES)}")
+        raise ValueError(f"protocol {name!r}: {err}; valid: {', '.join(PROTOCOL_NAMES)}") from None
+
+
+def expand(name: str) -> list[str]:
+    """``one-class:all`` -> the ten one-class protocols; any other valid name -> ``[name]``."""
+    if name == "one-class:all":
+        return [f"one-class:{k}" for k in range(10)]
+    parse_protocol(name)
+    return [name]
+
+
+def make_protocol(name: str, **kwargs: Any) -> Protocol:
+    """A protocol by name (see :data:`PROTOCOL_NAMES`); ``kwargs`` go to its builder."""
+    spec, arg = parse_protocol(name)
+    return spec.build(**kwargs) if spec.arg is None else spec.build(arg, **kwargs)

@@ -15,24 +15,49 @@ MSP, MaxLogit,      from logits ``[N, C]``: negative max softmax probability, ne
 Energy, Entropy     negative free energy ``-T logsumexp(l/T)``, softmax entropy.
 ODIN                MSP at temperature T after a small input step that raises it (needs the model).
 =================  ============================================================================
+
+Every score is registered by name in :data:`SCORES` (a :class:`ScoreSpec`: what it needs —
+features, logits or the model — and its hyperparameters). :func:`mood.pipeline.score` dispatches
+on that entry, so a score added there works from the CLI, the pipeline, the ablations and
+Unleashing Mask at once.
 """
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Array = torch.Tensor
+EPS64 = torch.finfo(torch.float64).eps
 
 
-def _as_features(x: Array, what: str) -> Array:
+def _as_features(x: Array, what: str, dim: int | None = None) -> Array:
+    """``x`` as a float ``[N, D]`` tensor, checked: non-empty, finite, and ``D == dim`` when given."""
     x = torch.as_tensor(x)
     if x.ndim != 2:
         raise ValueError(f"{what}: expected features [N, D], got shape {tuple(x.shape)}")
+    if len(x) == 0:
+        raise ValueError(f"{what}: no features (the set is empty)")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{what}: fitted on D={dim} features, got D={x.shape[1]}; score features of the same "
+                         f"backbone, layer and pooling as the fit set")
     if not torch.isfinite(x).all():
         raise ValueError(f"{what}: features contain NaN/inf; the backbone diverged or the input is broken")
     return x.double() if x.dtype == torch.float64 else x.float()
+
+
+def _as_labels(labels: Array | None, n: int, what: str) -> Array | None:
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels).reshape(-1)
+    if len(labels) != n:
+        raise ValueError(f"{what}: {n} features but {len(labels)} labels; pass one label per feature row")
+    return labels
 
 
 def _blocks(d: int, n: int = 4) -> list[tuple[int, int]]:
@@ -48,15 +73,11 @@ def _add_lower_gram(gram: Array, x: Array) -> None:
         gram[a:b, :b].addmm_(x[:, a:b].T, x[:, :b])
 
 
-def _mul_upper(x: Array, upper: Array) -> Array:
-    """``x @ upper`` for an upper-triangular ``upper`` ``[D, D]``, skipping its zero blocks: ``[n, D]``."""
-    return torch.cat([x[:, :b] @ upper[:b, a:b] for a, b in _blocks(x.shape[1])], dim=1)
-
-
 class Detector:
     """Base class: ``fit(features, labels)`` then ``score(features) -> [N]`` (higher = more OOD)."""
 
     fitted: bool = False
+    dim: int | None = None
 
     def fit(self, features: Array, labels: Array | None = None) -> "Detector":
         raise NotImplementedError
@@ -73,35 +94,53 @@ class Mahalanobis(Detector):
     """Mahalanobis distance with a shared covariance, computed by whitening.
 
     ``fit`` makes one float64 pass over the features in chunks (the Gram matrix on and below the
-    diagonal blocks, and the class sums), forms the shared within-class covariance ``S`` from them, then
-    the Cholesky factor ``S + eps*I = L L^T`` and whitens by ``W = L^-1``; ``score`` is one triangular
-    block product ``||W x - W mu||^2`` per chunk, on the features' device. When ``S`` is singular (fewer samples than
-    dimensions, dead features) ``eps`` is raised step by step; ``shrinkage`` blends in a scaled
-    identity explicitly (Ledoit-Wolf style) when asked.
+    diagonal blocks, and the class sums) and forms the shared within-class covariance ``S``; its
+    eigendecomposition ``S = V diag(l) V^T`` gives the whitening ``W = V_r diag(l_r)^-1/2`` over the
+    ``r`` eigen-directions with ``l > rtol * l_max``. Directions below that tolerance carry no
+    variance the data can resolve: the pooled tokens of a ViT's final LayerNorm sum to a constant,
+    so their covariance has rank ``D - 1`` and a smallest eigenvalue of ~1e-16 relative, pure
+    rounding; inverting it (Cholesky "succeeds" on such a pivot) turns float32 rounding into score.
+    Dropping them is the pseudo-inverse (scikit-learn's ``EmpiricalCovariance`` uses ``pinvh``, same
+    default tolerance). ``score`` is then ``||W^T (x - mu)||^2`` in float64, min over means.
+
+    Degenerate fits: fewer than 2 samples (or no more samples than class means) and constant
+    features raise ``ValueError``; fewer samples than dimensions fits with a warning (the estimate
+    is then the pseudo-inverse on the span of the training features: distances off that span are
+    not counted; ``shrinkage > 0`` gives a full-rank estimate instead).
 
     Args:
         class_conditional: min over class means (needs labels) instead of one global mean.
-        shrinkage: ``S <- (1 - a) S + a * tr(S)/D * I`` with ``a = shrinkage``.
+        shrinkage: ``S <- (1 - a) S + a * tr(S)/D * I`` with ``a = shrinkage`` (Ledoit-Wolf style).
         normalize: L2-normalise features first.
-        chunk: rows scored per matrix product.
+        rtol: eigenvalues at or below ``rtol * l_max`` are dropped (None: ``D * eps(float64)``, as ``pinvh``).
+        chunk: rows per matrix product.
+
+    Attributes (after fit): ``rank`` (directions kept), ``dim`` (D).
     """
 
     def __init__(self, class_conditional: bool = False, shrinkage: float = 0.0, normalize: bool = False,
-                 chunk: int = 8192) -> None:
-        self.class_conditional, self.shrinkage, self.normalize, self.chunk = class_conditional, shrinkage, normalize, chunk
+                 rtol: float | None = None, chunk: int = 8192) -> None:
+        if not 0.0 <= shrinkage <= 1.0:
+            raise ValueError(f"Mahalanobis: shrinkage must lie in [0, 1], got {shrinkage}")
+        self.class_conditional, self.shrinkage, self.normalize = class_conditional, shrinkage, normalize
+        self.rtol, self.chunk = rtol, chunk
 
     def _prep(self, x: Array) -> Array:
         return F.normalize(x, dim=1) if self.normalize else x
 
     def fit(self, features: Array, labels: Array | None = None) -> "Mahalanobis":
         x = self._prep(_as_features(features, "Mahalanobis.fit"))
+        labels = _as_labels(labels, len(x), "Mahalanobis.fit")
         if self.class_conditional:
             if labels is None:
                 raise ValueError("class-conditional Mahalanobis needs labels: fit(features, labels)")
-            _, index = torch.unique(torch.as_tensor(labels, device=x.device), return_inverse=True)
+            _, index = torch.unique(labels.to(x.device), return_inverse=True)
         else:
             index = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        k, d = int(index.max()) + 1, x.shape[1]
+        n, k, d = len(x), int(index.max()) + 1, x.shape[1]
+        if n <= k:
+            raise ValueError(f"Mahalanobis.fit: {n} sample(s) for {k} mean(s) leave no spread to estimate a "
+                             f"covariance from; fit on (many) more ID training features")
         # One pass over the data in float64 chunks: the Gram matrix and the class sums, both of the
         # features minus a fixed shift. The within-class scatter is shift-invariant; a shift near the
         # mean keeps the subtraction ``Gram - sum_k n_k mu_k mu_k^T`` free of float64 cancellation.
@@ -115,24 +154,27 @@ class Mahalanobis(Detector):
         gram = gram.tril() + gram.tril(-1).T
         counts = torch.bincount(index, minlength=k).double()[:, None]  # [K, 1]
         means = sums / counts  # [K, D], shifted
-        cov = (gram - sums.T @ means) / len(x)
-        center = sums.sum(0) / len(x)  # the global mean, shifted
-        eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+        cov = (gram - sums.T @ means) / n
+        center = sums.sum(0) / n  # the global mean, shifted
         if self.shrinkage:
-            cov = (1 - self.shrinkage) * cov + self.shrinkage * cov.trace() / d * eye
-        eps, scale = 0.0, float(cov.diagonal().mean().clamp_min(1e-12))
-        while True:
-            chol, info = torch.linalg.cholesky_ex(cov + eps * scale * eye)
-            if int(info) == 0:
-                break
-            eps = 1e-9 if eps == 0 else eps * 10
-            if eps > 1.0:
-                raise ValueError("Mahalanobis: covariance is not positive definite even with heavy regularisation")
-        self.ridge = eps * scale
-        whiten = torch.linalg.solve_triangular(chol, eye, upper=False).T  # x @ whiten = (L^-1 x^T)^T
+            cov = (1 - self.shrinkage) * cov + self.shrinkage * cov.trace() / d * torch.eye(d, dtype=cov.dtype,
+                                                                                            device=cov.device)
+        evals, evecs = torch.linalg.eigh(cov)  # ascending
+        top = float(evals[-1])
+        # Variance below float64 resolution of the features' own magnitude is no variance at all.
+        if not top > d * EPS64 * max(float((shift * shift).mean()), 1e-300):
+            raise ValueError(f"Mahalanobis.fit: the {n} features have no variance (every feature is constant "
+                             f"across the fit set); the backbone's output is degenerate or the fit set repeats one image")
+        keep = evals > (self.rtol if self.rtol is not None else d * EPS64) * top
+        self.rank, self.dim = int(keep.sum()), d
+        if n - k < d and not self.shrinkage:
+            warnings.warn(f"Mahalanobis: {n} samples around {k} mean(s) for D={d} dimensions: the covariance has "
+                          f"rank {self.rank} < {d}, so distances are measured only inside the span of the training "
+                          f"features (pseudo-inverse). Fit on more than {d + k} samples, or pass shrinkage > 0 for "
+                          f"a full-rank estimate", RuntimeWarning, stacklevel=2)
+        self.whiten = evecs[:, keep] / evals[keep].sqrt()  # [D, r]: x -> whitened coordinates
         self.center = center + shift
-        self.whiten = whiten
-        self.means_w = (means - center) @ whiten  # [K, D] whitened, centred means
+        self.means_w = (means - center) @ self.whiten  # [K, r] whitened, centred means
         self.fitted = True
         return self
 
@@ -142,13 +184,13 @@ class Mahalanobis(Detector):
         (``|z|^2 ~ 1e8`` for distances ~1e3 is common), and float32 cancellation in
         ``|z|^2 - 2 z.mu + |mu|^2`` then costs percents."""
         self._require_fit()
-        x = self._prep(_as_features(features, "Mahalanobis.score"))
+        x = self._prep(_as_features(features, "Mahalanobis.score", self.dim))
         w, mu, c = self.whiten.to(x.device), self.means_w.to(x.device), self.center.to(x.device)
+        mu2 = (mu * mu).sum(1)[None]
         out = []
         for part in x.split(self.chunk):
-            part = part.double()
-            z = _mul_upper(part - c, w)  # [n, D]; w = L^-T is upper triangular
-            d2 = (z * z).sum(1, keepdim=True) - 2 * z @ mu.T + (mu * mu).sum(1)[None]  # [n, K]
+            z = (part.double() - c) @ w  # [n, r]
+            d2 = (z * z).sum(1, keepdim=True) - 2 * z @ mu.T + mu2  # [n, K]
             out.append(d2.min(1).values.clamp_min(0))
         return torch.cat(out).float()
 
@@ -166,6 +208,9 @@ class KNN(Detector):
 
     def fit(self, features: Array, labels: Array | None = None) -> "KNN":
         self.bank = F.normalize(_as_features(features, "KNN.fit").float(), dim=1)
+        self.dim = self.bank.shape[1]
+        if self.k < 1:
+            raise ValueError(f"KNN: k must be >= 1, got {self.k}")
         if self.k > len(self.bank):
             raise ValueError(f"KNN: k={self.k} but only {len(self.bank)} training features")
         self.fitted = True
@@ -173,7 +218,7 @@ class KNN(Detector):
 
     def score(self, features: Array) -> Array:
         self._require_fit()
-        x = F.normalize(_as_features(features, "KNN.score").float(), dim=1)
+        x = F.normalize(_as_features(features, "KNN.score", self.dim).float(), dim=1)
         bank = self.bank.to(x.device)
         return torch.cat([-(part @ bank.T).topk(self.k, dim=1).values[:, -1] for part in x.split(self.chunk)])
 
@@ -188,12 +233,13 @@ class ViM(Detector):
     """
 
     def __init__(self, weight: Array, bias: Array, dim: int | None = None) -> None:
-        self.weight, self.bias, self.dim = weight.detach().double().cpu(), bias.detach().double().cpu(), dim
+        self.weight, self.bias, self.subspace = weight.detach().double().cpu(), bias.detach().double().cpu(), dim
 
     def fit(self, features: Array, labels: Array | None = None) -> "ViM":
-        x = _as_features(features, "ViM.fit").double().cpu()
+        x = _as_features(features, "ViM.fit", self.weight.shape[1]).double().cpu()
         d = x.shape[1]
-        dim = self.dim or (512 if d >= 1500 else d // 2)
+        self.dim = d
+        dim = self.subspace or (512 if d >= 1500 else d // 2)
         self.origin = -torch.linalg.pinv(self.weight) @ self.bias  # u = -W^+ b
         centred = x - self.origin
         _, eigvec = torch.linalg.eigh(centred.T @ centred / len(x))  # ascending eigenvalues
@@ -206,7 +252,7 @@ class ViM(Detector):
 
     def score(self, features: Array) -> Array:
         self._require_fit()
-        x = _as_features(features, "ViM.score").double().cpu()
+        x = _as_features(features, "ViM.score", self.dim).double().cpu()
         vlogit = (x - self.origin) @ self.null_space
         vlogit = vlogit.norm(dim=1) * self.alpha
         energy = torch.logsumexp(x @ self.weight.T + self.bias, dim=1)
@@ -250,9 +296,6 @@ def outlier_class(logits: Array) -> Array:
     return F.softmax(_as_logits(logits), dim=1)[:, -1]
 
 
-LOGIT_SCORES = {"msp": msp, "maxlogit": max_logit, "energy": energy, "entropy": entropy}
-
-
 def odin(model: nn.Module, x: Array, temperature: float = 1000.0, epsilon: float = 0.0014,
          batch_size: int = 256) -> Array:
     """ODIN (Liang et al. 2018): each input takes a step of size ``epsilon`` against the gradient of
@@ -279,19 +322,79 @@ def odin(model: nn.Module, x: Array, temperature: float = 1000.0, epsilon: float
     return torch.cat(out)
 
 
-DETECTORS = ("mahalanobis", "mahalanobis_cc", "knn", "vim", *LOGIT_SCORES, "odin")
+# --------------------------------------------------------------------------------------------
+# The registry: every score by name, with what it needs and its hyperparameters
+
+Needs = Literal["features", "logits", "model"]
 
 
-def make_detector(name: str, **kwargs) -> Detector:
-    """A feature detector by name: ``mahalanobis``, ``mahalanobis_cc`` (class-conditional), ``knn``,
-    ``vim`` (needs ``weight=``, ``bias=``)."""
-    if name == "mahalanobis":
-        return Mahalanobis(**kwargs)
-    if name == "mahalanobis_cc":
-        return Mahalanobis(class_conditional=True, **kwargs)
-    if name == "knn":
-        return KNN(**kwargs)
-    if name == "vim":
-        return ViM(**kwargs)
-    raise ValueError(f"unknown feature detector {name!r}; valid: mahalanobis, mahalanobis_cc, knn, vim "
-                     f"(logit scores: {', '.join(LOGIT_SCORES)}, odin)")
+@dataclass(frozen=True)
+class ScoreSpec:
+    """One OOD score of the registry.
+
+    Attributes:
+        name: the name used everywhere (CLI ``--detector``, configs, ablation variants).
+        needs: ``"features"`` (a :class:`Detector` fitted on ID training features), ``"logits"``
+            (a function of the head's outputs) or ``"model"`` (re-runs the model on the images).
+        summary: one line for help texts.
+        build: features: ``(**params) -> Detector`` (ViM also takes the head's ``weight``, ``bias``);
+            logits: ``(logits [N, C], **params) -> [N]``; model: ``(model, x [N, C, H, W], **params) -> [N]``.
+        params: the hyperparameters it accepts, with their defaults.
+        needs_head: the detector is built from the backbone's linear head (ViM).
+    """
+
+    name: str
+    needs: Needs
+    summary: str
+    build: Callable[..., Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    needs_head: bool = False
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` if every key is a hyperparameter of this score, else a ``ValueError`` naming them."""
+        bad = sorted(set(params) - set(self.params))
+        if bad:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.params.items()) or "none"
+            raise ValueError(f"score {self.name!r} has no hyperparameter(s) {bad}; valid: {valid}")
+        return dict(params)
+
+
+_MAHALANOBIS_PARAMS = {"normalize": False, "shrinkage": 0.0, "rtol": None}
+
+SCORES: dict[str, ScoreSpec] = {s.name: s for s in (
+    ScoreSpec("mahalanobis", "features", "squared distance to the ID mean, shared covariance (MOOD)",
+              Mahalanobis, _MAHALANOBIS_PARAMS),
+    ScoreSpec("mahalanobis_cc", "features", "min distance over class means, shared covariance (Lee et al. 2018)",
+              lambda **kw: Mahalanobis(class_conditional=True, **kw), _MAHALANOBIS_PARAMS),
+    ScoreSpec("knn", "features", "negative cosine similarity to the k-th nearest ID feature (Sun et al. 2022)",
+              KNN, {"k": 50}),
+    ScoreSpec("vim", "features", "virtual-logit matching (Wang et al. 2022); uses the linear head",
+              ViM, {"dim": None}, needs_head=True),
+    ScoreSpec("msp", "logits", "negative max softmax probability (Hendrycks & Gimpel 2017)", msp,
+              {"temperature": 1.0}),
+    ScoreSpec("maxlogit", "logits", "negative max logit (Hendrycks et al. 2022)", max_logit),
+    ScoreSpec("energy", "logits", "negative free energy (Liu et al. 2020)", energy, {"temperature": 1.0}),
+    ScoreSpec("entropy", "logits", "softmax entropy", entropy),
+    ScoreSpec("outlier_class", "logits", "probability of the extra outlier class (outlier-exposure models)",
+              outlier_class),
+    ScoreSpec("odin", "model", "MSP at temperature T after an input step that raises it (Liang et al. 2018)",
+              odin, {"temperature": 1000.0, "epsilon": 0.0014}),
+)}
+
+
+def get_score(name: str) -> ScoreSpec:
+    """The registry entry of score ``name``; a ``ValueError`` listing every valid name otherwise."""
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}; valid: {', '.join(SCORES)}")
+    return SCORES[name]
+
+
+def make_detector(name: str, **params: Any) -> Detector:
+    """A feature detector by registry name (``mahalanobis``, ``mahalanobis_cc``, ``knn``, ``vim`` with
+    ``weight=``, ``bias=``), with ``params`` checked against its hyperparameters."""
+    spec = get_score(name)
+    if spec.needs != "features":
+        raise ValueError(f"{name!r} is a {spec.needs} score, not a feature detector; feature detectors: "
+                         f"{', '.join(n for n, s in SCORES.items() if s.needs == 'features')}")
+    head = {k: params.pop(k) for k in ("weight", "bias") if k in params} if spec.needs_head else {}
+    return spec.build(**head, **spec.check_params(params))

@@ -31,17 +31,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from mood.artifacts import (Cache, Trained, atomic_torch_save, atomic_write_text, fingerprint, is_finished,
+                            load_trained, save_results, save_trained)
 from mood.config import Profile, UnleashConfig
-from mood.data import ImageFormat, ImageSet, to_tensor
-from mood.engine import atomic_torch_save, fit, resolve_device
+from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
+from mood.engine import fit, resolve_device
 from mood.features import extract
-from mood.metrics import atomic_write_text, results_table, seed_gaps
+from mood.metrics import results_table, seed_gaps
 from mood.models import Backbone, ModelConfig
-from mood.pipeline import (Cache, ProtocolFeatures, Trained, _finish, _load_finished, _tensors, fingerprint, id_accuracy,
-                           run_id, score, setup)
+from mood.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score, setup
 from mood.pretext import Classification, loss_floor
 from mood.protocols import Protocol
-from mood.scores import LOGIT_SCORES, odin
 
 METHODS: tuple[str, ...] = ("ce", "um", "umap")
 METHOD_LABELS: dict[str, str] = {"baseline": "baseline (last epoch)", "ce": "+CE (control)", "um": "+UM",
@@ -189,22 +189,19 @@ def eval_sets(protocol: Protocol, cfg: UnleashConfig, fmt: ImageFormat, seed: in
 
 def evaluate(backbone: Backbone, sets: EvalSets, scores: tuple[str, ...] = TABLE_SCORES) -> dict[str, pd.DataFrame]:
     """Results tables (percent; one row per OOD set and a ``mean`` row) of each score in ``scores``
-    (``msp``, ``energy``, ``maxlogit``, ``entropy``, ``odin``, ``mahalanobis``), plus ``"id_acc"``
-    in each table's ``attrs``."""
+    (any name of :data:`mood.scores.SCORES`), plus ``"id_acc"`` in each table's ``attrs``."""
+    for name in scores:
+        check_score(name)
     device = resolve_device("auto")
     backbone = backbone.eval().to(device)
     ident = extract(backbone, sets.id_x, sets.id_y, device=device, desc="eval[id]")
     fit_set = extract(backbone, sets.fit_x, device=device, desc="eval[fit]") if "mahalanobis" in scores else ident
     feats = ProtocolFeatures(fit=fit_set, id=ident,
                              ood={k: extract(backbone, v, device=device, desc=f"eval[{k}]") for k, v in sets.ood.items()})
+    inputs = ScoreInputs(sets.id_x, sets.ood)
     out = {}
     for name in scores:
-        if name == "odin":
-            id_s, ood_s = odin(backbone, sets.id_x), {k: odin(backbone, v) for k, v in sets.ood.items()}
-        elif name in (*LOGIT_SCORES, "mahalanobis"):
-            id_s, ood_s = score(feats, name)
-        else:
-            raise ValueError(f"unknown score {name!r}; valid: {', '.join((*LOGIT_SCORES, 'odin', 'mahalanobis'))}")
+        id_s, ood_s = score(feats, name, backbone=backbone, inputs=inputs)
         table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
         table.attrs["id_acc"] = id_accuracy(feats)
         out[name] = table
@@ -239,10 +236,10 @@ def train_stages(data: ImageSet, model: ModelConfig, cfg: UnleashConfig, fmt: Im
     torch.manual_seed(cfg.train.seed)
     backbone = Backbone(copy.deepcopy(model))
     epoch_files = [run_dir / "epochs" / f"{e:03d}.pt" for e in range(1, cfg.train.epochs + 1)]
-    if (run_dir / "backbone.pt").exists():
-        return Stages(_load_finished(backbone, run_dir), epoch_files)
+    if is_finished(run_dir):
+        return Stages(load_trained(backbone, run_dir), epoch_files)
     t0 = time.perf_counter()
-    x, y = _tensors(data, fmt, cfg.train.max_images, cfg.train.seed)
+    x, y = sample_tensors(data, fmt, cfg.train.max_images, cfg.train.seed)
     epoch_files[0].parent.mkdir(exist_ok=True)
 
     def keep_epoch(record: dict) -> None:
@@ -250,7 +247,7 @@ def train_stages(data: ImageSet, model: ModelConfig, cfg: UnleashConfig, fmt: Im
 
     task = Classification(backbone, label_smoothing=0.0, augment=cfg.augment)
     history = fit(task, x, y, cfg.train, run_dir=run_dir, desc=f"train[{model.name}]", on_epoch=keep_epoch)
-    return Stages(_finish(backbone, run_dir, history, time.perf_counter() - t0), epoch_files)
+    return Stages(save_trained(backbone, run_dir, history, time.perf_counter() - t0), epoch_files)
 
 
 def stage_curve(stages: Stages, sets: EvalSets, scores: tuple[str, ...] = CURVE_SCORES,
@@ -293,27 +290,27 @@ def tune(start: Trained, data: ImageSet, method: str, floor: float | None, cfg: 
     cache = cache or Cache()
     floor = None if method == "ce" else float(floor)  # type: ignore[arg-type]
     tcfg = replace(cfg.tune, lr=cfg.umap_lr) if method == "umap" else cfg.tune
-    spec = {"stage": f"unleash-{method}", "start": run_id(start), "tune": tcfg.to_dict(), "floor": floor,
+    spec = {"stage": f"unleash-{method}", "start": start.run_id, "tune": tcfg.to_dict(), "floor": floor,
             "augment": cfg.augment, "data": fingerprint(data), "format": asdict(fmt)}
     if method == "umap":
         spec |= {"keep": cfg.umap_keep, "init": cfg.umap_init}
     run_dir = cache.dir(f"unleash-{method}", spec)
     backbone = copy.deepcopy(start.backbone)
-    if (run_dir / "backbone.pt").exists():
-        return _load_finished(backbone, run_dir)
+    if is_finished(run_dir):
+        return load_trained(backbone, run_dir)
     t0 = time.perf_counter()
     if method == "umap":
         for p in backbone.parameters():
             p.requires_grad_(False)
         add_masks(backbone, cfg.umap_keep, cfg.umap_init, tcfg.seed)  # only the masks' scores train
-    x, y = _tensors(data, fmt, cfg.train.max_images, cfg.train.seed)  # the images the model was trained on
+    x, y = sample_tensors(data, fmt, cfg.train.max_images, cfg.train.seed)  # the images the model was trained on
     task = Classification(backbone, label_smoothing=0.0, augment=cfg.augment, floor=floor)
     history = fit(task, x, y, tcfg, run_dir=run_dir, desc=f"tune[{method}]")
     if method == "umap":
         bake_masks(backbone)
         for p in backbone.parameters():
             p.requires_grad_(True)
-    return _finish(backbone, run_dir, history, time.perf_counter() - t0)
+    return save_trained(backbone, run_dir, history, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,14 +351,14 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
     timings["train_s"] = stages.final.seconds
     sets = eval_sets(proto, cfg, prof.format, seed)
     t = time.perf_counter()
-    curve_spec = {"run": run_id(stages.final), "eval": {k: getattr(cfg, k) for k in ("eval_id", "eval_ood", "eval_fit")},
+    curve_spec = {"run": stages.final.run_id, "eval": {k: getattr(cfg, k) for k in ("eval_id", "eval_ood", "eval_fit")},
                   "seed": seed, "ood": sorted(sets.ood), "scores": list(cfg.curve_scores)}
     curve = stage_curve(stages, sets, cfg.curve_scores, cache_file=cache.dir("unleash-curve", curve_spec) / "curve.csv")
     timings["curve_s"] = time.perf_counter() - t
     t = time.perf_counter()
     floor = cfg.floor
     if floor is None:
-        x, y = _tensors(proto.train, prof.format, cfg.estimate_images or cfg.train.max_images, seed)
+        x, y = sample_tensors(proto.train, prof.format, cfg.estimate_images or cfg.train.max_images, seed)
         floor = estimate_floor(stages.final.backbone, x, y, cfg.estimate_keep, seed)
     timings["floor_s"] = time.perf_counter() - t
     models = {"baseline": stages.final}
@@ -415,6 +412,124 @@ def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# Every backbone and seed: the tables and the verdict of the chapter and the CLI
+
+def stage_table(curve: pd.DataFrame, scores: tuple[str, ...]) -> pd.DataFrame:
+    """Per (model, seed, score) of a study's ``curve``: the best epoch (oracle, picked on the test OOD
+    sets), its AUROC, the last epoch, its AUROC, and ``gap`` = best - last (AUROC points)."""
+    rows = []
+    for (model, seed), c in curve.groupby(["model", "seed"], sort=False):
+        last = c.iloc[-1]
+        for name in scores:
+            best = best_epoch(c, name)
+            rows.append({"model": model, "seed": seed, "score": name, "best epoch": int(best["epoch"]),
+                         "best AUROC": best[f"{name} AUROC"], "last epoch": int(last["epoch"]),
+                         "last AUROC": last[f"{name} AUROC"]})
+    out = pd.DataFrame(rows)
+    out["gap"] = out["best AUROC"] - out["last AUROC"]
+    return out
+
+
+def study_effects(runs: pd.DataFrame) -> pd.DataFrame:
+    """The paired (same-seed) comparisons the verdict rests on, stacked under a ``comparison`` level:
+    UM and UMAP against the last epoch, UM against the plain-CE control (AUROC points), and UM
+    against the last epoch in FPR95 points."""
+    return pd.concat({
+        "UM vs baseline": effect(runs, "+UM"),
+        "UM vs CE control": effect(runs, "+UM", against=METHOD_LABELS["ce"]),
+        "UMAP vs baseline": effect(runs, "+UMAP"),
+        "UM vs baseline, FPR95": effect(runs, "+UM", metric="FPR95"),
+    }, names=["comparison"])
+
+
+@dataclass
+class UnleashStudy:
+    """:func:`run_unleash` over several backbones and seeds, with the tables derived from it.
+
+    Attributes:
+        curve: per (model, seed, epoch) rows of :func:`stage_curve`.
+        runs: per (model, seed, method, score) rows of :class:`UnleashRun` tables.
+        floors: per (model, seed): the floor ``b`` and the last epoch's training CE.
+        timings: per (model, seed): wall time of each step (s).
+        stages: :func:`stage_table` of the curve.
+        effects: :func:`study_effects` of the runs.
+        curve_scores: the scores of the per-epoch curve.
+    """
+
+    curve: pd.DataFrame
+    runs: pd.DataFrame
+    floors: pd.DataFrame
+    timings: pd.DataFrame
+    stages: pd.DataFrame
+    effects: pd.DataFrame
+    curve_scores: tuple[str, ...]
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(self.floors["model"]))
+
+    def stage_gap(self) -> pd.DataFrame:
+        """Best epoch and gap (best - last AUROC) per model and score: mean and std over seeds."""
+        return self.stages.groupby(["model", "score"], sort=False)[["best epoch", "gap"]].agg(["mean", "std"])
+
+    def save(self, results_dir: str | Path, stem: str = "16_unleash") -> None:
+        """Writes every table (CSV and JSON) under ``results_dir`` as ``<stem>_<table>``, and the
+        summary (:func:`summarize`) as ``<stem>``."""
+        save_results(self.curve.set_index("model"), results_dir, f"{stem}_curve")
+        save_results(self.runs.set_index("model"), results_dir, f"{stem}_runs")
+        save_results(self.floors.set_index("model"), results_dir, f"{stem}_floors")
+        save_results(self.stages.set_index("model"), results_dir, f"{stem}_stages")
+        save_results(summarize(self.runs), results_dir, stem)
+        save_results(self.effects.round(4), results_dir, f"{stem}_effect")
+
+    def verdict(self) -> str:
+        """Per backbone, in prose: the best Energy epoch against the last, UM's and UMAP's paired
+        change, the control, and where the floor ``b`` lies against the final training loss."""
+        lines = []
+        for model in self.models:
+            g = self.stages[(self.stages["model"] == model) & (self.stages["score"] == "energy")]
+            e = self.effects.loc[("UM vs baseline", model, "energy")]
+            c = self.effects.loc[("UM vs CE control", model, "energy")]
+            u = self.effects.loc[("UMAP vs baseline", model, "energy")]
+            if len(g):
+                lines.append(f"{model}: best Energy epoch {g['best epoch'].mean():.1f} of {int(g['last epoch'].iloc[0])}, "
+                             f"{g['gap'].mean():.2f} AUROC above the last epoch.")
+            direction = "improves on" if e["Δ"] > 0 else "falls below"
+            sure = "beyond" if e["beyond 2·std"] else "within"
+            lines.append(f"  Energy + UM {direction} the baseline by {e['Δ']:+.2f} AUROC ({sure} twice the seeds' "
+                         f"spread {e['std']:.2f}); against the plain-CE control {c['Δ']:+.2f}. Energy + UMAP: {u['Δ']:+.2f}.")
+            f = self.floors[self.floors["model"] == model][["floor b", "last-epoch train CE"]].mean()
+            side = ("above the final loss, so UM trains the loss back up to it"
+                    if f["floor b"] > f["last-epoch train CE"] else "below the final loss, so UM goes on lowering it to b")
+            lines.append(f"  UM floor b {f['floor b']:.3f} vs last-epoch train CE {f['last-epoch train CE']:.3f}: {side}.")
+        lines.append("Paper (CIFAR-10, DenseNet-101): Energy + UM +1.66 AUROC, -9.40 FPR95.")
+        return "\n".join(lines)
+
+
+def run_study(profile: str | Profile | None = None, models: list[str] | None = None, seeds: list[int] | None = None,
+              protocol: str = "multi-class", cache: Cache | None = None) -> UnleashStudy:
+    """:func:`run_unleash` for every backbone (default: the profile's) and seed (default: the
+    profile's), collected into an :class:`UnleashStudy`."""
+    _, prof = setup(protocol, profile)
+    cfg = prof.unleash
+    models = list(models or cfg.models)
+    seeds = list(cfg.seeds if seeds is None else seeds)
+    for m in models:
+        replace(prof.model, name=m)  # a wrong name fails here, before any training
+    curves, tables, floors, timings = [], [], [], []
+    for model in models:
+        for seed in seeds:
+            run = run_unleash(model, prof, seed=seed, protocol=protocol, cache=cache)
+            curves.append(run.curve.assign(model=model, seed=seed))
+            tables.append(run.table)
+            floors.append({"model": model, "seed": seed, "floor b": run.floor, "last-epoch train CE": run.final_loss})
+            timings.append({"model": model, "seed": seed, **{k: round(v, 1) for k, v in run.timings.items()}})
+    curve, runs = pd.concat(curves, ignore_index=True), pd.concat(tables, ignore_index=True)
+    return UnleashStudy(curve, runs, pd.DataFrame(floors), pd.DataFrame(timings),
+                        stage_table(curve, cfg.curve_scores), study_effects(runs), tuple(cfg.curve_scores))
+
+
 __all__ = ["WeightMask", "add_masks", "bake_masks", "kept_fraction", "estimate_floor", "um_loss", "EvalSets",
            "eval_sets", "evaluate", "Stages", "train_stages", "stage_curve", "tune", "UnleashRun", "run_unleash",
-           "best_epoch", "summarize", "effect"]
+           "best_epoch", "summarize", "effect", "stage_table", "study_effects", "UnleashStudy", "run_study"]

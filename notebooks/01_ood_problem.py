@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # The OOD problem and the data
 #
@@ -14,15 +15,17 @@ profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 
-# %%
+# %% tags=["remove-cell"]
 import pandas as pd
 
+from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
-from mood.metrics import save_results
 from mood.plots import image_grid
-from mood.protocols import NEAR_PAIRS, make_protocol
+from mood.pipeline import setup
+from mood.protocols import NEAR_PAIRS
 
+# %%
 prof = chapter_setup(profile, seed)
 
 # %% [markdown]
@@ -49,7 +52,7 @@ image_grid(by_class, n=10, seed=seed);
 oods = {name: load_ood(name, prof.eval.n_ood, seed) for name in OFFLINE_OOD}
 image_grid(oods, n=10, seed=seed);
 
-# %%
+# %% tags=["hide-input"]
 summary = pd.DataFrame([s.summary() for s in (train, test, *oods.values())]).set_index("name")
 save_results(summary, results_dir, "01_datasets")
 summary
@@ -69,16 +72,15 @@ summary
 # No test image is ever used to train a model or fit a score (the test suite checks it on the
 # images' ids).
 
-# %%
+# %% tags=["hide-input"]
 names = ["one-class:0", "multi-class", "near-split", "few-shot:5"]
-protocols = pd.DataFrame([make_protocol(n, n_ood=prof.eval.n_ood).summary() if n.startswith(("multi", "few"))
-                          else make_protocol(n).summary() for n in names]).set_index("protocol")
+protocols = pd.DataFrame([setup(n, prof)[0].summary() for n in names]).set_index("protocol")
 save_results(protocols, results_dir, "01_protocols")
 protocols
 
 # %% [markdown]
 # The look-alike pairs, and what each holds out when used alone (`near-pair:NAME`):
 
-# %%
+# %% tags=["hide-input"]
 pd.DataFrame([{"pair": k, "kept (ID)": FMNIST_CLASSES[a], "held out (OOD)": FMNIST_CLASSES[b]}
               for k, (a, b) in NEAR_PAIRS.items()]).set_index("pair")

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Masked image modeling
 #
@@ -14,18 +15,19 @@ profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 
-# %%
+# %% tags=["remove-cell"]
 import numpy as np
 import pandas as pd
 import torch
 
+from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.data import to_tensor
 from mood.masking import mask_batch
-from mood.metrics import save_results
 from mood.pipeline import pretrain, setup
 from mood.plots import codebook_figure, curves, mim_figure
 
+# %%
 prof = chapter_setup(profile, seed)
 protocol, prof = setup("multi-class", prof, n_ood=prof.eval.n_ood)
 

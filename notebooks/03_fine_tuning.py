@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Fine-tuning
 #
@@ -11,16 +12,18 @@ seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the label-smoothing experiment
 
-# %%
+# %% tags=["remove-cell"]
 import pandas as pd
 
+from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.config import override
 from mood.data import FMNIST_CLASSES
-from mood.metrics import auroc, save_results
+from mood.metrics import auroc
 from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup
 from mood.plots import curves
 
+# %%
 prof = chapter_setup(profile, seed)
 
 # %% [markdown]

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Scoring with the Mahalanobis distance
 #
@@ -14,14 +15,16 @@ profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 
-# %%
+# %% tags=["remove-cell"]
 import pandas as pd
 
+from mood.artifacts import save_results
 from mood.book import chapter_setup
-from mood.metrics import results_table, save_results
+from mood.metrics import results_table
 from mood.pipeline import run_mood, score
 from mood.plots import feature_scatter, roc_figure, score_histograms
 
+# %%
 prof = chapter_setup(profile, seed)
 run = run_mood("multi-class", prof)  # cached: chapters 2 and 3 trained this backbone
 feats = run.features

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # One-class OOD detection
 #
@@ -19,17 +20,18 @@ seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 classes = list(range(10))  # normal classes to run
 
-# %%
+# %% tags=["remove-cell"]
 import time
 
 import pandas as pd
 import seaborn as sns
 
+from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.data import FMNIST_CLASSES
-from mood.metrics import save_results
 from mood.pipeline import run_mood
 
+# %%
 prof = chapter_setup(profile, seed)
 ANCHORS = {"GEOM (2018)": 93.5, "GOAD (2020)": 94.1, "Sohn et al. (2021)": 94.6}  # published, no external data
 
@@ -47,14 +49,14 @@ print(f"{len(classes)} classes in {time.perf_counter() - t0:.0f} s here (cached 
       "the training times in the table come from their logs)")
 per_class.round(2)
 
-# %%
+# %% tags=["hide-input"]
 ours = per_class.loc["mean", "AUROC"]
 compare = pd.DataFrame({"mean AUROC": {**ANCHORS, f"MOOD-style, this run ({prof.name})": ours},
                         "source": {**{k: "published" for k in ANCHORS}, f"MOOD-style, this run ({prof.name})": "measured"}})
 save_results(compare, results_dir, "05_one_class_vs_anchors")
 compare
 
-# %%
+# %% tags=["hide-input"]
 ax = sns.barplot(x=per_class.drop("mean")["AUROC"], y=per_class.drop("mean").index, color="tab:blue")
 for name, v in ANCHORS.items():
     ax.axvline(v, ls="--", lw=1, color="grey")
@@ -66,7 +68,7 @@ ax.legend(loc="lower left");
 # %% [markdown]
 # The verdict is printed from the numbers above, not written in advance:
 
-# %%
+# %% tags=["hide-input"]
 best = max(ANCHORS.values())
 print(f"mean AUROC {ours:.1f} vs the best no-external-data anchor {best}: "
       + ("beats every anchor." if ours > best else f"{best - ours:.1f} points below it — not replicated at this scale."))

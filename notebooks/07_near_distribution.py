@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Near-distribution OOD detection
 #
@@ -13,12 +14,13 @@ profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 
-# %%
+# %% tags=["remove-cell"]
+from mood.artifacts import save_results
 from mood.book import chapter_setup
-from mood.metrics import save_results
 from mood.pipeline import id_accuracy, run_mood, score
 from mood.plots import score_histograms
 
+# %%
 prof = chapter_setup(profile, seed)
 run = run_mood("near-split", prof)
 print(f"known-class test accuracy {id_accuracy(run.features):.2f}%")
@@ -35,6 +37,6 @@ score_histograms(id_s, ood_s, xlabel="Mahalanobis distance", log_x=True);
 # Unknown classes with a known twin should be harder than Sandal, which has none among the known
 # classes (its nearest, Sneaker, differs in shape). The measured order:
 
-# %%
+# %% tags=["hide-input"]
 order = run.table.drop("mean")["AUROC"].sort_values()
 print(" < ".join(f"{k} {v:.1f}" for k, v in order.items()))

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Few-shot outlier exposure
 #
@@ -17,16 +18,17 @@ seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 shots = [1, 5, 10]  # OOD images per source given to the OE baseline
 
-# %%
+# %% tags=["remove-cell"]
 import pandas as pd
 import seaborn as sns
 
+from mood.artifacts import save_results
 from mood.book import chapter_setup
-from mood.metrics import results_table, save_results
+from mood.metrics import results_table
 from mood.pipeline import extract_protocol, finetune, pretrain, score, setup
 from mood.plots import image_grid
-from mood.scores import outlier_class
 
+# %%
 prof = chapter_setup(profile, seed)
 
 def auroc_column(id_s, ood_s):
@@ -45,8 +47,7 @@ for k in shots:
     exposures[k] = proto.ood_train
     oe = finetune(pre, proto.train, q.finetune, 11, q.format, exposure=proto.ood_train)
     feats = extract_protocol(oe, proto, q.eval, q.format)
-    columns[f"OE {k}-shot (outlier prob.)"] = auroc_column(outlier_class(feats.id.logits),
-                                                          {n: outlier_class(f.logits) for n, f in feats.ood.items()})
+    columns[f"OE {k}-shot (outlier prob.)"] = auroc_column(*score(feats, "outlier_class"))
     columns[f"OE {k}-shot + Mahalanobis"] = auroc_column(*score(feats, "mahalanobis"))
 table = pd.DataFrame(columns)
 save_results(table, results_dir, "08_few_shot")
@@ -58,12 +59,12 @@ table.round(2)
 # %%
 image_grid(exposures[max(shots)], n=min(10, max(shots)), seed=seed);
 
-# %%
+# %% tags=["hide-input"]
 ax = sns.barplot(data=table.loc["mean"].rename("mean AUROC").reset_index(), x="mean AUROC", y="index", color="tab:blue")
 ax.set_ylabel("")
 ax.set_xlim(max(0, table.loc["mean"].min() - 10), 100);
 
-# %%
+# %% tags=["hide-input"]
 mood_mean = table.loc["mean", "MOOD (no OOD data)"]
 best_oe = table.loc["mean"].drop("MOOD (no OOD data)")
 print(f"MOOD without OOD data: {mood_mean:.1f} mean AUROC; best OE variant: {best_oe.idxmax()} {best_oe.max():.1f}")

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Summary: the paper's claims beside this book's measurements
 #
@@ -11,14 +12,15 @@ profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where the chapters wrote their tables
 
-# %%
+# %% tags=["remove-cell"]
 from pathlib import Path
 
 import pandas as pd
 
+from mood.artifacts import load_table, save_results
 from mood.book import chapter_setup
-from mood.metrics import load_table, save_results
 
+# %% tags=["hide-input"]
 prof = chapter_setup(profile, seed)
 res = Path(results_dir)
 missing = [n for n in ("05_one_class", "06_multi_class", "07_near_distribution", "08_few_shot") if not (res / f"{n}.csv").exists()]
@@ -28,7 +30,7 @@ multi = load_table(res / "06_multi_class.csv")
 near = load_table(res / "07_near_distribution.csv")
 few = load_table(res / "08_few_shot.csv")
 
-# %%
+# %% tags=["hide-input"]
 anchor = 94.6  # Sohn et al. 2021, best published no-external-data one-class Fashion-MNIST mean AUROC
 oe_best = few.loc["mean"].drop("MOOD (no OOD data)")
 claims = pd.DataFrame([
@@ -59,6 +61,6 @@ claims
 #
 # Written by `python -m mood book run` after the previous full run (missing on the first one).
 
-# %%
+# %% tags=["hide-input"]
 timings = res / "_timings.csv"
 load_table(timings) if timings.exists() else "no timings yet: they are written when a full book run ends"

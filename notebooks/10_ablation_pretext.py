@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Ablation: the pretext task
 #
@@ -16,12 +17,13 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the one-class protocol
 
-# %%
+# %% tags=["remove-cell"]
 from mood.ablations import Variant, family_gap, run_grid, save_grid, verdict
+from mood.artifacts import save_results
 from mood.book import chapter_setup
-from mood.metrics import save_results
 from mood.plots import ablation_bars
 
+# %%
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 protocols = [f"one-class:{one_class}", "multi-class", "near-split"]

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Ablation: the architecture
 #
@@ -11,12 +12,13 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 resnet = "resnet10_narrow"  # resnet10_narrow (CPU), resnet10_small or resnet18_small
 
-# %%
+# %% tags=["remove-cell"]
 from mood.ablations import Variant, run_grid, save_grid, verdict
+from mood.artifacts import save_results
 from mood.book import chapter_setup
-from mood.metrics import save_results
 from mood.plots import ablation_bars
 
+# %%
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 protocols = ["multi-class", "near-split"]

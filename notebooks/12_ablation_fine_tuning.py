@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Ablation: fine-tuning
 #
@@ -17,13 +18,14 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the one-class protocol
 
-# %%
+# %% tags=["remove-cell"]
 import pandas as pd
 
 from mood.ablations import Variant, run_grid, save_grid, verdict
 from mood.book import chapter_setup
 from mood.plots import ablation_bars
 
+# %%
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 base = [Variant("pretrained only", finetune=False),

@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Ablation: masking and pretraining length
 #
@@ -11,15 +12,16 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 protocol = "near-split"  # the protocol scored
 
-# %%
+# %% tags=["remove-cell"]
 import seaborn as sns
 
 from mood.ablations import Variant, run_grid, save_grid, verdict
 from mood.book import chapter_setup
 
+# %%
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
-epochs = prof.ablation["pretrain"]["epochs"]
+epochs = prof.ablation.pretrain["epochs"]
 variants = [*(Variant(f"block, ratio {r}", pretext="beit", mask_ratio=r, mask_kind="block") for r in (0.2, 0.4, 0.6, 0.75)),
             Variant("random, ratio 0.4", pretext="beit", mask_ratio=0.4, mask_kind="random"),
             Variant(f"block 0.4, {max(1, epochs // 2)} epochs", pretext="beit", mask_ratio=0.4, pretrain_epochs=max(1, epochs // 2)),

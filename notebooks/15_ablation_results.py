@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Ablation results in one place
 #
@@ -10,15 +11,16 @@ profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where the chapters wrote their tables
 
-# %%
+# %% tags=["remove-cell"]
 from pathlib import Path
 
 from IPython.display import Markdown, display
 
 from mood.ablations import verdict
+from mood.artifacts import load_table
 from mood.book import chapter_setup
-from mood.metrics import load_table
 
+# %% tags=["hide-input"]
 prof = chapter_setup(profile, seed)
 res = Path(results_dir)
 chapters = {"10_pretext": "Pretext task", "11_architecture": "Architecture", "12_fine_tuning": "Fine-tuning",
@@ -26,7 +28,7 @@ chapters = {"10_pretext": "Pretext task", "11_architecture": "Architecture", "12
 missing = [k for k in chapters if not (res / f"{k}.csv").exists()]
 assert not missing, f"run chapters {missing} first (make book runs them in order)"
 
-# %%
+# %% tags=["hide-input"]
 for stem, title in chapters.items():
     display(Markdown(f"### {title}"))
     display(load_table(res / f"{stem}.csv"))

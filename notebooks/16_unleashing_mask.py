@@ -1,3 +1,4 @@
+
 # %% [markdown]
 # # Unleashing Mask: the OOD ability a classifier has mid-training
 #
@@ -31,40 +32,27 @@ seed = 0  # first seed; the profile's unleash.seeds are offsets from it
 results_dir = "results/cpu"  # where this chapter's tables are written
 models = None  # backbones to study; None means those of the profile (a small ResNet and the ViT)
 
-# %%
+# %% tags=["remove-cell"]
 from pathlib import Path
 
-import pandas as pd
 import seaborn as sns
 from IPython.display import display
 
+from mood.artifacts import load_table, save_results
 from mood.book import chapter_setup
-from mood.metrics import load_table, save_results
 from mood.plots import stage_figure
-from mood.unleash import METHOD_LABELS, best_epoch, effect, run_unleash, summarize
-
-prof = chapter_setup(profile, seed)
-cfg = prof.unleash
-models = list(models or cfg.models)
-seeds = [seed + s for s in cfg.seeds]
-print(f"models {models}, seeds {seeds}; train {cfg.train.epochs} epochs on {cfg.train.max_images or 'all'} images, "
-      f"tune {cfg.tune.epochs} epochs; floor keeps {cfg.estimate_keep:.1%}, UMAP keeps {cfg.umap_keep:.0%}")
+from mood.unleash import METHOD_LABELS, run_study, summarize
 
 # %%
-curves, tables, floors, timings = [], [], [], []
-for model in models:
-    for s in seeds:
-        run = run_unleash(model, prof, seed=s)
-        curves.append(run.curve.assign(model=model, seed=s))
-        tables.append(run.table)
-        floors.append({"model": model, "seed": s, "floor b": run.floor, "last-epoch train CE": run.final_loss})
-        timings.append({"model": model, "seed": s, **{k: round(v, 1) for k, v in run.timings.items()}})
-curve, runs = pd.concat(curves, ignore_index=True), pd.concat(tables, ignore_index=True)
-floors, timings = pd.DataFrame(floors), pd.DataFrame(timings)
-save_results(curve.set_index("model"), results_dir, "16_unleash_curve")
-save_results(runs.set_index("model"), results_dir, "16_unleash_runs")
-save_results(floors.set_index("model"), results_dir, "16_unleash_floors")
-timings.set_index(["model", "seed"])
+prof = chapter_setup(profile, seed)
+cfg = prof.unleash
+seeds = [seed + s for s in cfg.seeds]
+print(f"models {list(models or cfg.models)}, seeds {seeds}; train {cfg.train.epochs} epochs on "
+      f"{cfg.train.max_images or 'all'} images, tune {cfg.tune.epochs} epochs; floor keeps {cfg.estimate_keep:.1%}, "
+      f"UMAP keeps {cfg.umap_keep:.0%}")
+study = run_study(prof, models, seeds)
+study.save(results_dir)
+study.timings.set_index(["model", "seed"])
 
 # %% [markdown]
 # ## The intermediate stage
@@ -75,22 +63,10 @@ timings.set_index(["model", "seed"])
 # sets, so it is an oracle: it shows what the intermediate stage holds, not a usable method.
 
 # %%
-stage_figure(curve, floors.groupby("model")["floor b"].mean().to_dict(), scores=cfg.curve_scores);
+stage_figure(study.curve, study.floors.groupby("model")["floor b"].mean().to_dict(), scores=study.curve_scores);
 
 # %%
-rows = []
-for (model, s), c in curve.groupby(["model", "seed"], sort=False):
-    last = c.iloc[-1]
-    for score in cfg.curve_scores:
-        best = best_epoch(c, score)
-        rows.append({"model": model, "seed": s, "score": score, "best epoch": int(best["epoch"]),
-                     "best AUROC": best[f"{score} AUROC"], "last epoch": int(last["epoch"]),
-                     "last AUROC": last[f"{score} AUROC"]})
-stages = pd.DataFrame(rows)
-stages["gap"] = stages["best AUROC"] - stages["last AUROC"]
-stage_gap = stages.groupby(["model", "score"], sort=False)[["best epoch", "gap"]].agg(["mean", "std"]).round(2)
-save_results(stages.set_index("model"), results_dir, "16_unleash_stages")
-stage_gap
+study.stage_gap().round(2)
 
 # %% [markdown]
 # `gap` is how many AUROC points the best epoch holds over the last one (mean and std over seeds).
@@ -103,13 +79,11 @@ stage_gap
 # `+UM` and `+UMAP` all start from it and train for the same number of extra epochs.
 
 # %%
-table = summarize(runs)
-save_results(table, results_dir, "16_unleash")
-table
+summarize(study.runs)
 
-# %%
-ax = sns.barplot(data=runs, y="method", x="AUROC", hue="score", errorbar="sd",
-                 order=list(METHOD_LABELS.values()))
+# %% tags=["hide-input"]
+runs = study.runs
+ax = sns.barplot(data=runs, y="method", x="AUROC", hue="score", errorbar="sd", order=list(METHOD_LABELS.values()))
 ax.set_xlim(max(0, runs["AUROC"].min() - 5), 100)
 ax.legend(fontsize=8, loc="lower left")
 ax.set_title("mean AUROC over the OOD sets, all backbones and seeds");
@@ -122,14 +96,7 @@ ax.set_title("mean AUROC over the OOD sets, all backbones and seeds");
 # the mean change is larger than twice the seeds' spread.
 
 # %%
-effects = pd.concat({
-    "UM vs baseline": effect(runs, "+UM"),
-    "UM vs CE control": effect(runs, "+UM", against=METHOD_LABELS["ce"]),
-    "UMAP vs baseline": effect(runs, "+UMAP"),
-    "UM vs baseline, FPR95": effect(runs, "+UM", metric="FPR95"),
-}, names=["comparison"]).round(2)  # Δ: AUROC points, except FPR95 points in the last comparison
-save_results(effects, results_dir, "16_unleash_effect")
-effects
+study.effects.round(2)  # Δ: AUROC points, except FPR95 points in the last comparison
 
 # %% [markdown]
 # ## Beside MOOD
@@ -138,14 +105,12 @@ effects
 # from the file the multi-class chapter wrote in this run. The sample sizes differ (that chapter
 # scores more images per set), so compare levels, not decimals.
 
-# %%
-res = Path(results_dir)
-mood_file = res / "06_multi_class.csv"
+# %% tags=["hide-input"]
+mood_file = Path(results_dir) / "06_multi_class.csv"
 if mood_file.exists():
-    m = load_table(mood_file).loc["mean"]
     best_here = runs.groupby(["model", "method", "score"])[["AUROC", "FPR95"]].mean().sort_values("AUROC").iloc[-1]
-    beside = pd.DataFrame({"MOOD (chapter 6, Mahalanobis)": m[["AUROC", "FPR95"]],
-                           f"best here: {' / '.join(best_here.name)}": best_here})
+    beside = load_table(mood_file).loc[["mean"], ["AUROC", "FPR95"]].T.rename(columns={"mean": "MOOD (chapter 6, Mahalanobis)"})
+    beside[f"best here: {' / '.join(best_here.name)}"] = best_here
     save_results(beside, results_dir, "16_unleash_vs_mood")
     display(beside.round(2))
 else:
@@ -161,19 +126,4 @@ else:
 # training instead of stopping it at the right stage.
 
 # %%
-for model in models:
-    g = stages[(stages["model"] == model) & (stages["score"] == "energy")]
-    e = effects.loc[("UM vs baseline", model, "energy")]
-    c = effects.loc[("UM vs CE control", model, "energy")]
-    p = effects.loc[("UMAP vs baseline", model, "energy")]
-    print(f"{model}: best Energy epoch {g['best epoch'].mean():.1f} of {int(g['last epoch'].iloc[0])}, "
-          f"{g['gap'].mean():.2f} AUROC above the last epoch.")
-    verdict = ("improves on" if e["Δ"] > 0 else "falls below") + " the baseline"
-    sure = "beyond" if e["beyond 2·std"] else "within"
-    print(f"  Energy + UM {verdict} by {e['Δ']:+.2f} AUROC ({sure} twice the seeds' spread {e['std']:.2f}); "
-          f"against the plain-CE control {c['Δ']:+.2f}. Energy + UMAP: {p['Δ']:+.2f}.")
-    f = floors[floors["model"] == model][["floor b", "last-epoch train CE"]].mean()
-    side = ("above the final loss, so UM trains the loss back up to it"
-            if f["floor b"] > f["last-epoch train CE"] else "below the final loss, so UM goes on lowering it to b")
-    print(f"  UM floor b {f['floor b']:.3f} vs last-epoch train CE {f['last-epoch train CE']:.3f}: {side}.")
-print("Paper (CIFAR-10, DenseNet-101): Energy + UM +1.66 AUROC, -9.40 FPR95.")
+print(study.verdict())

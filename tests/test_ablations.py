@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.ablations import Variant, ablation_profile, configure, family_gap, intermediate_corpus, mean_std, verdict
+from mood.ablations import Variant, configure, family_gap, intermediate_corpus, mean_std, verdict
 from mood.config import get_profile
 from mood.data import ImageFormat, concat, from_array
 from mood.protocols import Protocol
 
 
 def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
-    prof = ablation_profile(get_profile("smoke"), seed=3)
+    prof = get_profile("smoke").at_ablation_scale(seed=3)
     assert prof.pretrain.seed == prof.finetune.seed == 3
-    assert prof.pretrain.max_images == prof.ablation["pretrain"]["max_images"]
+    assert prof.pretrain.max_images == prof.ablation.pretrain["max_images"]
     v = Variant("x", pretext="mae", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="random",
                 pretrain_epochs=4, pool="cls", normalize=True)
     p = configure(prof, v)
@@ -85,7 +85,7 @@ def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
 @pytest.mark.usefixtures("require_fmnist")
 def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None:
     from mood.ablations import run_variant
-    from mood.pipeline import Cache
+    from mood.artifacts import Cache
 
     cache, v = Cache(tmp_path), Variant("SimMIM", pretext="simmim")
     first = run_variant(v, "one-class:1", get_profile("smoke"), seed=0, cache=cache)

@@ -14,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 
 from mood import book
-from mood.metrics import load_table
+from mood.artifacts import load_table
 
 pytestmark = [pytest.mark.book, pytest.mark.slow, pytest.mark.usefixtures("require_fmnist")]
 
@@ -24,11 +24,16 @@ MIN_FIGURES = {"01": 2, "02": 3, "03": 2, "04": 3, "05": 1, "06": 1, "07": 1, "0
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The whole book at the smoke profile, in a scratch copy of the book's sources."""
-    root = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(book.REPO / name, root / name)
-    shutil.copytree(book.REPO / "book", root / "book", ignore=shutil.ignore_patterns("chapters", "_build"))
+    """The whole book at the smoke profile, built from a scratch copy of the repository's root as a
+    newcomer's clone looks after `make test`: with pytest's cache folder (its README.md is Markdown
+    that Jupyter Book must not pick up) and the other files at the root, not only the book's sources."""
+    root = tmp_path_factory.mktemp("book") / "repo"
+    shutil.copytree(book.REPO, root, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "artifacts", "results", "_build", "chapters", "data", "__pycache__", "*.egg-info"))
+    (root / ".pytest_cache").mkdir(exist_ok=True)
+    (root / ".pytest_cache" / "README.md").write_text("# pytest cache directory #\n\nwritten by pytest\n")
+    (root / ".venv").mkdir(exist_ok=True)
+    (root / ".venv" / "notes.md").write_text("# not a page\n")
     mp = pytest.MonkeyPatch()
     mp.setenv("MOOD_ARTIFACTS", str(root / "artifacts"))
     try:
@@ -64,6 +69,33 @@ def test_chapters_write_results(built: Path) -> None:
     assert len(one) == 11 and one["AUROC"].between(0, 100).all()  # ten classes and the mean
     timings = load_table(res / "_timings.csv")
     assert len(timings) == len(book.chapters())
+
+
+def test_pages_show_one_parameters_cell_and_no_imports(built: Path) -> None:
+    """Papermill's injected cell is hidden and its values appear in the chapter's own cell; import
+    cells (plumbing) are removed from the page but stay in the notebook, runnable top to bottom."""
+    html = built / "_build" / "html" / "book" / "chapters"
+    for src in book.chapters():
+        page = re.sub(r"<[^>]+>", "", (html / f"{src.stem}.html").read_text())
+        assert len(re.findall(r"^profile = ", page, re.M)) == 1, src.stem
+        assert re.search(r"^profile = &quot;smoke&quot;|^profile = \"smoke\"|^profile = 'smoke'", page, re.M), src.stem
+        assert "injected" not in page.lower(), src.stem
+        assert "from mood.book import chapter_setup" not in page, src.stem
+        executed = nbformat.read(built / "book" / "chapters" / f"{src.stem}.ipynb", as_version=4)
+        assert any("from mood.book import chapter_setup" in c.source for c in executed.cells), src.stem
+
+
+def test_show_one_parameters_cell_merges_values_and_keeps_comments(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "cpu"  # the profile\nseed = 0\nshots = [1, 5]  # k', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\nprofile = "smoke"\nseed = 3\nextra = 1\n',
+                                          metadata={"tags": ["injected-parameters"]})]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    book.show_one_parameters_cell(path)
+    own, injected = nbformat.read(path, as_version=4).cells
+    assert own.source == 'profile = "smoke"  # the profile\nseed = 3\nshots = [1, 5]  # k\nextra = 1'
+    assert "remove-cell" in injected.metadata["tags"]
 
 
 def test_html_has_every_chapter_with_its_figures(built: Path) -> None:

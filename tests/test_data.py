@@ -172,3 +172,46 @@ def test_sample_is_stratified_and_split_disjoint(tiny_fmnist: Path) -> None:
     assert np.bincount(small.labels, minlength=10).tolist() == [2] * 10
     a, b = data.split_disjoint(s, 0.3, seed=0)
     assert len(a) == 15 and len(b) == 35 and not set(a.ids) & set(b.ids)
+
+
+def test_from_array_ambiguity_dtypes_and_messages() -> None:
+    with pytest.raises(ValueError, match=r"shape \(25, 25, 3\) is ambiguous.*array\[None\] for one image"):
+        data.from_array("x", np.zeros((25, 25, 3), np.uint8))
+    one = data.from_array("x", np.zeros((25, 25, 3), np.uint8)[None])
+    assert len(one) == 1 and one.shape == (25, 25, 3)
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\], got min 0.0, max 1.0001"):
+        data.from_array("x", np.stack([np.zeros((8, 8)), np.full((8, 8), 1.0001)]))
+    ints = data.from_array("x", np.arange(2 * 8 * 8, dtype=np.int64).reshape(2, 8, 8) % 256)
+    assert ints.images.dtype == np.uint8 and int(ints.images.max()) == 127
+    with pytest.raises(ValueError, match=r"integer images must lie in 0..255, got 0..300"):
+        data.from_array("x", np.array([[[0, 300]]], dtype=np.int64).repeat(2, 0))
+    with pytest.raises(ValueError, match="3 images but 2 labels"):
+        data.from_array("x", np.zeros((3, 8, 8), np.uint8), labels=[0, 1])
+
+
+def test_imageset_repr_is_short_and_to_tensor_does_not_warn(tiny_fmnist: Path) -> None:
+    import warnings
+
+    train = data.load_fashion_mnist("train", tiny_fmnist)
+    text = repr(train)
+    assert text == ("ImageSet('fashion-mnist/train', 50 images 28x28x1, 10 classes, "
+                    "origin='fashion-mnist/train')") and len(text) < 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a non-writable array
+        data.to_tensor(train)
+
+
+def test_named_folder_that_is_empty_or_missing_is_an_error(tmp_path: Path, tiny_fmnist: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOOD_FMNIST_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(data.DataNotFoundError, match=r"MOOD_FMNIST_DIR=.*nowhere does not exist.*unset it"):
+        data.load_fashion_mnist("train")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("MOOD_FMNIST_DIR", str(empty))
+    with pytest.raises(data.DataNotFoundError, match=r"has no train-images-idx3-ubyte\[.gz\]"):
+        data.load_fashion_mnist("train")
+    with pytest.raises(data.DataNotFoundError, match="root=.*empty has no t10k-images"):
+        data.load_fashion_mnist("test", root=empty)
+    monkeypatch.setenv("MOOD_FMNIST_DIR", str(tiny_fmnist))
+    assert len(data.load_fashion_mnist("train")) == 50

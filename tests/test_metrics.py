@@ -1,4 +1,4 @@
-"""Metrics against hand-computed cases, both FPR95 conventions, bad scores, tables on disk."""
+"""Metrics against hand-computed cases, both FPR95 conventions, bad scores and shapes, tables on disk."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mood import metrics
+from mood.artifacts import load_table, save_table
 
 
 def test_auroc_hand_cases() -> None:
@@ -53,14 +54,17 @@ def test_results_table_and_round_trip(tmp_path: Path) -> None:
     assert df.loc["far", "AUROC"] > 99 > df.loc["near", "AUROC"] > 55
     assert df.loc["mean", "AUROC"] == pytest.approx(df.loc[["near", "far"], "AUROC"].mean())
     for suffix in ("csv", "json"):
-        back = metrics.load_table(metrics.save_table(df, tmp_path / f"t.{suffix}"))
+        back = load_table(save_table(df, tmp_path / f"t.{suffix}"))
         pd.testing.assert_frame_equal(back, df, check_names=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.json"]  # no temp files left
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
-    target = metrics.atomic_write_text(tmp_path / "a.txt", "old")
-
-    with pytest.raises(TypeError):
-        metrics.atomic_write_text(target, 123)  # type: ignore[arg-type]
-    assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+def test_bad_rates_and_shapes_are_named() -> None:
+    with pytest.raises(ValueError, match=r"tpr is a rate in \(0, 1\], got 1.5"):
+        metrics.fpr_at_tpr([0.0, 1.0], [2.0, 3.0], tpr=1.5)
+    with pytest.raises(ValueError, match="tpr is a rate"):
+        metrics.fpr_at_tpr([0.0, 1.0], [2.0, 3.0], tpr=0.0)
+    with pytest.raises(ValueError, match=r"shape \[N\]; got shape \(4, 2\)"):
+        metrics.results_table(np.zeros((4, 2)), {"x": np.ones(3)})
+    with pytest.raises(ValueError, match="OOD scores must be one number per image"):
+        metrics.auroc(np.zeros(4), np.ones((3, 1)))

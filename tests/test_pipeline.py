@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mood.config import PROFILES, get_profile, override
-from mood.pipeline import Cache, fingerprint, run_mood, score
+from mood.artifacts import Cache, fingerprint
+from mood.config import PROFILES, StageOverrides, get_profile, override
+from mood.pipeline import run_mood, score
+from mood.protocols import make_protocol
+from mood.scores import SCORES
 
 pytestmark = pytest.mark.usefixtures("require_fmnist")
 
@@ -37,7 +40,7 @@ def test_one_class_pretrains_on_the_normal_class_only(tmp_path: Path) -> None:
     assert (run.protocol.train.labels == 4).all()
     spec = json.loads((run.pretrained.run_dir / "spec.json").read_text())
     assert spec["data"] == fingerprint(run.protocol.train)
-    assert spec["pretrain"]["max_images"] == PROFILES["smoke"].one_class["pretrain"]["max_images"]
+    assert spec["pretrain"]["max_images"] == PROFILES["smoke"].one_class.pretrain["max_images"]
     assert list(run.table.index) == ["other classes", "mean"]
     # every score of the book runs on the saved features
     for det in ("mahalanobis_cc", "knn", "vim", "msp", "energy"):
@@ -59,11 +62,21 @@ def test_profiles_and_overrides() -> None:
         get_profile("laptop")
     with pytest.raises(ValueError, match="no field"):
         override(get_profile("smoke").pretrain, epochz=3)
+    with pytest.raises(ValueError, match=r"PretrainConfig.epochs must be int, got '3'"):
+        override(get_profile("smoke").pretrain, epochs="3")
+    with pytest.raises(ValueError, match="epochs must be > 0, got 0"):
+        override(get_profile("smoke").pretrain, epochs=0)
+    with pytest.raises(ValueError, match=r"StageOverrides.pretrain: PretrainConfig has no field\(s\) \['max_image'\]"):
+        StageOverrides(pretrain={"max_image": 10})
+    with pytest.raises(ValueError, match=r"EvalConfig.n_ood must be int \| None, got 2.5"):
+        StageOverrides(eval={"n_ood": 2.5})
     cpu = get_profile("cpu")
-    oc = cpu.for_protocol("one-class:2")
-    assert oc.pretrain.max_images == cpu.one_class["pretrain"]["max_images"] != cpu.pretrain.max_images
-    assert oc.pretrain.batch_size == cpu.one_class["pretrain"]["batch_size"] != cpu.pretrain.batch_size
-    assert cpu.for_protocol("multi-class").pretrain == cpu.pretrain
+    one, multi = make_protocol("one-class:2"), make_protocol("multi-class", ood=("gaussian",), n_ood=10)
+    assert (one.kind, multi.kind) == ("one-class", "multi-class")
+    oc = cpu.for_protocol(one)
+    assert oc.pretrain.max_images == cpu.one_class.pretrain["max_images"] != cpu.pretrain.max_images
+    assert oc.pretrain.batch_size == cpu.one_class.pretrain["batch_size"] != cpu.pretrain.batch_size
+    assert cpu.for_protocol(multi).pretrain == cpu.pretrain
 
 
 def test_cli_run_writes_a_table(tmp_path: Path) -> None:
@@ -78,3 +91,60 @@ def test_cli_run_writes_a_table(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "mood", "run", "--pretext", "jigsaw", "--profile", "smoke",
                           "--artifacts", str(tmp_path / "a")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "valid: beit" in bad.stderr
+
+
+def _mood(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mood", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "MOOD_PROGRESS": "0", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Cache:
+    return Cache(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.mark.parametrize("name", list(SCORES))
+def test_every_registered_score_runs_through_run(name: str, shared_cache: Cache) -> None:
+    """One registry: every name it lists works end to end (trained once, then from the cache)."""
+    run = run_mood("multi-class", "smoke", shared_cache, detector=name, ood=("mnist", "uniform"))
+    assert list(run.table.index) == ["mnist", "uniform", "mean"]
+    assert run.table[["AUROC", "FPR95"]].apply(lambda c: c.between(0, 100)).all().all()
+
+
+def test_cli_takes_every_registered_detector(tmp_path: Path) -> None:
+    proc = _mood("run", "--detector", "odin", "--profile", "smoke", "--protocol", "near-pair:pullover-coat",
+                 "--artifacts", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Coat" in proc.stdout and "unknown" not in proc.stderr
+
+
+def test_bad_names_are_rejected_before_any_work(tmp_path: Path) -> None:
+    cases = {("run", "--detector", "foo"): "unknown score 'foo'; valid: mahalanobis",
+             ("run", "--protocol", "one-class:12"): "normal class K must lie in 0..9, got 12",
+             ("run", "--model", "vit_giant"): "unknown model 'vit_giant'",
+             ("pretrain", "--pretext", "jigsaw"): "unknown pretext task 'jigsaw'; valid: beit",
+             ("pretrain", "--pretrain-epochs", "0"): "PretrainConfig.epochs must be > 0, got 0",
+             ("finetune", "--finetune-epochs", "-1"): "FinetuneConfig.epochs must be > 0, got -1",
+             ("run", "--device", "tpu"): "device must be 'auto', 'cpu' or 'cuda[:N]'",
+             ("run", "--profile", "laptop"): "unknown profile 'laptop'; valid: smoke, cpu, gpu"}
+    for args, message in cases.items():
+        proc = _mood(*args, "--artifacts", str(tmp_path / "a"), env={"MOOD_PROFILE": "smoke"})
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert not (tmp_path / "a").exists(), f"{args}: work started before the error"
+
+
+def test_each_command_offers_only_its_flags_and_reports_its_own_time(tmp_path: Path) -> None:
+    helps = {cmd: _mood(cmd, "--help").stdout for cmd in ("pretrain", "finetune", "evaluate", "run")}
+    assert "--detector" not in helps["pretrain"] and "--out" not in helps["pretrain"]
+    assert "--finetune-epochs" not in helps["pretrain"] and "--finetune-epochs" not in helps["evaluate"]
+    assert "--detector" in helps["run"] and "--finetune-epochs" in helps["finetune"]
+    proc = _mood("pretrain", "--profile", "smoke", "--protocol", "one-class:3", "--artifacts", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["command_seconds"] >= out["train_seconds"] >= out["last_epoch"]["seconds"] > 0
+    assert out["last_epoch"]["epoch"] == out["epochs"] == 1
+
+
+def test_book_command_uses_mood_profile(tmp_path: Path) -> None:
+    proc = _mood("book", "run", "--only", "no-such-chapter", env={"MOOD_PROFILE": "laptop"})
+    assert proc.returncode == 2 and "unknown profile 'laptop'" in proc.stderr

@@ -70,3 +70,26 @@ def test_build_pretext_errors() -> None:
         build_pretext("simmim", create_backbone("resnet18_small"))
     assert build_pretext("none", bb) is None
     assert build_pretext("simclr", create_backbone("resnet18_small")) is not None
+
+
+def test_settings_a_task_cannot_honour_are_errors(tmp_path) -> None:
+    bb = create_backbone("vit_tiny_p4")
+    with pytest.raises(ValueError, match="MAE removes a uniformly random subset.*mask_kind='block'"):
+        build_pretext("mae", bb, mask_kind="block")
+    assert build_pretext("mae", bb, mask_kind="random") is not None
+    with pytest.raises(ValueError, match="simclr masks nothing"):
+        build_pretext("simclr", bb, mask_ratio=0.5)
+
+
+def test_make_task_fits_beit_tokenizer_once_and_reloads_it(tmp_path) -> None:
+    from mood.config import PretrainConfig
+    from mood.pretext import TOKENIZER_FILE, make_task
+
+    cfg = PretrainConfig(vocab_size=8, tokenizer_iters=2)
+    x = torch.randn(16, 1, 28, 28)
+    task = make_task(cfg, create_backbone("vit_tiny_p4"), x, tmp_path)
+    assert (tmp_path / TOKENIZER_FILE).exists() and task.tokenizer.vocab_size == 8
+    again = make_task(cfg, create_backbone("vit_tiny_p4"), None, tmp_path)  # no images: loaded from disk
+    torch.testing.assert_close(again.tokenizer.codebook, task.tokenizer.codebook)
+    with pytest.raises(ValueError, match="not saved .* no images"):
+        make_task(cfg, create_backbone("vit_tiny_p4"), None, tmp_path / "other")

@@ -71,3 +71,21 @@ def test_few_shot_exposure_is_disjoint_from_test() -> None:
 def test_unknown_protocol_lists_valid(bad: str) -> None:
     with pytest.raises(ValueError, match="valid"):
         protocols.make_protocol(bad)
+
+
+def test_kind_is_a_property_of_the_protocol_and_names_parse_without_data() -> None:
+    kinds = {name: protocols.parse_protocol(name)[0].kind for name in
+             ("one-class:3", "multi-class", "near-split", "near-pair:tshirt-shirt", "few-shot:2")}
+    assert kinds == {"one-class:3": "one-class", "multi-class": "multi-class", "near-split": "near",
+                     "near-pair:tshirt-shirt": "near", "few-shot:2": "few-shot"}
+    assert protocols.expand("one-class:all") == [f"one-class:{k}" for k in range(10)]
+    for bad in ("one-class", "multi-class:2", "few-shot:0", "near-pair:x", "one-class:"):
+        with pytest.raises(ValueError, match="valid: one-class:K, multi-class"):
+            protocols.expand(bad)
+
+
+@pytest.mark.usefixtures("require_fmnist")
+def test_builders_set_the_kind() -> None:
+    assert protocols.make_protocol("near-pair:sneaker-boot").kind == "near"
+    assert protocols.make_protocol("one-class:1").ood_is_fmnist
+    assert not protocols.make_protocol("multi-class", ood=("gaussian",), n_ood=10).ood_is_fmnist

@@ -81,15 +81,76 @@ def test_chunked_fit_is_exact_under_a_large_offset_and_leaves_its_input_alone() 
                                rtol=1e-5)
 
 
-def test_singular_covariance_falls_back_to_a_ridge() -> None:
+def _layernorm_features(n: int, d: int = 48, seed: int = 0) -> np.ndarray:
+    """Real-looking ViT features: mean-pooled tokens of a final LayerNorm (with its affine), float32.
+    Each token sums (after removing the bias, weighted by 1/gamma) to zero, so the pooled features
+    span D - 1 directions: their covariance is singular up to float32 rounding."""
+    g = torch.Generator().manual_seed(seed)
+    norm = torch.nn.LayerNorm(d)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.3 * torch.randn(d, generator=g))
+        norm.bias.copy_(0.1 * torch.randn(d, generator=g))
+        mix = torch.randn(d, d, generator=g) / d ** 0.5
+        tokens = torch.randn(n, 16, d, generator=g) @ mix + torch.randn(n, 1, d, generator=g)
+        return norm(tokens).mean(1).numpy()
+
+
+def test_rank_deficient_layernorm_features_match_the_pseudo_inverse() -> None:
+    x, q = _layernorm_features(3000), _layernorm_features(500, seed=1)
+    evals = np.linalg.eigvalsh(np.cov(x.astype(np.float64).T))
+    assert evals[0] / evals[-1] < 1e-12  # singular: the case Cholesky "solved" by inverting rounding noise
+    det = scores.Mahalanobis().fit(torch.from_numpy(x))
+    assert det.rank == x.shape[1] - 1
+    ref = EmpiricalCovariance().fit(x.astype(np.float64)).mahalanobis(q.astype(np.float64))  # pinvh
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), ref, rtol=1e-4)
+    # class-conditional: shared within-class covariance, pseudo-inverted the same way
+    y = np.random.default_rng(0).integers(0, 5, len(x))
+    cc = scores.Mahalanobis(class_conditional=True).fit(torch.from_numpy(x), torch.from_numpy(y))
+    xd = x.astype(np.float64)
+    means = np.stack([xd[y == c].mean(0) for c in range(5)])
+    prec = np.linalg.pinv(np.cov((xd - means[y]).T, bias=True), rcond=x.shape[1] * np.finfo(np.float64).eps,
+                          hermitian=True)
+    qd = q.astype(np.float64)
+    want = np.min([np.einsum("nd,de,ne->n", qd - m, prec, qd - m) for m in means], axis=0)
+    np.testing.assert_allclose(cc.score(torch.from_numpy(q)).numpy(), want, rtol=1e-4)
+
+
+def test_fewer_samples_than_dimensions_warns_and_stays_in_the_span() -> None:
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.normal(size=(20, 64)))  # fewer samples than dimensions
-    det = scores.Mahalanobis().fit(x)
-    assert det.ridge > 0
-    s = det.score(torch.from_numpy(rng.normal(size=(5, 64))))
-    assert torch.isfinite(s).all() and (s > 0).all()
-    shrunk = scores.Mahalanobis(shrinkage=0.5).fit(x)
-    assert shrunk.ridge == 0  # shrinkage alone makes it positive definite
+    x = torch.from_numpy(rng.normal(size=(50, 128)))
+    with pytest.warns(RuntimeWarning, match="50 samples .* D=128 .* rank 49"):
+        det = scores.Mahalanobis().fit(x)
+    unseen = det.score(torch.from_numpy(rng.normal(size=(200, 128))))
+    seen = det.score(x)
+    assert torch.isfinite(unseen).all() and det.rank == 49
+    # well defined: the distance inside the span of the centred training features, where an unseen point of
+    # the same distribution lands as far out as a training point does (no 1e10 blow-up along unresolved directions)
+    assert float(unseen.median()) < 10 * float(seen.median())
+    centred = x - x.mean(0)
+    pinv = torch.linalg.pinv(centred.T @ centred / len(x), hermitian=True)
+    q = torch.from_numpy(rng.normal(size=(5, 128))) - x.mean(0)
+    torch.testing.assert_close(det.score(q + x.mean(0)), torch.einsum("nd,de,ne->n", q, pinv, q).float(), rtol=1e-4, atol=1e-4)
+    shrunk = scores.Mahalanobis(shrinkage=0.5).fit(x)  # shrinkage: full rank, no warning
+    assert shrunk.rank == 128
+
+
+def test_degenerate_fits_are_errors() -> None:
+    with pytest.raises(ValueError, match=r"1 sample\(s\) for 1 mean"):
+        scores.Mahalanobis().fit(torch.randn(1, 8))
+    with pytest.raises(ValueError, match="no variance"):
+        scores.Mahalanobis().fit(torch.full((100, 8), 3.0))
+    with pytest.raises(ValueError, match="no features"):
+        scores.Mahalanobis().fit(torch.zeros(0, 8))
+    with pytest.raises(ValueError, match="no features"):
+        scores.KNN().fit(torch.zeros(0, 8))
+    with pytest.raises(ValueError, match="100 features but 99 labels"):
+        scores.Mahalanobis(class_conditional=True).fit(torch.randn(100, 8), torch.zeros(99))
+    det = scores.Mahalanobis().fit(torch.randn(200, 128))
+    with pytest.raises(ValueError, match="fitted on D=128 features, got D=64"):
+        det.score(torch.randn(5, 64))
+    knn = scores.KNN(k=3).fit(torch.randn(20, 16))
+    with pytest.raises(ValueError, match="fitted on D=16 features, got D=8"):
+        knn.score(torch.randn(5, 8))
 
 
 def test_knn_matches_sklearn() -> None:
@@ -160,5 +221,20 @@ def test_bad_features_and_unfitted() -> None:
         scores.Mahalanobis().score(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="needs labels"):
         scores.Mahalanobis(class_conditional=True).fit(torch.randn(10, 2))
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ValueError, match="valid: mahalanobis, mahalanobis_cc, knn"):
         scores.make_detector("lof")
+    with pytest.raises(ValueError, match=r"no hyperparameter\(s\) \['kk'\]; valid: k=50"):
+        scores.make_detector("knn", kk=3)
+    with pytest.raises(ValueError, match="logits score, not a feature detector"):
+        scores.make_detector("energy")
+
+
+def test_registry_knows_what_each_score_needs() -> None:
+    assert {s.needs for s in scores.SCORES.values()} == {"features", "logits", "model"}
+    logits = torch.randn(6, 4)
+    for name, spec in scores.SCORES.items():
+        assert spec.name == name and set(spec.check_params(spec.params)) == set(spec.params)
+        if spec.needs == "logits":
+            assert spec.build(logits, **spec.params).shape == (6,)
+        elif spec.needs == "features" and not spec.needs_head:
+            assert isinstance(spec.build(**spec.params), scores.Detector)

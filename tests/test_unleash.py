@@ -15,7 +15,7 @@ from mood.config import UnleashConfig
 from mood.data import from_array
 from mood.engine import TrainConfig
 from mood.models import create_backbone
-from mood.pipeline import Cache
+from mood.artifacts import Cache
 from mood.pretext import Classification, Rng
 from mood.unleash import (EvalSets, add_masks, bake_masks, effect, estimate_floor, kept_fraction, maskable_layers,
                           stage_curve, summarize, train_stages, tune, um_loss)
@@ -228,15 +228,46 @@ def test_cli_unleash_on_fashion_mnist(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    out = tmp_path / "um.csv"
+    out = tmp_path / "um"
     proc = subprocess.run([sys.executable, "-m", "mood", "unleash", "--profile", "smoke", "--model", "vit_tiny_p4",
                            "--seed", "0", "--floor", "0.5", "--artifacts", str(tmp_path / "a"), "--out", str(out)],
                           capture_output=True, text=True, env={**os.environ, "MOOD_PROGRESS": "0"}, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "floor b 0.5000" in proc.stderr
-    runs = pd.read_csv(out)
+    assert "UM floor b 0.500 vs last-epoch train CE" in proc.stdout and "Paper (CIFAR-10" in proc.stdout
+    runs = pd.read_csv(out / "unleash_runs.csv")
     assert sorted(runs["method"].unique()) == sorted(["baseline (last epoch)", "+CE (control)", "+UM", "+UMAP"])
     assert sorted(runs["score"].unique()) == ["energy", "mahalanobis", "msp", "odin"] and len(runs) == 16
     assert runs[["AUROC", "FPR95", "ID acc"]].apply(lambda c: c.between(0, 100)).all().all()
-    curve = pd.read_csv(tmp_path / "um_curve.csv")
+    curve = pd.read_csv(out / "unleash_curve.csv")
     assert list(curve["epoch"]) == [1, 2]
+    for table in ("floors", "stages", "effect"):
+        assert (out / f"unleash_{table}.csv").exists() and (out / f"unleash_{table}.json").exists()
+    stages = pd.read_csv(out / "unleash_stages.csv")
+    assert set(stages["score"]) == {"msp", "energy", "odin"} and (stages["gap"] >= 0).all()
+
+
+def test_study_tables_and_verdict_from_runs() -> None:
+    """The chapter's logic, in the library: best-vs-last epoch per seed, paired effects, the verdict."""
+    from mood.unleash import UnleashStudy, stage_table, study_effects
+
+    curve = pd.DataFrame([{"model": "m", "seed": s, "epoch": e, "energy AUROC": a}
+                          for s in (0, 1) for e, a in zip((1, 2, 3), (70.0 + s, 80.0 + s, 75.0))])
+    stages = stage_table(curve, ("energy",))
+    assert list(stages["best epoch"]) == [2, 2] and list(stages["gap"]) == [5.0, 6.0]
+    rows = []
+    for seed in (0, 1, 2):
+        for method, auroc in (("baseline (last epoch)", 80.0 + seed), ("+CE (control)", 80.5 + seed),
+                              ("+UM", 82.0 + seed), ("+UMAP", 79.0 + seed)):
+            rows.append({"model": "m", "seed": seed, "method": method, "score": "energy", "AUROC": auroc,
+                         "FPR95": 100 - auroc, "ID acc": 90.0})
+    runs = pd.DataFrame(rows)
+    effects = study_effects(runs)
+    assert effects.loc[("UM vs baseline", "m", "energy"), "Δ"] == pytest.approx(2.0)
+    assert effects.loc[("UM vs CE control", "m", "energy"), "Δ"] == pytest.approx(1.5)
+    assert effects.loc[("UMAP vs baseline", "m", "energy"), "Δ"] == pytest.approx(-1.0)
+    floors = pd.DataFrame([{"model": "m", "seed": s, "floor b": 0.3, "last-epoch train CE": 0.1} for s in (0, 1, 2)])
+    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), stages, effects, ("energy",))
+    text = study.verdict()
+    assert "best Energy epoch 2.0 of 3, 5.50 AUROC above the last epoch" in text
+    assert "Energy + UM improves on the baseline by +2.00 AUROC" in text and "control +1.50" in text
+    assert "above the final loss, so UM trains the loss back up" in text

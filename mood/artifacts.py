@@ -1,0 +1,183 @@
+"""Everything ``mood`` stores on disk, in one place: the artifact cache, trained backbones, and
+result tables. Every write goes through a temporary file and a rename, so nothing half-written is
+ever left behind.
+
+- :class:`Cache`: folders keyed by a hash of a stage's full configuration
+  (``MOOD_ARTIFACTS/<stage>/<hash>/`` with the configuration in ``spec.json``).
+- :func:`fingerprint` / :func:`hash_ids`: what identifies an image set's content in a cache key.
+- :class:`Trained`, :func:`save_trained`, :func:`load_trained`: a backbone after a training stage.
+- :func:`save_table`, :func:`load_table`, :func:`save_results`: result tables (CSV / JSON).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+if TYPE_CHECKING:  # imported for annotations only: data and models import nothing from here
+    from mood.data import ImageSet
+    from mood.models import Backbone
+
+CACHE_VERSION = 2  # 2: one hash of image ids (hash_ids) everywhere
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
+    """``torch.save`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+
+def hash_ids(ids: np.ndarray) -> str:
+    """A short content hash of an id array (``int64``): the one hash of image ids in ``mood``."""
+    return hashlib.sha1(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def fingerprint(s: "ImageSet") -> dict:
+    """What identifies an image set's content for caching: origin and the exact ids."""
+    return {"name": s.name, "origin": s.origin, "n": len(s), "ids": hash_ids(s.ids)}
+
+
+class Cache:
+    """Folders keyed by configuration: ``root/stage/<hash>/`` with the configuration in ``spec.json``.
+
+    Args:
+        root: the cache folder (default ``MOOD_ARTIFACTS`` or ``./artifacts``).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root if root is not None else os.environ.get("MOOD_ARTIFACTS", "artifacts"))
+
+    @staticmethod
+    def key(spec: dict) -> str:
+        blob = json.dumps({"version": CACHE_VERSION, **spec}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def dir(self, stage: str, spec: dict) -> Path:
+        """The folder of ``stage`` under configuration ``spec`` (created, with its ``spec.json``)."""
+        d = self.root / stage / self.key(spec)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "spec.json").exists():
+            atomic_write_text(d / "spec.json", json.dumps(spec, indent=1, sort_keys=True, default=str))
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# Trained backbones
+
+@dataclass
+class Trained:
+    """A backbone after a stage.
+
+    Attributes:
+        backbone: the model, in eval mode on the CPU.
+        history: per-epoch records of :func:`mood.engine.fit` (empty for ``pretext="none"``).
+        run_dir: the cache folder (checkpoint, log, spec).
+        seconds: wall time spent training in this call (0 when loaded from the cache).
+        extras: stage-specific objects (the pretext task with its heads, the BEiT tokenizer).
+    """
+
+    backbone: "Backbone"
+    history: list[dict]
+    run_dir: Path
+    seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time its training took, from the per-epoch log, whether it ran now or was cached."""
+        return float(sum(h.get("seconds", 0.0) for h in self.history))
+
+    @property
+    def run_id(self) -> str:
+        """``stage/hash``: what later stages key their cache on."""
+        return f"{self.run_dir.parent.name}/{self.run_dir.name}"
+
+
+BACKBONE_FILE = "backbone.pt"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether the stage in ``run_dir`` ran to its end (its final backbone is saved)."""
+    return (run_dir / BACKBONE_FILE).exists()
+
+
+def save_trained(backbone: "Backbone", run_dir: Path, history: list[dict], seconds: float, **extras: Any) -> Trained:
+    """Saves the finished stage's backbone and history; returns it as :class:`Trained` (eval, CPU)."""
+    atomic_torch_save({"backbone": backbone.state_dict(), "history": history}, run_dir / BACKBONE_FILE)
+    return Trained(backbone.cpu().eval(), history, run_dir, seconds, extras)
+
+
+def load_trained(backbone: "Backbone", run_dir: Path, **extras: Any) -> Trained:
+    """Loads a finished stage's weights into ``backbone`` (same architecture) from ``run_dir``."""
+    state = torch.load(run_dir / BACKBONE_FILE, map_location="cpu", weights_only=False)
+    backbone.load_state_dict(state["backbone"])
+    return Trained(backbone.eval(), state["history"], run_dir, 0.0, extras)
+
+
+# --------------------------------------------------------------------------------------------
+# Result tables
+
+def save_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Saves a results table as CSV (``.csv``) or JSON records (``.json``), atomically."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return atomic_write_text(path, df.to_csv())
+    if path.suffix == ".json":
+        records = json.loads(df.reset_index().to_json(orient="records"))
+        return atomic_write_text(path, json.dumps(records, indent=1))
+    raise ValueError(f"save_table: use a .csv or .json path, got {path}")
+
+
+def load_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Reads a table written by :func:`save_table` (first column becomes the index)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path, index_col=0)
+    if path.suffix == ".json":
+        df = pd.DataFrame(json.loads(path.read_text()))
+        return df.set_index(df.columns[0])
+    raise ValueError(f"load_table: use a .csv or .json path, got {path}")
+
+
+def save_results(df: pd.DataFrame, results_dir: str | os.PathLike, name: str) -> list[Path]:
+    """Writes ``df`` as ``<results_dir>/<name>.csv`` and ``.json``, for the summary chapter and for
+    anyone who wants the numbers without re-running."""
+    return [save_table(df, Path(results_dir) / f"{name}.{ext}") for ext in ("csv", "json")]

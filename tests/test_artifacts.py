@@ -1,0 +1,54 @@
+"""The one home of stored artifacts: atomic writes, the cache's keys, trained stages on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mood import artifacts
+from mood.artifacts import Cache, fingerprint, hash_ids, load_trained, save_trained
+from mood.data import concat, from_array, ImageFormat
+from mood.models import create_backbone
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
+    target = artifacts.atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(TypeError):
+        artifacts.atomic_write_text(target, 123)  # type: ignore[arg-type]
+    assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_torch_save_leaves_nothing_half_written(tmp_path: Path) -> None:
+    target = artifacts.atomic_torch_save({"a": torch.ones(2)}, tmp_path / "x.pt")
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        artifacts.atomic_torch_save({"b": Unpicklable()}, target)
+    assert torch.load(target)["a"].sum() == 2 and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_one_hash_of_image_ids_keys_sets_and_corpora() -> None:
+    a = from_array("a", np.zeros((6, 8, 8), np.uint8))
+    b = a.subset([0, 1, 2])
+    assert fingerprint(a)["ids"] == hash_ids(a.ids) != fingerprint(b)["ids"]
+    corpus = concat([a, b], ImageFormat(size=8), name="c")
+    assert hash_ids(a.ids) in corpus.origin and hash_ids(b.ids) in corpus.origin  # the same hash in both places
+
+
+def test_cache_key_is_the_spec_and_trained_round_trips(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    d1, d2 = cache.dir("s", {"x": 1}), cache.dir("s", {"x": 2})
+    assert d1 != d2 and cache.dir("s", {"x": 1}) == d1 and (d1 / "spec.json").exists()
+    bb = create_backbone("vit_tiny_p4", drop_path=0.0)
+    done = save_trained(bb, d1, [{"epoch": 1, "seconds": 2.5}], 3.0)
+    assert done.run_id == f"s/{d1.name}" and done.train_seconds == 2.5 and artifacts.is_finished(d1)
+    other = load_trained(create_backbone("vit_tiny_p4", drop_path=0.0), d1)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(other.backbone(x), bb.eval()(x))
+    assert other.seconds == 0.0 and other.history == done.history
