@@ -19,9 +19,10 @@ import pandas as pd
 from mood.artifacts import Cache, Trained, save_results
 from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
-from mood.metrics import results_table, seed_gaps
+from mood.metrics import results_table
+from mood.stats import paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, finetune, id_accuracy, pretrain,
-                           protocol_inputs, score, setup)
+                           protocol_inputs, score, setup, training_sample)
 from mood.protocols import Protocol
 
 
@@ -123,7 +124,8 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     protocol, p = setup(protocol_name, prof)
     p = configure(p.at_ablation_scale(seed), v)  # the ablation scale wins over per-protocol overrides
     trained, train_s = _train(v, protocol, p, cache)
-    feats = extract_protocol(trained, protocol, p.eval, p.format, cache)
+    last = p.finetune if v.finetune else p.pretrain
+    feats = extract_protocol(trained, protocol, p.eval, p.format, cache, train=training_sample(protocol.train, last))
     id_s, ood_s = score_variant(v, trained, protocol, feats, p)
     table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
     return {"variant": v.name, "protocol": protocol_name, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
@@ -148,19 +150,24 @@ def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None =
 
 
 def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = True) -> str:
-    """Prose: the best variant per protocol, its margin over the runner-up, and whether that margin
-    exceeds the seeds' spread (the larger of the two standard deviations)."""
+    """Prose: the best variant per protocol, its margin over the runner-up, and a paired t-test of
+    that margin over seeds (:func:`mood.stats.paired_test`: 5% false positives when there is no
+    difference; no test with one seed)."""
     lines = []
     for proto, df in runs.groupby("protocol", sort=False):
-        s = df.groupby("variant", sort=False)[value].agg(["mean", "std"]).fillna(0.0)
-        s = s.sort_values("mean", ascending=not higher_is_better)
+        s = df.groupby("variant", sort=False)[value].mean().sort_values(ascending=not higher_is_better)
         if len(s) < 2:
             continue
-        (best, b), (second, r) = list(s.iterrows())[:2]
-        gap, spread = abs(b["mean"] - r["mean"]), max(b["std"], r["std"])
-        sure = "larger than" if gap > 2 * spread and spread > 0 else ("no seed spread to compare (one seed)" if spread == 0 else "within")
-        lines.append(f"{proto}: {best} leads with {b['mean']:.2f} {value}, {gap:.2f} ahead of {second} — "
-                     + (sure if sure.startswith("no seed") else f"{sure} twice the seeds' spread ({spread:.2f})"))
+        best, second = s.index[:2]
+        per_seed = df.pivot_table(index="seed", columns="variant", values=value)
+        test = paired_test((per_seed[best] - per_seed[second]).to_numpy())
+        if test["seeds"] < 2:
+            call = "one seed: no test"
+        else:
+            call = (f"95% CI of the gap [{test['ci_lo']:+.2f}, {test['ci_hi']:+.2f}], paired t-test p={test['p']:.3f}: "
+                    + ("significant" if test["significant"] else "not significant"))
+        lines.append(f"{proto}: {best} leads with {s[best]:.2f} {value}, {abs(s[best] - s[second]):.2f} ahead of "
+                     f"{second} — {call}")
     return "\n".join(lines)
 
 
@@ -171,16 +178,17 @@ def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
     Each run's variant is mapped to a family (``families``: variant -> family); within one seed a
     family scores the mean of its variants, and the gap is taken seed by seed, so a difference that
     every seed agrees on is told apart from seed noise. Returns one row per protocol: the families'
-    means, the mean gap, its standard deviation over seeds, and ``call``: ``a`` or ``b`` when the gap
-    exceeds twice that spread (and there are two seeds or more), else ``"too close to call"``.
+    means, the mean gap, its standard deviation over seeds, its 95% t-interval, the paired t-test's
+    ``p`` and ``call``: ``a`` or ``b`` when the test is significant at 5%, else ``"too close to call"``.
     """
     fam = runs.assign(family=runs["variant"].map(families))
     fam = fam[fam["family"].isin([a, b])]
     per_seed = fam.groupby(["protocol", "seed", "family"])[value].mean().unstack("family").dropna()
     per_seed["gap"] = per_seed[a] - per_seed[b]
     gaps = seed_gaps(per_seed.reset_index(), ["protocol"], "gap")
-    table = per_seed.groupby("protocol")[[a, b]].mean().assign(gap=gaps["mean"], **{"gap std": gaps["std"]})
-    table["call"] = pd.Series(np.where(gaps["beyond 2·std"], np.where(gaps["mean"] > 0, a, b), "too close to call"),
+    table = per_seed.groupby("protocol")[[a, b]].mean().assign(
+        gap=gaps["mean"], **{"gap std": gaps["std"], "ci_lo": gaps["ci_lo"], "ci_hi": gaps["ci_hi"], "p": gaps["p"]})
+    table["call"] = pd.Series(np.where(gaps["significant"], np.where(gaps["mean"] > 0, a, b), "too close to call"),
                               index=gaps.index)
     table.columns.name = None
     return table.reindex(list(dict.fromkeys(fam["protocol"])))

@@ -57,6 +57,9 @@ class ImageSet:
             overlapping ids share images).
         source: where it was loaded from, for humans (a path, a package, a seed).
         classes: class names, when labelled.
+        groups: ``int64 [N]`` source of each image when several images come from one source (the
+            picture a patch was cut from), else None (every image its own source). Splits that
+            must not share a source (:func:`split_disjoint`) split by group.
     """
 
     name: str
@@ -66,6 +69,7 @@ class ImageSet:
     origin: str
     source: str
     classes: tuple[str, ...] = field(default=())
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -75,6 +79,8 @@ class ImageSet:
         n = len(self.images)
         if len(self.labels) != n or len(self.ids) != n:
             raise ValueError(f"{self.name}: {n} images but {len(self.labels)} labels and {len(self.ids)} ids")
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"{self.name}: {n} images but {len(self.groups)} group ids")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -92,8 +98,8 @@ class ImageSet:
     def subset(self, index: np.ndarray | Sequence[int], name: str | None = None) -> "ImageSet":
         """The images at ``index`` (an int array or a boolean mask), keeping their ids."""
         index = np.asarray(index)
-        return replace(self, name=name or self.name, images=self.images[index],
-                       labels=self.labels[index], ids=self.ids[index])
+        return replace(self, name=name or self.name, images=self.images[index], labels=self.labels[index],
+                       ids=self.ids[index], groups=None if self.groups is None else self.groups[index])
 
     def sample(self, n: int | None, seed: int = 0, name: str | None = None) -> "ImageSet":
         """``n`` images drawn without replacement (all of them, shuffled, when ``n`` is None or
@@ -322,9 +328,9 @@ TEXTURE_IMAGES = ("brick", "grass", "gravel")
 PHOTO_IMAGES = ("astronaut", "camera", "chelsea", "coffee", "coins", "moon", "rocket", "hubble_deep_field")
 
 
-def _crop_patches(names: Sequence[str], n: int, seed: int, out: int = 32) -> np.ndarray:
+def _crop_patches(names: Sequence[str], n: int, seed: int, out: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random square crops (side 24..96 px) from scikit-image's bundled images, resized to
-    ``out x out``: ``uint8 [n, out, out, 3]``."""
+    ``out x out``: ``uint8 [n, out, out, 3]``, and the index in ``names`` of each crop's picture ``[n]``."""
     import skimage.data as skd
 
     rng = np.random.default_rng(seed)
@@ -334,8 +340,10 @@ def _crop_patches(names: Sequence[str], n: int, seed: int, out: int = 32) -> np.
         img = np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3]
         pictures.append(img)
     patches = np.empty((n, out, out, 3), dtype=np.uint8)
+    source = np.empty(n, dtype=np.int64)
     for i in range(n):
-        img = pictures[rng.integers(len(pictures))]
+        source[i] = rng.integers(len(pictures))
+        img = pictures[source[i]]
         h, w = img.shape[:2]
         side = int(rng.integers(24, min(97, h, w)))
         top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
@@ -343,21 +351,25 @@ def _crop_patches(names: Sequence[str], n: int, seed: int, out: int = 32) -> np.
         crop = crop.permute(2, 0, 1)[None].float()
         crop = F.interpolate(crop, size=(out, out), mode="bilinear", antialias=True, align_corners=False)
         patches[i] = crop[0].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
-    return patches
+    return patches, source
 
 
 def load_textures(n: int | None = 2000, seed: int = 0) -> ImageSet:
     """Texture patches cut from scikit-image's brick, grass and gravel: ``uint8 [n, 32, 32, 3]``."""
     n = 2000 if n is None else n
-    return _unlabelled("textures", _crop_patches(TEXTURE_IMAGES, n, seed), f"skimage-textures/seed{seed}",
-                       f"skimage.data {', '.join(TEXTURE_IMAGES)} (random crops, seed {seed})")
+    patches, source = _crop_patches(TEXTURE_IMAGES, n, seed)
+    s = _unlabelled("textures", patches, f"skimage-textures/seed{seed}",
+                    f"skimage.data {', '.join(TEXTURE_IMAGES)} (random crops, seed {seed})")
+    return replace(s, groups=source)
 
 
 def load_photos(n: int | None = 2000, seed: int = 0) -> ImageSet:
     """Natural-photo patches cut from scikit-image's bundled photos: ``uint8 [n, 32, 32, 3]``."""
     n = 2000 if n is None else n
-    return _unlabelled("photos", _crop_patches(PHOTO_IMAGES, n, seed), f"skimage-photos/seed{seed}",
-                       f"skimage.data {len(PHOTO_IMAGES)} photos (random crops, seed {seed})")
+    patches, source = _crop_patches(PHOTO_IMAGES, n, seed)
+    s = _unlabelled("photos", patches, f"skimage-photos/seed{seed}",
+                    f"skimage.data {len(PHOTO_IMAGES)} photos (random crops, seed {seed})")
+    return replace(s, groups=source)
 
 
 def load_gaussian(n: int | None = 2000, seed: int = 0, size: int = 28) -> ImageSet:
@@ -498,6 +510,10 @@ def from_folder(path: str | os.PathLike, size: int = 32, grey: bool = False, nam
 # Registry
 
 OFFLINE_OOD: tuple[str, ...] = ("mnist", "digits", "textures", "photos", "gaussian", "uniform")
+# MNIST is the informative far-OOD set and heads every table; noise is a sanity check, reported apart.
+OOD_GROUPS: dict[str, str] = {"mnist": "far", "digits": "far", "textures": "far", "photos": "far",
+                              "gaussian": "noise", "uniform": "noise",
+                              "cifar10": "far", "cifar100": "far", "svhn": "far"}
 ONLINE_OOD: tuple[str, ...] = ("cifar10", "cifar100", "svhn")
 
 _OOD_LOADERS: dict[str, Callable[..., ImageSet]] = {
@@ -523,10 +539,20 @@ def load_ood(name: str, n: int | None = None, seed: int = 0) -> ImageSet:
 
 
 def split_disjoint(s: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """Splits ``s`` into two disjoint parts, the first holding ``fraction`` of the images."""
+    """Splits ``s`` into two disjoint parts, the first holding ``fraction`` of the images; a set with
+    ``groups`` is split by group (``fraction`` of its sources, at least one on each side), so no
+    source picture has crops on both sides."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    order = np.random.default_rng(seed).permutation(len(s))
+    rng = np.random.default_rng(seed)
+    if s.groups is not None:
+        sources = rng.permutation(np.unique(s.groups))
+        if len(sources) < 2:
+            raise ValueError(f"{s.name}: all images come from one source; it cannot be split by source")
+        k = min(len(sources) - 1, max(1, int(round(fraction * len(sources)))))
+        first = np.isin(s.groups, sources[:k])
+        return s.subset(np.flatnonzero(first), f"{s.name}/a"), s.subset(np.flatnonzero(~first), f"{s.name}/b")
+    order = rng.permutation(len(s))
     k = int(round(fraction * len(s)))
     return s.subset(order[:k], f"{s.name}/a"), s.subset(order[k:], f"{s.name}/b")
 

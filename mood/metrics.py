@@ -96,21 +96,25 @@ def evaluate(id_scores: np.ndarray, ood_scores: np.ndarray, positive: Positive =
 
 
 def results_table(id_scores: np.ndarray, ood_scores: Mapping[str, np.ndarray],
-                  positive: Positive = "id") -> pd.DataFrame:
-    """One row per OOD set plus a ``mean`` row; columns ``METRIC_COLUMNS`` in percent."""
+                  positive: Positive = "id", groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per OOD set, then a ``mean (G)`` row per group ``G`` of ``groups`` (OOD set -> group,
+    e.g. ``far`` / ``noise``; only when there are two groups or more) and a ``mean`` row over every
+    set; columns ``METRIC_COLUMNS`` in percent."""
     if not ood_scores:
         raise ValueError("results_table needs at least one OOD set")
     rows = {name: evaluate(id_scores, s, positive) for name, s in ood_scores.items()}
     df = pd.DataFrame.from_dict(rows, orient="index")[list(METRIC_COLUMNS)]
-    df.loc["mean"] = df.mean(axis=0)
+    present = list(dict.fromkeys((groups or {}).get(name, "other") for name in rows)) if groups else []
+    if len(present) > 1:
+        sets = list(rows)
+        for g in present:
+            df.loc[f"mean ({g})"] = df.loc[[n for n in sets if groups.get(n, "other") == g]].mean(axis=0)
+        df = df.loc[sets + [f"mean ({g})" for g in present]]
+    df.loc["mean"] = df.loc[list(rows)].mean(axis=0)
     df.index.name = "ood"
     return df
 
 
-def seed_gaps(diffs: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
-    """Paired (same-seed) differences ``diffs[value]``, one row per seed, summarised per ``by`` group:
-    ``mean``, ``std`` over seeds (NaN with one seed), ``seeds``, and ``beyond 2·std``: whether the mean
-    exceeds twice that spread (never with a single seed)."""
-    out = diffs.groupby(by, sort=False)[value].agg(["mean", "std", "count"]).rename(columns={"count": "seeds"})
-    out["beyond 2·std"] = (out["mean"].abs() > 2 * out["std"]) & (out["seeds"] > 1)
-    return out
+def per_set(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`results_table` that are OOD sets (without the ``mean`` rows)."""
+    return table.loc[[i for i in table.index if not str(i).startswith("mean")]]

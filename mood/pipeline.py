@@ -20,7 +20,7 @@ import torch
 from mood.artifacts import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
 from mood.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
 from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
-from mood.engine import fit
+from mood.engine import TrainConfig, fit
 from mood.features import FeatureSet, extract
 from mood.metrics import results_table
 from mood.models import Backbone, ModelConfig
@@ -130,10 +130,23 @@ def protocol_inputs(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = Imag
                        {k: to_tensor(eval_sample(v, cfg.n_ood, seed), fmt) for k, v in protocol.ood_test.items()})
 
 
+def training_sample(data: ImageSet, cfg: TrainConfig) -> ImageSet:
+    """The images a training stage with ``cfg`` trains on (:func:`mood.data.sample_tensors` draws the same)."""
+    return data.sample(cfg.max_images, cfg.seed) if cfg.max_images is not None else data
+
+
 def extract_protocol(trained: Trained, protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(),
-                     cache: Cache | None = None, seed: int = 0) -> ProtocolFeatures:
-    """Features of the protocol's ID train (at most ``cfg.max_fit``), ID test (``cfg.max_test``) and
-    OOD sets (``cfg.n_ood`` each), cached next to the backbone."""
+                     cache: Cache | None = None, seed: int = 0, train: ImageSet | None = None) -> ProtocolFeatures:
+    """Features of the ID training images that fit the detector (at most ``cfg.max_fit`` of ``train``),
+    the ID test images (``cfg.max_test``) and each OOD set (``cfg.n_ood``), cached next to the backbone.
+
+    Args:
+        seed: draws the ID-test and OOD samples (keep it fixed across training seeds, so that seeds
+            differ only in training and comparisons between them are paired on the same images).
+        train: the images the model was trained on (:func:`training_sample`; default: all of
+            ``protocol.train``). The fit set is drawn from them, so every training seed fits its
+            detector on its own training images, not on images only some seeds have seen.
+    """
     cache = cache or Cache()
     t0 = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -150,7 +163,7 @@ def extract_protocol(trained: Trained, protocol: Protocol, cfg: EvalConfig, fmt:
         fs.save(path)
         return fs
 
-    out = ProtocolFeatures(fit=one(protocol.train, cfg.max_fit, "train"), id=one(protocol.id_test, cfg.max_test, "id"),
+    out = ProtocolFeatures(fit=one(protocol.train if train is None else train, cfg.max_fit, "train"), id=one(protocol.id_test, cfg.max_test, "id"),
                            ood={k: one(v, cfg.n_ood, k) for k, v in protocol.ood_test.items()})
     trained.backbone.cpu()
     out.seconds = time.perf_counter() - t0
@@ -255,11 +268,13 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     fine = finetune(pre, protocol.train, prof.finetune, protocol.num_classes, prof.format, cache) if finetune_stage else None
     t2 = time.perf_counter()
     model = fine or pre
-    feats = extract_protocol(model, protocol, prof.eval, prof.format, cache)
+    trained_on = training_sample(protocol.train, prof.finetune if fine is not None else prof.pretrain)
+    feats = extract_protocol(model, protocol, prof.eval, prof.format, cache, train=trained_on)
     t3 = time.perf_counter()
     inputs = protocol_inputs(protocol, prof.eval, prof.format) if get_score(det).needs == "model" else None
     id_s, ood_s = score(feats, det, backbone=model.backbone, inputs=inputs, **params)
-    table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, prof.eval.fpr_positive)
+    table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, prof.eval.fpr_positive,
+                          groups=protocol.ood_groups)
     t4 = time.perf_counter()
     # Training times come from the stages' logs, so a chapter that loads a backbone another chapter
     # trained still reports what training it cost; features and scoring are timed in this call.

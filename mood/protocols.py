@@ -26,7 +26,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mood.data import FMNIST_CLASSES, OFFLINE_OOD, ImageSet, load_fashion_mnist, load_ood, split_disjoint
+from mood.data import (FMNIST_CLASSES, OFFLINE_OOD, OOD_GROUPS, ImageSet, load_fashion_mnist, load_ood,
+                       split_disjoint)
 
 NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 7, 8)
 NEAR_UNKNOWN: tuple[int, ...] = (4, 5, 6, 9)
@@ -69,6 +70,14 @@ class Protocol:
             self.kind = parse_protocol(self.name)[0].kind
         if self.kind not in KINDS:
             raise ValueError(f"protocol {self.name!r}: unknown kind {self.kind!r}; valid: {', '.join(KINDS)}")
+
+    @property
+    def ood_groups(self) -> dict[str, str]:
+        """Each OOD test set's group for the tables: ``near`` (Fashion-MNIST classes), ``far``
+        (MNIST, digits, patches, online sets) or ``noise`` (sanity checks)."""
+        if self.ood_is_fmnist:
+            return {name: "near" for name in self.ood_test}
+        return {name: OOD_GROUPS.get(name, "far") for name in self.ood_test}
 
     @property
     def ood_is_fmnist(self) -> bool:
@@ -143,23 +152,32 @@ def near_pair(pair: str, root: str | None = None) -> Protocol:
     return p
 
 
-def few_shot(k: int, ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000, seed: int = 0,
-             root: str | None = None) -> Protocol:
-    """Multi-class plus ``k`` outlier-exposure images per OOD source.
+FEW_SHOT_UNEXPOSED: tuple[str, ...] = ("digits",)
 
-    Each OOD set is split in half (seeded); the exposure images come from one half and the test
-    images are the other half, so no OOD test image is ever trained on.
+
+def few_shot(k: int, ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000, seed: int = 0,
+             root: str | None = None, unexposed: Sequence[str] = FEW_SHOT_UNEXPOSED) -> Protocol:
+    """Multi-class plus ``k`` outlier-exposure images per OOD source, except the ``unexposed`` ones.
+
+    Each OOD set is split in two (seeded): the exposure images come from one part, the test images
+    are the other. Patch sets (textures, photos) are split by source picture, so no test crop
+    overlaps an exposed crop of the same picture. The ``unexposed`` sources give no exposure images
+    at all: scoring them shows whether outlier exposure generalises to OOD data it never saw.
     """
     if k < 1:
         raise ValueError(f"few-shot: k must be >= 1, got {k}")
+    unknown = sorted(set(unexposed) - set(ood))
+    if unknown or set(unexposed) >= set(ood):
+        raise ValueError(f"few-shot: unexposed={tuple(unexposed)} must be some, not all, of the OOD sets {tuple(ood)}")
     base = multi_class((), root=root)
     ood_train, ood_test = {}, {}
     for name in ood:
         full = load_ood(name, None if n_ood is None else 2 * n_ood, seed)
         pool, test = split_disjoint(full, 0.5, seed)
-        if k > len(pool):
-            raise ValueError(f"few-shot: k={k} but the exposure half of {name} has {len(pool)} images")
-        ood_train[name] = pool.sample(k, seed, name=f"{name}/exposure")
+        if name not in unexposed:
+            if k > len(pool):
+                raise ValueError(f"few-shot: k={k} but the exposure part of {name} has {len(pool)} images")
+            ood_train[name] = pool.sample(k, seed, name=f"{name}/exposure")
         ood_test[name] = test.subset(np.arange(len(test)), name)
     base.name, base.kind, base.ood_train, base.ood_test = f"few-shot:{k}", "few-shot", ood_train, ood_test
     return base

@@ -196,18 +196,26 @@ class Mahalanobis(Detector):
 
 
 class KNN(Detector):
-    """Negative cosine similarity to the k-th nearest ID training feature.
+    """Distance to the k-th nearest ID training feature: negative cosine similarity of L2-normalised
+    features (Sun et al. 2022), or the Euclidean distance (``metric="l2"``; with ``k=1`` on raw pixels,
+    the classic nearest-neighbour baseline).
 
     Args:
         k: which neighbour (Sun et al. use k=50 for CIFAR-10 / 1000 for ImageNet).
+        metric: ``"cosine"`` or ``"l2"``.
         chunk: test rows per similarity block.
     """
 
-    def __init__(self, k: int = 50, chunk: int = 2048) -> None:
-        self.k, self.chunk = k, chunk
+    def __init__(self, k: int = 50, metric: str = "cosine", chunk: int = 2048) -> None:
+        if metric not in ("cosine", "l2"):
+            raise ValueError(f"KNN: metric must be 'cosine' or 'l2', got {metric!r}")
+        self.k, self.metric, self.chunk = k, metric, chunk
+
+    def _prep(self, x: Array) -> Array:
+        return F.normalize(x.float(), dim=1) if self.metric == "cosine" else x.float()
 
     def fit(self, features: Array, labels: Array | None = None) -> "KNN":
-        self.bank = F.normalize(_as_features(features, "KNN.fit").float(), dim=1)
+        self.bank = self._prep(_as_features(features, "KNN.fit"))
         self.dim = self.bank.shape[1]
         if self.k < 1:
             raise ValueError(f"KNN: k must be >= 1, got {self.k}")
@@ -218,9 +226,16 @@ class KNN(Detector):
 
     def score(self, features: Array) -> Array:
         self._require_fit()
-        x = F.normalize(_as_features(features, "KNN.score", self.dim).float(), dim=1)
+        x = self._prep(_as_features(features, "KNN.score", self.dim))
         bank = self.bank.to(x.device)
-        return torch.cat([-(part @ bank.T).topk(self.k, dim=1).values[:, -1] for part in x.split(self.chunk)])
+        if self.metric == "cosine":
+            return torch.cat([-(part @ bank.T).topk(self.k, dim=1).values[:, -1] for part in x.split(self.chunk)])
+        b2 = (bank.double() ** 2).sum(1)[None]
+        out = []
+        for part in x.split(self.chunk):  # |a - b|^2 = |a|^2 - 2 a.b + |b|^2, the k smallest per row
+            d2 = (part.double() ** 2).sum(1, keepdim=True) - 2 * (part @ bank.T).double() + b2
+            out.append(d2.topk(self.k, dim=1, largest=False).values[:, -1].clamp_min(0).sqrt().float())
+        return torch.cat(out)
 
 
 class ViM(Detector):
@@ -367,7 +382,7 @@ SCORES: dict[str, ScoreSpec] = {s.name: s for s in (
     ScoreSpec("mahalanobis_cc", "features", "min distance over class means, shared covariance (Lee et al. 2018)",
               lambda **kw: Mahalanobis(class_conditional=True, **kw), _MAHALANOBIS_PARAMS),
     ScoreSpec("knn", "features", "negative cosine similarity to the k-th nearest ID feature (Sun et al. 2022)",
-              KNN, {"k": 50}),
+              KNN, {"k": 50, "metric": "cosine"}),
     ScoreSpec("vim", "features", "virtual-logit matching (Wang et al. 2022); uses the linear head",
               ViM, {"dim": None}, needs_head=True),
     ScoreSpec("msp", "logits", "negative max softmax probability (Hendrycks & Gimpel 2017)", msp,

@@ -37,7 +37,8 @@ from mood.config import Profile, UnleashConfig
 from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
 from mood.engine import fit, resolve_device
 from mood.features import extract
-from mood.metrics import results_table, seed_gaps
+from mood.metrics import results_table
+from mood.stats import seed_gaps
 from mood.models import Backbone, ModelConfig
 from mood.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score, setup
 from mood.pretext import Classification, loss_floor
@@ -396,10 +397,10 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = ("AUROC", "FPR95", 
 
 def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS["baseline"],
            metric: str = "AUROC") -> pd.DataFrame:
-    """Per model and score: the change ``Δ`` of ``metric`` from ``against`` to ``method``, as the
-    mean and std over seeds of the paired (same seed) differences, and whether the mean exceeds
-    twice that spread (never with a single seed). The columns do not depend on ``metric``, so
-    tables of several metrics concatenate."""
+    """Per model and score: the change ``Δ`` of ``metric`` from ``against`` to ``method``: mean, std,
+    95% t-interval (``ci_lo``, ``ci_hi``) and paired t-test (``p``, ``significant`` at 5%) of the
+    same-seed differences (:func:`mood.stats.paired_test`; no test with a single seed). The columns
+    do not depend on ``metric``, so tables of several metrics concatenate."""
     key = ["model", "score", "seed"]
     base = runs[runs["method"] == against].set_index(key)[metric]
     other = runs[runs["method"] == method].set_index(key)[metric]
@@ -441,6 +442,14 @@ def study_effects(runs: pd.DataFrame) -> pd.DataFrame:
         "UMAP vs baseline": effect(runs, "+UMAP"),
         "UM vs baseline, FPR95": effect(runs, "+UM", metric="FPR95"),
     }, names=["comparison"])
+
+
+def _call(row: pd.Series) -> str:
+    """A paired test's outcome in words: the interval, and whether it excludes 0 at 5%."""
+    if row["seeds"] < 2:
+        return "one seed: no test"
+    verdict = "significant" if row["significant"] else "not significant"
+    return f"95% CI [{row['ci_lo']:+.2f}, {row['ci_hi']:+.2f}], paired t-test p={row['p']:.3f}, {verdict}"
 
 
 @dataclass
@@ -496,9 +505,8 @@ class UnleashStudy:
                 lines.append(f"{model}: best Energy epoch {g['best epoch'].mean():.1f} of {int(g['last epoch'].iloc[0])}, "
                              f"{g['gap'].mean():.2f} AUROC above the last epoch.")
             direction = "improves on" if e["Δ"] > 0 else "falls below"
-            sure = "beyond" if e["beyond 2·std"] else "within"
-            lines.append(f"  Energy + UM {direction} the baseline by {e['Δ']:+.2f} AUROC ({sure} twice the seeds' "
-                         f"spread {e['std']:.2f}); against the plain-CE control {c['Δ']:+.2f}. Energy + UMAP: {u['Δ']:+.2f}.")
+            lines.append(f"  Energy + UM {direction} the baseline by {e['Δ']:+.2f} AUROC ({_call(e)}); against the "
+                         f"plain-CE control {c['Δ']:+.2f} ({_call(c)}). Energy + UMAP: {u['Δ']:+.2f} ({_call(u)}).")
             f = self.floors[self.floors["model"] == model][["floor b", "last-epoch train CE"]].mean()
             side = ("above the final loss, so UM trains the loss back up to it"
                     if f["floor b"] > f["last-epoch train CE"] else "below the final loss, so UM goes on lowering it to b")

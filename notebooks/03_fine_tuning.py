@@ -20,7 +20,7 @@ from mood.book import chapter_setup
 from mood.config import override
 from mood.data import FMNIST_CLASSES
 from mood.metrics import auroc
-from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup
+from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
 from mood.plots import curves
 
 # %%
@@ -38,7 +38,8 @@ protocol, p = setup("multi-class", prof, n_ood=prof.eval.n_ood)
 pre = pretrain(protocol.train, p.model, p.pretrain, p.format)
 fine = finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format)
 save_results(pd.DataFrame(fine.history).set_index("epoch"), results_dir, "03_finetune_history")
-print(f"ID test accuracy after fine-tuning: {id_accuracy(extract_protocol(fine, protocol, p.eval, p.format)):.2f}%")
+feats = extract_protocol(fine, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
+print(f"ID test accuracy after fine-tuning: {id_accuracy(feats):.2f}%")
 curves({"multi-class": fine.history}, keys=("loss", "acc"));
 
 # %% [markdown]
@@ -58,7 +59,8 @@ for name, trained in [("pretrained only", oc_pre),
                       ("fine-tuned, label smoothing 0.1", finetune(oc_pre, oc.train, q.finetune, 10, q.format)),
                       ("fine-tuned, no label smoothing",
                        finetune(oc_pre, oc.train, override(q.finetune, label_smoothing=0.0), 10, q.format))]:
-    feats = extract_protocol(trained, oc, q.eval, q.format)
+    feats = extract_protocol(trained, oc, q.eval, q.format,  # fitted on the images that stage trained on
+                             train=training_sample(oc.train, q.pretrain if trained is oc_pre else q.finetune))
     id_s, ood_s = score(feats, "mahalanobis")
     logits = feats.id.logits
     rows.append({"setting": name, "AUROC": 100 * auroc(id_s.numpy(), ood_s["other classes"].numpy()),

@@ -15,15 +15,25 @@ seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
+import pandas as pd
+from IPython.display import Markdown
+
 from mood.artifacts import save_results
 from mood.book import chapter_setup
+from mood.metrics import per_set
 from mood.pipeline import id_accuracy, run_mood, score
 from mood.plots import score_histograms
+from mood.validity import check
 
 # %%
 prof = chapter_setup(profile, seed)
 run = run_mood("near-split", prof)
 print(f"known-class test accuracy {id_accuracy(run.features):.2f}%")
+
+# %%
+gate = check(prof, id_accuracy(run.features))
+save_results(pd.DataFrame([gate.to_dict()]).set_index("profile"), results_dir, "07_validity")
+Markdown(gate.message)
 
 # %%
 save_results(run.table, results_dir, "07_near_distribution")
@@ -38,5 +48,5 @@ score_histograms(id_s, ood_s, xlabel="Mahalanobis distance", log_x=True);
 # classes (its nearest, Sneaker, differs in shape). The measured order:
 
 # %% tags=["hide-input"]
-order = run.table.drop("mean")["AUROC"].sort_values()
+order = per_set(run.table)["AUROC"].sort_values()
 print(" < ".join(f"{k} {v:.1f}" for k, v in order.items()))

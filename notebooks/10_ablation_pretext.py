@@ -55,9 +55,10 @@ by_family.round(2)
 # %% [markdown]
 # ## Verdict
 #
-# Computed from the runs above: which pretraining leads on each protocol and whether its lead
-# exceeds the seeds' spread, then whether reconstruction beats recognition as MOOD claims — the
-# family gap is taken seed by seed and called only when it exceeds twice its spread over seeds.
+# Computed from the runs above: which pretraining leads on each protocol and whether its lead over
+# the runner-up survives a paired t-test over seeds, then whether reconstruction beats recognition as MOOD claims — the
+# family gap is taken seed by seed and called only when a paired t-test over seeds rejects "no
+# difference" at 5% (so it calls a difference where there is none 5% of the time).
 
 # %%
 print(verdict(runs))

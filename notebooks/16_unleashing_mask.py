@@ -92,8 +92,9 @@ ax.set_title("mean AUROC over the OOD sets, all backbones and seeds");
 # ## Does it reproduce?
 #
 # Paired differences over seeds (each seed's tuned model against the same seed's baseline, or
-# against the same seed's plain-CE control), per backbone and score. `beyond 2·std` says whether
-# the mean change is larger than twice the seeds' spread.
+# against the same seed's plain-CE control), per backbone and score: the mean change `Δ`, its 95%
+# t-interval over seeds (`ci_lo`, `ci_hi`) and a paired t-test (`p`; `significant` at 5%, which is
+# how often it calls a difference when there is none). With one seed there is no test.
 
 # %%
 study.effects.round(2)  # Δ: AUROC points, except FPR95 points in the last comparison

@@ -59,11 +59,15 @@ def test_mean_std_table() -> None:
     assert one_seed.loc["B", "p"] == "80.00"
 
 
-def test_verdict_weighs_the_gap_against_the_seed_spread() -> None:
-    lines = verdict(_runs()).splitlines()
-    assert lines[0].startswith("p: A leads with 91.00 AUROC, 10.50 ahead of B") and "larger than" in lines[0]
-    assert lines[1].startswith("q: B leads") and "within twice the seeds' spread" in lines[1]
-    assert "one seed" in verdict(_runs()[_runs()["seed"] == 0])
+def test_verdict_tests_the_gap_paired_by_seed() -> None:
+    runs = _runs()
+    runs.loc[(runs["protocol"] == "q") & (runs["variant"] == "B") & (runs["seed"] == 1), "AUROC"] = 70.6
+    lines = verdict(runs).splitlines()
+    # p: A - B per seed = (10, 11): t = 21 on 1 df, p = 0.030
+    assert lines[0].startswith("p: A leads with 91.00 AUROC, 10.50 ahead of B") and "p=0.030: significant" in lines[0]
+    # q: B - A per seed = (0.5, -0.4): no evidence either way
+    assert lines[1].startswith("q: B leads with 70.55") and "not significant" in lines[1]
+    assert "one seed: no test" in verdict(_runs()[_runs()["seed"] == 0])
 
 
 def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
@@ -72,7 +76,8 @@ def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
     gaps = family_gap(runs, {"A": "rec", "A2": "rec", "B": "cog", "B2": "cog"}, "rec", "cog")
     # p: rec - cog per seed = (90.5 - 80.5, 92.5 - 81.5) = (10, 11): a consistent lead
     assert gaps.loc["p", "gap"] == pytest.approx(10.5) and gaps.loc["p", "gap std"] == pytest.approx(np.std([10, 11], ddof=1))
-    assert gaps.loc["p", "call"] == "rec"
+    assert gaps.loc["p", "call"] == "rec" and gaps.loc["p", "p"] == pytest.approx(0.0303, abs=1e-3)
+    assert gaps.loc["p", "ci_lo"] < 10.5 < gaps.loc["p", "ci_hi"]
     # q: (-0.5, -0.5) is consistent but tiny; a noisy q is not called
     assert gaps.loc["q", "call"] == "cog"
     noisy = runs.copy()

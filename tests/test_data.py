@@ -174,6 +174,14 @@ def test_sample_is_stratified_and_split_disjoint(tiny_fmnist: Path) -> None:
     assert len(a) == 15 and len(b) == 35 and not set(a.ids) & set(b.ids)
 
 
+def test_patch_sets_know_their_source_picture_and_split_by_it() -> None:
+    photos = data.load_photos(400, seed=1)
+    assert photos.groups is not None and set(photos.groups) == set(range(len(data.PHOTO_IMAGES)))
+    a, b = data.split_disjoint(photos, 0.5, seed=0)
+    assert len(set(a.groups)) == 4 and len(set(b.groups)) == 4 and not set(a.groups) & set(b.groups)
+    assert len(a) + len(b) == 400 and photos.sample(50, 0).groups is not None  # carried through subsets
+
+
 def test_from_array_ambiguity_dtypes_and_messages() -> None:
     with pytest.raises(ValueError, match=r"shape \(25, 25, 3\) is ambiguous.*array\[None\] for one image"):
         data.from_array("x", np.zeros((25, 25, 3), np.uint8))

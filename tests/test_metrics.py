@@ -68,3 +68,15 @@ def test_bad_rates_and_shapes_are_named() -> None:
         metrics.results_table(np.zeros((4, 2)), {"x": np.ones(3)})
     with pytest.raises(ValueError, match="OOD scores must be one number per image"):
         metrics.auroc(np.zeros(4), np.ones((3, 1)))
+
+
+def test_results_table_reports_group_means_apart() -> None:
+    rng = np.random.default_rng(0)
+    id_s = rng.normal(0, 1, 300)
+    ood = {"mnist": rng.normal(2, 1, 200), "digits": rng.normal(1, 1, 200), "gaussian": rng.normal(9, 1, 200)}
+    df = metrics.results_table(id_s, ood, groups={"mnist": "far", "digits": "far", "gaussian": "noise"})
+    assert list(df.index) == ["mnist", "digits", "gaussian", "mean (far)", "mean (noise)", "mean"]
+    assert df.loc["mean (far)", "AUROC"] == pytest.approx(df.loc[["mnist", "digits"], "AUROC"].mean())
+    assert df.loc["mean", "AUROC"] == pytest.approx(df.loc[["mnist", "digits", "gaussian"], "AUROC"].mean())
+    one = metrics.results_table(id_s, {"a": ood["mnist"]}, groups={"a": "near"})
+    assert list(one.index) == ["a", "mean"]

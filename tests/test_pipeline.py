@@ -148,3 +148,13 @@ def test_each_command_offers_only_its_flags_and_reports_its_own_time(tmp_path: P
 def test_book_command_uses_mood_profile(tmp_path: Path) -> None:
     proc = _mood("book", "run", "--only", "no-such-chapter", env={"MOOD_PROFILE": "laptop"})
     assert proc.returncode == 2 and "unknown profile 'laptop'" in proc.stderr
+
+
+def test_validity_gate_follows_the_profile() -> None:
+    from mood.validity import check
+
+    cpu = check(get_profile("cpu"), 68.7)
+    assert not cpu.ok and "No verdict" in cpu.message and "84.5%" in cpu.message
+    assert check(get_profile("cpu"), 90.0).ok
+    smoke = check(get_profile("smoke"), 99.0)
+    assert not smoke.ok and "meaningless" in smoke.message

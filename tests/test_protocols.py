@@ -59,12 +59,18 @@ def test_near_pairs_keep_the_lookalike(pair: str) -> None:
 
 
 def test_few_shot_exposure_is_disjoint_from_test() -> None:
-    p = protocols.make_protocol("few-shot:5", ood=("mnist", "textures"), n_ood=200)
-    for name in ("mnist", "textures"):
+    p = protocols.make_protocol("few-shot:5", ood=("mnist", "textures", "photos", "digits"), n_ood=200)
+    assert set(p.ood_train) == {"mnist", "textures", "photos"}  # digits: never exposed
+    assert set(p.ood_test) == {"mnist", "textures", "photos", "digits"}
+    for name in ("mnist", "textures", "photos"):
         assert len(p.ood_train[name]) == 5
         assert p.ood_train[name].origin == p.ood_test[name].origin
         assert not _ids(p.ood_train[name]) & _ids(p.ood_test[name])
+    for name in ("textures", "photos"):  # crops of one picture never on both sides
+        assert not set(p.ood_train[name].groups) & set(p.ood_test[name].groups)
     _no_test_image_in_training(p)
+    with pytest.raises(ValueError, match="some, not all"):
+        protocols.make_protocol("few-shot:5", ood=("digits",), n_ood=50)
 
 
 @pytest.mark.parametrize("bad", ["two-class", "one-class:12", "one-class:x", "few-shot", "near-pair:cat-dog"])

@@ -238,3 +238,13 @@ def test_registry_knows_what_each_score_needs() -> None:
             assert spec.build(logits, **spec.params).shape == (6,)
         elif spec.needs == "features" and not spec.needs_head:
             assert isinstance(spec.build(**spec.params), scores.Detector)
+
+
+def test_knn_l2_is_the_euclidean_distance_to_the_kth_neighbour() -> None:
+    x, _ = _features()
+    q = _features(seed=4)[0]
+    dist, _ = NearestNeighbors(n_neighbors=3).fit(x).kneighbors(q)
+    got = scores.KNN(k=3, metric="l2").fit(torch.from_numpy(x)).score(torch.from_numpy(q)).numpy()
+    np.testing.assert_allclose(got, dist[:, -1], rtol=1e-4)
+    with pytest.raises(ValueError, match="metric must be"):
+        scores.KNN(metric="manhattan")

@@ -206,7 +206,9 @@ def _runs() -> pd.DataFrame:
 def test_effect_is_the_paired_difference() -> None:
     eff = effect(_runs()).loc[("m", "energy")]
     assert eff["Δ"] == pytest.approx(3.0) and eff["std"] == pytest.approx(1.0) and eff["seeds"] == 3
-    assert bool(eff["beyond 2·std"])
+    # per seed (4, 3, 2): t = 3 / (1 / sqrt 3) = 5.196 on 2 df, p = 0.035; 95% CI 3 -+ 4.303 / sqrt 3
+    assert bool(eff["significant"]) and eff["p"] == pytest.approx(0.0351, abs=1e-3)
+    assert eff["ci_lo"] == pytest.approx(3 - 4.3027 / 3 ** 0.5, abs=1e-3)
     table = summarize(_runs())
     assert table.loc[("m", "+UM"), ("energy", "AUROC")] == "84.00 ± 1.00"
 
@@ -269,5 +271,5 @@ def test_study_tables_and_verdict_from_runs() -> None:
     study = UnleashStudy(curve, runs, floors, pd.DataFrame(), stages, effects, ("energy",))
     text = study.verdict()
     assert "best Energy epoch 2.0 of 3, 5.50 AUROC above the last epoch" in text
-    assert "Energy + UM improves on the baseline by +2.00 AUROC" in text and "control +1.50" in text
+    assert "Energy + UM improves on the baseline by +2.00 AUROC (95% CI [+2.00, +2.00]" in text and "control +1.50" in text
     assert "above the final loss, so UM trains the loss back up" in text

@@ -1,0 +1,54 @@
+"""Intervals and paired tests, and the false-positive rates the book states for them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
+
+from mood import stats
+
+
+def test_paired_test_matches_scipy_and_its_interval() -> None:
+    d = np.array([1.2, 0.4, 2.0, 0.9])
+    out = stats.paired_test(d)
+    ref = sps.ttest_1samp(d, 0.0)
+    assert out["p"] == pytest.approx(ref.pvalue) and out["seeds"] == 4
+    ci = ref.confidence_interval(0.95)
+    assert (out["ci_lo"], out["ci_hi"]) == pytest.approx((ci.low, ci.high))
+    assert out["significant"] == (ref.pvalue < 0.05)
+    assert not stats.paired_test(np.array([3.0]))["significant"]  # one seed: never called
+
+
+def test_false_positive_rates_of_the_rules() -> None:
+    """The t-test calls a difference 5% of the time when there is none; the former rule
+    (|mean| > 2 std over 2 seeds) 21.6% (|Cauchy| > 2 sqrt 2: 1 - 2/pi atan(2 sqrt 2))."""
+    t_rule = lambda d: stats.paired_test(d)["significant"]  # noqa: E731
+    for seeds in (2, 3, 5):
+        assert stats.false_positive_rate(t_rule, seeds, trials=20_000) == pytest.approx(0.05, abs=0.006)
+    old_rule = lambda d: abs(d.mean()) > 2 * d.std(ddof=1)  # noqa: E731
+    theory = 1 - 2 / np.pi * np.arctan(2 * np.sqrt(2))
+    assert theory == pytest.approx(0.216, abs=1e-3)
+    assert stats.false_positive_rate(old_rule, 2, trials=20_000) == pytest.approx(theory, abs=0.01)
+
+
+def test_auroc_interval_covers_the_estimate_and_shrinks_with_data() -> None:
+    rng = np.random.default_rng(0)
+    small = rng.normal(0, 1, 100), rng.normal(1, 1, 100)
+    large = rng.normal(0, 1, 2000), rng.normal(1, 1, 2000)
+    lo_s, hi_s = stats.auroc_ci(*small)
+    lo_l, hi_l = stats.auroc_ci(*large)
+    assert lo_s < 100 * roc_auc_score(np.r_[np.zeros(100), np.ones(100)], np.r_[small]) < hi_s
+    assert hi_l - lo_l < (hi_s - lo_s) / 3  # ~1/sqrt(20) as wide
+    true = 100 * sps.norm.cdf(1 / np.sqrt(2))  # AUROC of N(1,1) vs N(0,1)
+    assert lo_l < true < hi_l
+    with pytest.raises(ValueError, match="n_boot"):
+        stats.auroc_ci(*small, n_boot=10)
+
+
+def test_seed_gaps_groups() -> None:
+    diffs = pd.DataFrame({"g": ["a"] * 3 + ["b"] * 3, "d": [1.0, 1.1, 0.9, -1.0, 1.0, 0.0]})
+    out = stats.seed_gaps(diffs, ["g"], "d")
+    assert list(out.index) == ["a", "b"] and bool(out.loc["a", "significant"]) and not out.loc["b", "significant"]
