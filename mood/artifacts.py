@@ -7,6 +7,8 @@ ever left behind.
 - :func:`fingerprint` / :func:`hash_ids`: what identifies an image set's content in a cache key.
 - :class:`Trained`, :func:`save_trained`, :func:`load_trained`: a backbone after a training stage.
 - :func:`save_table`, :func:`load_table`, :func:`save_results`: result tables (CSV / JSON).
+- :func:`provenance`, :func:`save_provenance`: what produced a results folder (commit, date,
+  device, versions, wall time per chapter).
 """
 
 from __future__ import annotations
@@ -181,3 +183,54 @@ def save_results(df: pd.DataFrame, results_dir: str | os.PathLike, name: str) ->
     """Writes ``df`` as ``<results_dir>/<name>.csv`` and ``.json``, for the summary chapter and for
     anyone who wants the numbers without re-running."""
     return [save_table(df, Path(results_dir) / f"{name}.{ext}") for ext in ("csv", "json")]
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance of a results folder
+
+def _git(*args: str, cwd: Path) -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def device_name() -> str:
+    """The accelerator's name, else the CPU's model and core count."""
+    import platform
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def provenance(profile: str, timings: pd.DataFrame, repo: Path) -> dict:
+    """What produced a run's results: the commit (and whether the tree had changes), the date,
+    the profile, the device, the versions, and the wall time of each chapter (``timings``:
+    ``chapter`` -> ``seconds``) and in all."""
+    import datetime
+    import platform
+
+    status = _git("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
+    return {"commit": _git("rev-parse", "HEAD", cwd=repo) or "unknown",
+            "code_changed_since_commit": bool(status),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "profile": profile, "device": device_name(), "torch": torch.__version__,
+            "python": platform.python_version(),
+            "chapter_seconds": {str(k): float(v) for k, v in timings["seconds"].items()},
+            "total_seconds": float(timings["seconds"].sum())}
+
+
+def save_provenance(record: dict, results_dir: str | os.PathLike) -> Path:
+    """Writes ``provenance.json`` into ``results_dir``."""
+    return atomic_write_text(Path(results_dir) / "provenance.json", json.dumps(record, indent=1) + "\n")

@@ -107,9 +107,13 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         rows.append({"chapter": src.stem, "seconds": round(seconds, 1)})
     timings = pd.DataFrame(rows)
     if not only:
-        from mood.artifacts import save_table
+        from mood.artifacts import provenance, save_provenance, save_table
+        from mood.summary import save_headline
 
-        save_table(timings.set_index("chapter"), root / "results" / profile / "_timings.csv")
+        results = root / "results" / profile
+        save_table(timings.set_index("chapter"), results / "_timings.csv")
+        save_provenance(provenance(profile, timings.set_index("chapter"), root), results)
+        save_headline(results)
     return timings
 
 

@@ -129,6 +129,12 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     from mood import book
 
+    if args.action == "readme":
+        from mood.summary import update_readme
+
+        changed = update_readme(book.REPO / "README.md", book.REPO / "results")
+        print("README.md results block " + ("updated" if changed else "already up to date"))
+        return 0
     try:
         if args.action == "run":
             print(book.run(args.profile, only=args.only, seed=args.seed).to_string(index=False))
@@ -156,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--online", action="store_true", help="also load CIFAR-10/100 and SVHN through torchvision")
     d.set_defaults(func=_cmd_data)
     b = sub.add_parser("book", help="execute the notebooks with papermill (run) and build the HTML book (build)")
-    b.add_argument("action", choices=("run", "build"), help="run: execute the chapters; build: run, then Jupyter Book")
+    b.add_argument("action", choices=("run", "build", "readme"),
+                   help="run: execute the chapters; build: run, then Jupyter Book; readme: the README's results block "
+                        "from results/<profile>/headline.csv")
     b.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
     b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this")
     b.add_argument("--seed", type=int, default=0, help="seed passed to every chapter")

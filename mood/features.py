@@ -53,16 +53,18 @@ class FeatureSet:
 @torch.no_grad()
 def extract(backbone: Backbone, x: torch.Tensor, labels: torch.Tensor | None = None, pool: str = "mean",
             batch_size: int = 512, device: str | torch.device | None = None, desc: str = "features") -> FeatureSet:
-    """Runs ``backbone`` in eval mode over ``x [N, C, H, W]``: features ``[N, D]`` and logits ``[N, C]``
-    on the CPU (bf16 autocast on CUDA)."""
+    """Runs ``backbone`` in eval mode over ``x [N, C, H, W]``: features ``[N, D]`` pooled by ``pool``
+    and the head's logits ``[N, C]`` (always from the pooling the head was trained on), on the CPU
+    (bf16 autocast on CUDA)."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     backbone.eval().to(device)
     feats, logits = [], []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for part in progress(x.split(batch_size), desc=desc):
         with autocast:
-            f = backbone.features(part.to(device), pool=pool)
-            logits.append(backbone.head(f).float().cpu())
+            part = part.to(device)
+            f = backbone.features(part, pool=pool)
+            logits.append((backbone.head(f) if pool == "mean" else backbone(part)).float().cpu())
         feats.append(f.float().cpu())
     lab = labels if labels is not None else torch.full((len(x),), -1, dtype=torch.long)
     return FeatureSet(torch.cat(feats), torch.cat(logits), lab.cpu())

@@ -1,11 +1,14 @@
 """Backbones from timm, sized for 28-32 px images, behind one small wrapper.
 
-Presets (``MODEL_PRESETS``) are ViTs with 4 px patches (a 7x7 grid at 28 px) and a ResNet-18 whose
-stem keeps the resolution (3x3 conv, stride 1, no max-pool). Any other timm model name works too
+Presets (``MODEL_PRESETS``) are ViTs with 4 px patches (a 7x7 grid at 28 px; ``vit_tiny_p7``: 7 px
+patches, a 4x4 grid, ~3x faster on CPU) and a ResNet-18 whose
+stem keeps the resolution (3x3 conv, stride 1, no max-pool); ``cnn_small`` is a two-block CNN
+(:class:`SmallCNN`), the convolutional baseline. Any other timm model name works too
 (``Backbone("convnext_atto", ...)``); models without patch tokens support every pretext task but MIM.
 
 The ViT is built with ``global_pool="avg"`` and ``fc_norm=False``: the final LayerNorm is applied to
-every token and the head reads the mean of the normalised patch tokens, MOOD's default feature.
+every token and the head reads the mean of the normalised patch tokens, the default feature here
+(MOOD's code puts the norm after the mean and L2-normalises: ``pool="mood"``).
 """
 
 from __future__ import annotations
@@ -14,19 +17,22 @@ from dataclasses import asdict, dataclass
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 MODEL_PRESETS: dict[str, dict] = {
     # name: kwargs of timm's VisionTransformer (or "resnet" for the small-image ResNet)
     "vit_tiny_p4": dict(patch_size=4, embed_dim=128, depth=4, num_heads=4),
+    "vit_tiny_p7": dict(patch_size=7, embed_dim=128, depth=4, num_heads=4),  # 16 tokens: ~3x vit_tiny_p4's speed on CPU
     "vit_small_p4": dict(patch_size=4, embed_dim=192, depth=6, num_heads=3),
     "vit_s_p4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),  # ViT-S/4: the gpu profile
     "resnet18_small": dict(resnet="resnet18"),
     "resnet10_small": dict(resnet="resnet10t"),  # a lighter ResNet for CPU ablations
     "resnet10_narrow": dict(resnet="resnet10t", channels=(32, 64, 128, 256)),  # half width: ~ViT-tiny's cost on CPU
+    "cnn_small": dict(cnn=(32, 64)),  # two conv blocks: the small convolutional baseline
 }
-POOLS = ("mean", "cls")
+POOLS = ("mean", "cls", "mood")
 
 
 @dataclass
@@ -62,8 +68,52 @@ def check_model_name(name: str) -> str:
     return name
 
 
+class SmallCNN(nn.Module):
+    """Two conv-BN-ReLU-maxpool blocks, global average pooling and a linear head: the small
+    convolutional classifier the baselines train. It offers the timm methods :class:`Backbone` uses.
+
+    Args:
+        in_chans: input channels.
+        num_classes: head outputs.
+        widths: channels of the two blocks.
+    """
+
+    def __init__(self, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, int] = (32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip((in_chans, *widths[:-1]), widths):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                       nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+        self.body = nn.Sequential(*layers)
+        self.num_features = widths[-1]
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, C, H, W]`` -> feature maps ``[N, D, H/4, W/4]``."""
+        return self.body(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature maps -> pooled features ``[N, D]`` (``pre_logits``) or logits ``[N, K]``."""
+        x = x.mean((2, 3))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+
 def _build_net(cfg: ModelConfig) -> nn.Module:
     preset = MODEL_PRESETS.get(cfg.name)
+    if preset is not None and "cnn" in preset:
+        return SmallCNN(cfg.in_chans, cfg.num_classes, preset["cnn"])
     if preset is not None and "resnet" not in preset:
         return VisionTransformer(img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
                                  global_pool="avg", fc_norm=False, drop_path_rate=cfg.drop_path, **preset)
@@ -116,8 +166,8 @@ class Backbone(nn.Module):
             raise ValueError(f"{what} needs a ViT backbone with patch tokens; {self.cfg.name!r} has none. "
                              f"Use a vit_* preset, or a pretext task without masking (classification, simclr)")
 
-    def tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """All tokens after the final norm.
+    def tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None, norm: bool = True) -> torch.Tensor:
+        """All tokens after the final norm (before it with ``norm=False``).
 
         Args:
             x: ``[N, C, H, W]`` images.
@@ -132,19 +182,29 @@ class Backbone(nn.Module):
             w = mask.unsqueeze(-1).to(t.dtype)
             t = t * (1 - w) + self.mask_token.to(t.dtype) * w
         t = net.norm_pre(net.patch_drop(net._pos_embed(t)))
-        return net.norm(net.blocks(t))
+        t = net.blocks(t)
+        return net.norm(t) if norm else t
 
     def features(self, x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
-        """Pooled features ``[N, D]``: mean of the normalised patch tokens (``"mean"``) or the CLS
-        token (``"cls"``); non-ViT models pool as timm does (global average) and take ``"mean"`` only."""
+        """Pooled features ``[N, D]`` of images ``x [N, C, H, W]``:
+
+        - ``"mean"``: mean of the normalised patch tokens (what the head reads);
+        - ``"cls"``: the normalised CLS token;
+        - ``"mood"``: MOOD's own feature, as its code computes it: a LayerNorm on the mean of the patch
+          tokens (here the model's final norm, applied after pooling instead of before), then L2
+          normalisation.
+
+        Non-ViT models pool as timm does (global average) and take ``"mean"`` only."""
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
         if self.is_vit:
-            t = self.tokens(x)
             p = self.net.num_prefix_tokens
+            if pool == "mood":
+                return F.normalize(self.net.norm(self.tokens(x, norm=False)[:, p:].mean(1)), dim=1)
+            t = self.tokens(x)
             return t[:, p:].mean(1) if pool == "mean" else t[:, 0]
         if pool != "mean":
-            raise ValueError(f"pool='cls' needs a ViT; {self.cfg.name!r} only has pool='mean'")
+            raise ValueError(f"pool={pool!r} needs a ViT; {self.cfg.name!r} only has pool='mean'")
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,19 @@ def auroc_ci(id_scores: np.ndarray, ood_scores: np.ndarray, n_boot: int = 1000, 
     return 100 * float(lo), 100 * float(hi)
 
 
+def auroc_intervals(id_scores: np.ndarray, ood_scores: dict[str, np.ndarray], n_boot: int = 1000,
+                    level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """:func:`auroc_ci` of each OOD set: one row per set, columns ``AUROC``, ``lo``, ``hi`` (percent)."""
+    rows = {}
+    for name, s in ood_scores.items():
+        s_id, s_ood = np.asarray(id_scores, np.float64).ravel(), np.asarray(s, np.float64).ravel()
+        lo, hi = auroc_ci(s_id, s_ood, n_boot, level, seed)
+        rows[name] = {"AUROC": 100 * _auroc_ranks(s_id, s_ood), "lo": lo, "hi": hi}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "ood"
+    return out
+
+
 def paired_test(diffs: np.ndarray, alpha: float = ALPHA) -> dict[str, float | bool | int]:
     """Two-sided paired t-test of per-seed differences ``[S]`` against 0.
 

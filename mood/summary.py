@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mood.artifacts import load_table
+from mood.artifacts import atomic_write_text, load_table
 from mood.metrics import per_set
 
 SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
@@ -67,3 +67,82 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
          "replicated": _gated(bool(mood_few >= oe.max()), v6)},
     ]
     return pd.DataFrame(rows).set_index("claim (Li et al. 2023)")
+
+
+def headline(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """The figures of record of a full run (``figure``, ``value``), read from the chapters' tables:
+    whatever of them the results folder holds (a partial run gives fewer rows)."""
+    res = Path(results_dir)
+    rows: dict[str, float] = {}
+
+    def table(name: str) -> pd.DataFrame | None:
+        return load_table(res / f"{name}.csv") if (res / f"{name}.csv").exists() else None
+
+    if (v := table("06_validity")) is not None:
+        rows["id_accuracy"] = float(v.iloc[0]["id_accuracy"])
+    if (m := table("06_multi_class")) is not None:
+        if "mnist" in m.index:
+            rows["auroc_mnist"] = float(m.loc["mnist", "AUROC"])
+        rows["auroc_far_mean"] = float(m.loc["mean (far)" if "mean (far)" in m.index else "mean", "AUROC"])
+    if (o := table("05_one_class")) is not None:
+        rows["one_class_auroc_mean"] = float(o.loc["mean", "AUROC"])
+        if "pixel 1-NN AUROC" in o.columns:
+            rows["one_class_pixel_knn_auroc_mean"] = float(o.loc["mean", "pixel 1-NN AUROC"])
+    if (t := table("_timings")) is not None:
+        main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
+        rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
+        rows["book_seconds"] = float(t["seconds"].sum())
+    return pd.DataFrame({"figure": list(rows), "value": list(rows.values())})
+
+
+def save_headline(results_dir: str | os.PathLike) -> Path:
+    """Writes :func:`headline` as ``headline.csv`` (``figure,value``) into ``results_dir``."""
+    return atomic_write_text(Path(results_dir) / "headline.csv", headline(results_dir).to_csv(index=False))
+
+
+README_BEGIN, README_END = "<!-- results:begin (python -m mood book readme writes this block) -->", "<!-- results:end -->"
+FIGURE_LABELS = {
+    "id_accuracy": "multi-class ID test accuracy (%)",
+    "auroc_mnist": "Fashion-MNIST vs MNIST AUROC",
+    "auroc_far_mean": "far-OOD mean AUROC (MNIST, digits, textures, photos)",
+    "one_class_auroc_mean": "one-class mean AUROC (10 classes)",
+    "one_class_pixel_knn_auroc_mean": "one-class raw-pixel 1-NN baseline, mean AUROC",
+    "chapters_1_9_seconds": "chapters 1-9, wall time (s)",
+    "book_seconds": "whole book, wall time (s)",
+}
+
+
+def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("cpu", "gpu")) -> str:
+    """The README's results section, rendered from ``results/<profile>/headline.csv`` and
+    ``provenance.json`` of each profile that has them (nothing typed by hand)."""
+    root = Path(results_root)
+    parts = []
+    for prof in profiles:
+        head, prov = root / prof / "headline.csv", root / prof / "provenance.json"
+        if not head.exists() or not prov.exists():
+            parts.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).")
+            continue
+        import json
+
+        record = json.loads(prov.read_text())
+        table = pd.read_csv(head)
+        lines = [f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
+                 f"torch {record['torch']} (`results/{prof}/`):", "", "  | figure | value |", "  |---|---|"]
+        lines += [f"  | {FIGURE_LABELS.get(f, f)} | {v:.2f} |" for f, v in zip(table["figure"], table["value"])]
+        parts.append("\n".join(lines))
+    return "\n".join([README_BEGIN, *parts, README_END])
+
+
+def update_readme(readme: str | os.PathLike, results_root: str | os.PathLike) -> bool:
+    """Replaces the block between the README's results markers with :func:`readme_block`; returns
+    whether the file changed."""
+    path = Path(readme)
+    text = path.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{path} has no results block ({README_BEGIN} ... {README_END})")
+    before, rest = text.split(README_BEGIN, 1)
+    after = rest.split(README_END, 1)[1]
+    new = before + readme_block(results_root) + after
+    if new != text:
+        atomic_write_text(path, new)
+    return new != text

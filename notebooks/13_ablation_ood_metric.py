@@ -5,8 +5,9 @@
 # **What you will learn:** how much the score matters once the features are fixed. One BEiT-pretrained,
 # fine-tuned ViT per protocol and seed; every score of `mood` computed on the same features and
 # logits: Mahalanobis (one Gaussian, MOOD's choice; class-conditional), KNN, ViM, MSP, MaxLogit,
-# Energy, Entropy and ODIN (which re-runs the network on perturbed inputs). Then two feature
-# choices: L2 normalisation before Mahalanobis, and the CLS token instead of the mean patch token.
+# Energy, Entropy and ODIN (which re-runs the network on perturbed inputs). Then three feature
+# choices: L2 normalisation before Mahalanobis, the CLS token instead of the mean patch token, and
+# MOOD's own feature (a LayerNorm on the mean of the patch tokens, then L2 normalisation).
 # MOOD reports Mahalanobis ahead of the logit-based scores (Li et al. 2023, ablation on the OOD metric).
 
 # %% tags=["parameters"]
@@ -27,7 +28,8 @@ prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 protocols = [f"one-class:{one_class}", "multi-class", "near-split"]
 scores = [Variant(name, detector=name) for name in SCORES if name != "outlier_class"]  # no outlier class here
-features = [Variant("mahalanobis, L2-normalised", normalize=True), Variant("mahalanobis, CLS token", pool="cls")]
+features = [Variant("mahalanobis, L2-normalised", normalize=True), Variant("mahalanobis, CLS token", pool="cls"),
+            Variant("mahalanobis, MOOD's feature", pool="mood")]  # norm of the mean token, then L2 (MOOD's code)
 
 # %%
 runs = run_grid(scores + features, protocols, seeds, prof)

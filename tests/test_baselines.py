@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -39,3 +41,28 @@ def test_pixel_baselines_separate_what_pixels_separate() -> None:
     for t in tables.values():
         assert list(t.index) == ["noise", "edge", "mean"]
         assert t.loc["noise", "AUROC"] > 99 and t.loc["edge", "AUROC"] > 99
+
+
+def test_from_scratch_matches_the_optimiser_steps() -> None:
+    from mood.baselines import _steps, from_scratch
+    from mood.config import get_profile
+
+    cpu = get_profile("cpu")
+    scratch = from_scratch(cpu, 60_000, "cnn_small")
+    assert scratch.pretrain.pretext == "none" and scratch.model.name == "cnn_small" and scratch.finetune.layer_decay is None
+    mood_steps = _steps(60_000, cpu.pretrain) + _steps(60_000, cpu.finetune)
+    one_epoch = _steps(60_000, replace(scratch.finetune, epochs=1))
+    assert abs(_steps(60_000, scratch.finetune) - mood_steps) <= one_epoch / 2  # equal up to rounding to epochs
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("require_fmnist")
+def test_equal_compute_comparison_runs_every_model_and_score(tmp_path) -> None:
+    from mood.artifacts import Cache
+    from mood.baselines import EQUAL_COMPUTE_SCORES, compare_at_equal_compute
+
+    table = compare_at_equal_compute("near-pair:pullover-coat", "smoke", Cache(tmp_path))
+    assert len(table) == 3 * len(EQUAL_COMPUTE_SCORES)
+    steps = table.groupby("model")["steps"].first()
+    assert steps.max() - steps.min() <= steps.min() * 0.5  # equal compute, up to one epoch's rounding
+    assert table["Coat"].between(0, 100).all() and table["ID acc"].between(0, 100).all()

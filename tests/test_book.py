@@ -3,6 +3,7 @@ chapter and its figures, a failing chapter is reported, a browser renders the pa
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -69,6 +71,11 @@ def test_chapters_write_results(built: Path) -> None:
     assert len(one) == 11 and one["AUROC"].between(0, 100).all()  # ten classes and the mean
     timings = load_table(res / "_timings.csv")
     assert len(timings) == len(book.chapters())
+    record = json.loads((res / "provenance.json").read_text())
+    assert record["profile"] == "smoke" and set(record["chapter_seconds"]) == set(timings.index)
+    head = pd.read_csv(res / "headline.csv").set_index("figure")["value"]
+    assert {"id_accuracy", "auroc_mnist", "auroc_far_mean", "one_class_auroc_mean",
+            "one_class_pixel_knn_auroc_mean", "chapters_1_9_seconds", "book_seconds"} <= set(head.index)
 
 
 def test_pages_show_one_parameters_cell_and_no_imports(built: Path) -> None:

@@ -16,7 +16,8 @@ def test_preset_shapes(name: str) -> None:
     assert f.shape == (2, bb.embed_dim) and bb(x).shape == (2, 7) and torch.isfinite(f).all()
     torch.testing.assert_close(bb.head(f), bb(x))
     if bb.is_vit:
-        assert bb.tokens(x).shape == (2, 1 + 49, bb.embed_dim) and bb.grid == (7, 7)
+        side = 28 // bb.patch_size
+        assert bb.tokens(x).shape == (2, 1 + side * side, bb.embed_dim) and bb.grid == (side, side)
         assert bb.features(x, pool="cls").shape == (2, bb.embed_dim)
 
 
@@ -64,3 +65,22 @@ def test_small_resnets_keep_full_resolution_and_narrow_halves_the_width() -> Non
     for bb in (wide, narrow):
         assert bb.net.conv1.stride == (1, 1) and isinstance(bb.net.maxpool, torch.nn.Identity)
         assert bb.net.forward_features(torch.randn(1, 1, 28, 28)).shape[-1] == 4  # 28 -> 28, 14, 7, 4
+
+
+def test_mood_feature_is_a_norm_of_the_mean_then_l2() -> None:
+    import torch.nn.functional as F
+
+    bb = create_backbone("vit_tiny_p4", drop_path=0.0).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        f = bb.features(x, pool="mood")
+        raw = bb.tokens(x, norm=False)[:, 1:].mean(1)
+        want = F.normalize(bb.net.norm(raw), dim=1)
+        torch.testing.assert_close(f, want)
+        assert torch.allclose(f.norm(dim=1), torch.ones(3))
+        # the logits of a feature set come from the head's own pooling, whatever the pool scored
+        from mood.features import extract
+
+        fs = extract(bb, x, pool="mood")
+        torch.testing.assert_close(fs.logits, bb(x))
+        torch.testing.assert_close(extract(bb, x, pool="cls").logits, bb(x))

@@ -35,3 +35,30 @@ def test_readme_says_where_to_add_each_kind_of_thing() -> None:
                        ("pretext task", "mood/pretext.py"), ("chapter", "_toc.yml")):
         assert re.search(rf"\*\*A {what}\*\*[^*]*{re.escape(home)}", section, re.S), what
     assert "_build/html" in README and "book/_build/html" not in README
+
+
+def test_results_block_is_rendered_from_the_committed_results() -> None:
+    from mood.summary import readme_block
+
+    assert readme_block(book.REPO / "results") in README  # run `python -m mood book readme` after a run of record
+
+
+def test_update_readme_renders_headline_and_provenance(tmp_path) -> None:
+    import json
+
+    import pandas as pd
+
+    from mood.summary import README_BEGIN, README_END, update_readme
+
+    (tmp_path / "results" / "cpu").mkdir(parents=True)
+    pd.DataFrame({"figure": ["id_accuracy", "auroc_mnist"], "value": [88.25, 99.1]}).to_csv(
+        tmp_path / "results" / "cpu" / "headline.csv", index=False)
+    (tmp_path / "results" / "cpu" / "provenance.json").write_text(json.dumps(
+        {"commit": "0123456789abcdef", "date": "2026-11-25T21:00:00+00:00", "device": "CPU X, 2 cores",
+         "torch": "2.14.1"}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold\n{README_END}\nrest\n")
+    assert update_readme(readme, tmp_path / "results") and not update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert "| multi-class ID test accuracy (%) | 88.25 |" in text and "commit `0123456789`" in text
+    assert "`gpu`: no run of record yet" in text and "old" not in text and text.endswith("rest\n")

@@ -52,3 +52,12 @@ def test_seed_gaps_groups() -> None:
     diffs = pd.DataFrame({"g": ["a"] * 3 + ["b"] * 3, "d": [1.0, 1.1, 0.9, -1.0, 1.0, 0.0]})
     out = stats.seed_gaps(diffs, ["g"], "d")
     assert list(out.index) == ["a", "b"] and bool(out.loc["a", "significant"]) and not out.loc["b", "significant"]
+
+
+def test_auroc_intervals_per_set() -> None:
+    rng = np.random.default_rng(1)
+    id_s, near, far = rng.normal(0, 1, 500), rng.normal(0.5, 1, 300), rng.normal(3, 1, 300)
+    out = stats.auroc_intervals(id_s, {"near": near, "far": far})
+    assert list(out.index) == ["near", "far"] and (out["lo"] < out["AUROC"]).all() and (out["AUROC"] < out["hi"]).all()
+    want = 100 * roc_auc_score(np.r_[np.zeros(500), np.ones(300)], np.r_[id_s, near])
+    assert out.loc["near", "AUROC"] == pytest.approx(want)

@@ -43,3 +43,28 @@ def test_verdicts_when_the_setting_is_valid(tmp_path: Path) -> None:
 def test_missing_chapters_are_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="05_one_class, 06_multi_class"):
         claims_table(tmp_path)
+
+
+def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
+    from mood.artifacts import save_table
+    from mood.summary import headline, save_headline
+
+    _write(tmp_path, one_auroc=90.0, pixel=92.3, acc=88.5, floor=84.5)
+    save_table(pd.DataFrame({"seconds": [10.0, 20.0, 30.0]},
+                            index=pd.Index(["01_a", "09_b", "10_c"], name="chapter")), tmp_path / "_timings.csv")
+    h = headline(tmp_path).set_index("figure")["value"]
+    assert h.to_dict() == {"id_accuracy": 88.5, "auroc_mnist": 98.0, "auroc_far_mean": 98.5,
+                           "one_class_auroc_mean": 90.0, "one_class_pixel_knn_auroc_mean": 92.3,
+                           "chapters_1_9_seconds": 30.0, "book_seconds": 60.0}
+    back = pd.read_csv(save_headline(tmp_path))
+    assert list(back.columns) == ["figure", "value"] and len(back) == 7
+
+
+def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
+    from mood import book
+    from mood.artifacts import provenance
+
+    rec = provenance("smoke", pd.DataFrame({"seconds": [1.5, 2.0]}, index=["01_a", "02_b"]), book.REPO)
+    assert rec["profile"] == "smoke" and rec["total_seconds"] == 3.5 and rec["chapter_seconds"]["02_b"] == 2.0
+    assert len(rec["commit"]) == 40 and rec["torch"]
+    assert "cores" in rec["device"] or "CUDA" in rec["device"]
