@@ -52,11 +52,15 @@ def pixel_features(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = Image
 
 
 def pixel_baselines(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(), seed: int = 0,
-                    train: ImageSet | None = None) -> dict[str, pd.DataFrame]:
-    """The results table (:func:`mood.metrics.results_table`, same groups) of each pixel baseline."""
+                    train: ImageSet | None = None, names: tuple[str, ...] = tuple(PIXEL_BASELINES)) -> dict[str, pd.DataFrame]:
+    """The results table (:func:`mood.metrics.results_table`, same groups) of each pixel baseline in ``names``."""
+    unknown = sorted(set(names) - set(PIXEL_BASELINES))
+    if unknown:
+        raise ValueError(f"unknown pixel baseline(s) {unknown}; valid: {', '.join(PIXEL_BASELINES)}")
     feats = pixel_features(protocol, cfg, fmt, seed, train)
     out = {}
-    for name, (detector, params) in PIXEL_BASELINES.items():
+    for name in names:
+        detector, params = PIXEL_BASELINES[name]
         id_s, ood_s = score(feats, detector, **params)
         out[name] = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, cfg.fpr_positive,
                                   groups=protocol.ood_groups)
