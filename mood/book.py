@@ -88,17 +88,23 @@ def show_one_parameters_cell(path: Path) -> None:
 
 
 def run(profile: str | None = None, root: Path = REPO, only: str | None = None, seed: int = 0,
-        notebooks: Path = NOTEBOOKS) -> pd.DataFrame:
-    """Executes the chapters of ``notebooks`` (those whose name contains ``only``) at ``profile``
-    (default: ``MOOD_PROFILE``, else ``cpu``) into ``root/book/chapters``, writing tables under
-    ``root/results/<profile>``; returns wall times."""
+        notebooks: Path = NOTEBOOKS, until: int | None = None) -> pd.DataFrame:
+    """Executes the chapters of ``notebooks`` at ``profile`` (default: ``MOOD_PROFILE``, else ``cpu``)
+    into ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times.
+
+    Args:
+        only: run just the chapters whose file name contains this (a partial run: it writes no
+            timings, provenance or headline).
+        until: run chapters 1..``until`` in order, a run of record of those chapters (``until=9``:
+            the main book), with its timings, provenance and headline.
+    """
     from mood.config import get_profile
 
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
     os.environ.setdefault("MOOD_PROGRESS", "0")  # progress bars would fill the executed notebooks
     rows = []
     for src in chapters(notebooks):
-        if only and only not in src.name:
+        if (only and only not in src.name) or (until is not None and int(src.name[:2]) > until):
             continue
         out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"
         print(f"[book] {src.name} (profile {profile}) ...", file=sys.stderr, flush=True)

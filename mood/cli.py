@@ -137,7 +137,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.action == "run":
-            print(book.run(args.profile, only=args.only, seed=args.seed).to_string(index=False))
+            print(book.run(args.profile, only=args.only, seed=args.seed, until=args.until).to_string(index=False))
         else:
             print(f"book built: {book.build(args.profile, seed=args.seed)}/index.html")
     except book.NotebookFailed as err:
@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run: execute the chapters; build: run, then Jupyter Book; readme: the README's results block "
                         "from results/<profile>/headline.csv")
     b.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
-    b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this")
+    b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this (no provenance)")
+    b.add_argument("--until", type=int, default=None,
+                   help="run: chapters 1..N, a run of record of those (e.g. 9: the main book), with provenance")
     b.add_argument("--seed", type=int, default=0, help="seed passed to every chapter")
     b.set_defaults(func=_cmd_book)
     helps = {"pretrain": "pretrain a backbone on the protocol's training images (cached)",

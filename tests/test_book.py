@@ -147,6 +147,18 @@ def test_failing_chapter_is_named_and_kept(tmp_path: Path) -> None:
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
 
 
+def test_run_until_writes_a_record_of_the_chapters_it_ran(tmp_path: Path) -> None:
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    for name in ("01_a", "02_b", "10_c"):
+        (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
+    timings = book.run("smoke", root=tmp_path, notebooks=src, until=2)
+    assert list(timings["chapter"]) == ["01_a", "02_b"]
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert set(record["chapter_seconds"]) == {"01_a", "02_b"} and record["profile"] == "smoke"
+    assert (tmp_path / "results" / "smoke" / "headline.csv").exists()
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
