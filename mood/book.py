@@ -119,7 +119,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         results = root / "results" / profile
         save_table(timings.set_index("chapter"), results / "_timings.csv")
         save_provenance(provenance(profile, timings.set_index("chapter"), root), results)
-        save_headline(results)
+        save_headline(results, whole_book=until is None)
     return timings
 
 

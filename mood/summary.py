@@ -69,9 +69,10 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("claim (Li et al. 2023)")
 
 
-def headline(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """The figures of record of a full run (``figure``, ``value``), read from the chapters' tables:
-    whatever of them the results folder holds (a partial run gives fewer rows)."""
+def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.DataFrame:
+    """The figures of record of a run (``figure``, ``value``), read from the chapters' tables:
+    whatever of them the results folder holds. ``book_seconds`` only when the run was the whole
+    book (``whole_book``), not chapters 1..N."""
     res = Path(results_dir)
     rows: dict[str, float] = {}
 
@@ -91,13 +92,15 @@ def headline(results_dir: str | os.PathLike) -> pd.DataFrame:
     if (t := table("_timings")) is not None:
         main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
         rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
-        rows["book_seconds"] = float(t["seconds"].sum())
+        if whole_book:
+            rows["book_seconds"] = float(t["seconds"].sum())
     return pd.DataFrame({"figure": list(rows), "value": list(rows.values())})
 
 
-def save_headline(results_dir: str | os.PathLike) -> Path:
+def save_headline(results_dir: str | os.PathLike, whole_book: bool = True) -> Path:
     """Writes :func:`headline` as ``headline.csv`` (``figure,value``) into ``results_dir``."""
-    return atomic_write_text(Path(results_dir) / "headline.csv", headline(results_dir).to_csv(index=False))
+    return atomic_write_text(Path(results_dir) / "headline.csv",
+                             headline(results_dir, whole_book).to_csv(index=False))
 
 
 README_BEGIN, README_END = "<!-- results:begin (python -m mood book readme writes this block) -->", "<!-- results:end -->"

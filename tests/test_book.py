@@ -156,7 +156,8 @@ def test_run_until_writes_a_record_of_the_chapters_it_ran(tmp_path: Path) -> Non
     assert list(timings["chapter"]) == ["01_a", "02_b"]
     record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
     assert set(record["chapter_seconds"]) == {"01_a", "02_b"} and record["profile"] == "smoke"
-    assert (tmp_path / "results" / "smoke" / "headline.csv").exists()
+    head = pd.read_csv(tmp_path / "results" / "smoke" / "headline.csv").set_index("figure")["value"]
+    assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index  # not the whole book
 
 
 def _chromium() -> str | None:
