@@ -22,7 +22,7 @@ from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
 from mood.stats import paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, finetune, id_accuracy, pretrain,
-                           protocol_inputs, score, setup, training_sample)
+                           score_protocol, setup, training_sample)
 from mood.protocols import Protocol
 
 
@@ -111,9 +111,7 @@ def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache) -> tuple[Tr
 def score_variant(v: Variant, trained: Trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
     """OOD scores of ID test and each OOD set for ``v.detector`` (a model score such as ODIN re-runs
     the model on the same images the features came from)."""
-    inputs = protocol_inputs(protocol, p.eval, p.format) if check_score(v.detector).needs == "model" else None
-    params = {"normalize": v.normalize} if "normalize" in check_score(v.detector).params else {}
-    return score(feats, v.detector, backbone=trained.backbone, inputs=inputs, **params)
+    return score_protocol(feats, v.detector, trained, protocol, p.eval, p.format)  # p.eval carries v.normalize
 
 
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None) -> dict:

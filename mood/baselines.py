@@ -26,7 +26,7 @@ from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import TrainConfig
 from mood.features import FeatureSet
 from mood.metrics import results_table
-from mood.pipeline import MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, setup
+from mood.pipeline import MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol, setup
 from mood.protocols import Protocol
 
 PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
@@ -111,7 +111,7 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
         model = run.finetuned or run.pretrained
         steps = (_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + _steps(n, q.finetune)
         for det in scores:
-            id_s, ood_s = score(run.features, det, backbone=model.backbone)
+            id_s, ood_s = score_protocol(run.features, det, model, proto, q.eval, q.format)
             table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, q.eval.fpr_positive,
                                   groups=proto.ood_groups)
             rows.append({"model": name, "score": det, "ID acc": id_accuracy(run.features), "steps": steps,

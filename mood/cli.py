@@ -68,14 +68,12 @@ def _profile(args: argparse.Namespace):
 def _cmd_stage(args: argparse.Namespace) -> int:
     """pretrain / finetune / evaluate / run: each runs the pipeline up to its stage."""
     from mood.artifacts import Cache, save_table
-    from mood.pipeline import check_score, finetune, pretrain, run_mood, setup
+    from mood.pipeline import finetune, pretrain, run_mood, setup
     from mood.protocols import expand
 
     protocols = expand(args.protocol)  # every name is checked before anything is trained
     prof = _profile(args)
-    detector = getattr(args, "detector", None)
-    if detector is not None:
-        check_score(detector)
+    detector = getattr(args, "detector", None)  # run_mood checks it before any training
     cache = Cache(args.artifacts)
     tables = []
     for name in protocols:

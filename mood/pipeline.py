@@ -26,7 +26,7 @@ from mood.metrics import results_table
 from mood.models import Backbone, ModelConfig
 from mood.pretext import Classification, make_task
 from mood.protocols import Protocol, make_protocol, parse_protocol
-from mood.scores import ScoreSpec, ViM, get_score
+from mood.scores import ScoreSpec, get_score
 
 
 def pretrain(data: ImageSet, model: ModelConfig, cfg: PretrainConfig, fmt: ImageFormat = ImageFormat(),
@@ -205,9 +205,14 @@ def score(feats: ProtocolFeatures, detector: str = "mahalanobis", backbone: Back
     return det.score(feats.id.features), {k: det.score(v.features) for k, v in feats.ood.items()}
 
 
-def score_params(detector: str, cfg: EvalConfig) -> dict[str, Any]:
-    """The profile's settings that apply to ``detector`` (``cfg.normalize`` for Mahalanobis)."""
-    return {"normalize": cfg.normalize} if "normalize" in get_score(detector).params else {}
+def score_protocol(feats: ProtocolFeatures, detector: str, model: Trained, protocol: Protocol, cfg: EvalConfig,
+                   fmt: ImageFormat = ImageFormat()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`score` of a protocol's features as the profile asks: ``cfg.normalize`` where the score
+    takes it (Mahalanobis), and the same images re-fed to the model where the score re-runs it (ODIN)."""
+    spec = get_score(detector)
+    params = {"normalize": cfg.normalize} if "normalize" in spec.params else {}
+    inputs = protocol_inputs(protocol, cfg, fmt) if spec.needs == "model" else None
+    return score(feats, detector, backbone=model.backbone, inputs=inputs, **params)
 
 
 def id_accuracy(feats: ProtocolFeatures) -> float:
@@ -217,7 +222,8 @@ def id_accuracy(feats: ProtocolFeatures) -> float:
 
 @dataclass
 class MoodRun:
-    """What :func:`run_mood` produced."""
+    """What :func:`run_mood` produced; ``scores`` are the OOD scores ``[N]`` of the ID test set and of
+    each OOD set behind ``table``."""
 
     protocol: Protocol
     profile: Profile
@@ -226,6 +232,7 @@ class MoodRun:
     features: ProtocolFeatures
     table: pd.DataFrame
     timings: dict[str, float]
+    scores: tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
 def setup(protocol: str | Protocol, profile: str | Profile | None = None, **protocol_kwargs) -> tuple[Protocol, Profile]:
@@ -257,10 +264,9 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
         The trained stages, features, the results table (percent) and wall times in seconds
         (training: from the stages' logs, also when loaded from the cache; features, score: this call).
     """
-    det = detector or (get_profile(profile) if profile is None or isinstance(profile, str) else profile).eval.detector
-    check_score(det)  # a wrong name fails here, before any training
     protocol, prof = setup(protocol, profile, **protocol_kwargs)
-    params = score_params(det, prof.eval)
+    det = detector or prof.eval.detector
+    check_score(det)  # a wrong name fails here, before any training
     cache = cache or Cache()
     t0 = time.perf_counter()
     pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format, cache)
@@ -271,8 +277,7 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     trained_on = training_sample(protocol.train, prof.finetune if fine is not None else prof.pretrain)
     feats = extract_protocol(model, protocol, prof.eval, prof.format, cache, train=trained_on)
     t3 = time.perf_counter()
-    inputs = protocol_inputs(protocol, prof.eval, prof.format) if get_score(det).needs == "model" else None
-    id_s, ood_s = score(feats, det, backbone=model.backbone, inputs=inputs, **params)
+    id_s, ood_s = score_protocol(feats, det, model, protocol, prof.eval, prof.format)
     table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, prof.eval.fpr_positive,
                           groups=protocol.ood_groups)
     t4 = time.perf_counter()
@@ -281,4 +286,4 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     timings = {"pretrain_s": pre.train_seconds if pre.history else t1 - t0,
                "finetune_s": (fine.train_seconds if fine.history else t2 - t1) if fine is not None else 0.0,
                "features_s": t3 - t2, "score_s": t4 - t3}
-    return MoodRun(protocol, prof, pre, fine, feats, table, timings)
+    return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s))

@@ -23,6 +23,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -461,8 +462,6 @@ class UnleashStudy:
         runs: per (model, seed, method, score) rows of :class:`UnleashRun` tables.
         floors: per (model, seed): the floor ``b`` and the last epoch's training CE.
         timings: per (model, seed): wall time of each step (s).
-        stages: :func:`stage_table` of the curve.
-        effects: :func:`study_effects` of the runs.
         curve_scores: the scores of the per-epoch curve.
     """
 
@@ -470,9 +469,17 @@ class UnleashStudy:
     runs: pd.DataFrame
     floors: pd.DataFrame
     timings: pd.DataFrame
-    stages: pd.DataFrame
-    effects: pd.DataFrame
     curve_scores: tuple[str, ...]
+
+    @cached_property
+    def stages(self) -> pd.DataFrame:
+        """:func:`stage_table` of the curve."""
+        return stage_table(self.curve, self.curve_scores)
+
+    @cached_property
+    def effects(self) -> pd.DataFrame:
+        """:func:`study_effects` of the runs."""
+        return study_effects(self.runs)
 
     @property
     def models(self) -> list[str]:
@@ -534,8 +541,7 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
             floors.append({"model": model, "seed": seed, "floor b": run.floor, "last-epoch train CE": run.final_loss})
             timings.append({"model": model, "seed": seed, **{k: round(v, 1) for k, v in run.timings.items()}})
     curve, runs = pd.concat(curves, ignore_index=True), pd.concat(tables, ignore_index=True)
-    return UnleashStudy(curve, runs, pd.DataFrame(floors), pd.DataFrame(timings),
-                        stage_table(curve, cfg.curve_scores), study_effects(runs), tuple(cfg.curve_scores))
+    return UnleashStudy(curve, runs, pd.DataFrame(floors), pd.DataFrame(timings), tuple(cfg.curve_scores))
 
 
 __all__ = ["WeightMask", "add_masks", "bake_masks", "kept_fraction", "estimate_floor", "um_loss", "EvalSets",

@@ -21,7 +21,7 @@ from mood.artifacts import save_results
 from mood.baselines import compare_at_equal_compute, pixel_baselines
 from mood.book import chapter_setup
 from mood.metrics import per_set
-from mood.pipeline import id_accuracy, run_mood, score
+from mood.pipeline import id_accuracy, run_mood
 from mood.stats import auroc_intervals
 from mood.validity import check
 
@@ -52,7 +52,7 @@ run.table.round(2)
 # not the training seed):
 
 # %%
-id_s, ood_s = score(run.features, prof.eval.detector, normalize=prof.eval.normalize)
+id_s, ood_s = run.scores
 intervals = auroc_intervals(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
 save_results(intervals, results_dir, "06_multi_class_intervals")
 intervals.round(2)

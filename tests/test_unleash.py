@@ -268,7 +268,9 @@ def test_study_tables_and_verdict_from_runs() -> None:
     assert effects.loc[("UM vs CE control", "m", "energy"), "Δ"] == pytest.approx(1.5)
     assert effects.loc[("UMAP vs baseline", "m", "energy"), "Δ"] == pytest.approx(-1.0)
     floors = pd.DataFrame([{"model": "m", "seed": s, "floor b": 0.3, "last-epoch train CE": 0.1} for s in (0, 1, 2)])
-    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), stages, effects, ("energy",))
+    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",))
+    pd.testing.assert_frame_equal(study.stages, stages)
+    pd.testing.assert_frame_equal(study.effects, effects)
     text = study.verdict()
     assert "best Energy epoch 2.0 of 3, 5.50 AUROC above the last epoch" in text
     assert "Energy + UM improves on the baseline by +2.00 AUROC (95% CI [+2.00, +2.00]" in text and "control +1.50" in text
