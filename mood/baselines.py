@@ -15,8 +15,9 @@ pretraining and fine-tuning together, on the same images, scored the same ways.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -26,8 +27,10 @@ from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import TrainConfig
 from mood.features import FeatureSet
 from mood.metrics import results_table
+from mood.models import Backbone
 from mood.pipeline import MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol, setup
 from mood.protocols import Protocol
+from mood.stats import ALPHA, paired_bootstrap, paired_test
 
 PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
     # name: (registered score, its hyperparameters)
@@ -87,33 +90,119 @@ def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Prof
     p.finetune = replace(p.finetune, epochs=max(1, round(total / per_epoch)), layer_decay=None)
     if model is not None:
         p.model = replace(p.model, name=model)
+        if p.eval.pool != "mean" and not Backbone(copy.deepcopy(p.model)).is_vit:
+            p.eval = replace(p.eval, pool="mean")  # its own pooled feature: the ViT token pools do not exist here
     return p
+
+
+@dataclass
+class EqualCompute:
+    """What :func:`compare_at_equal_compute` measured.
+
+    Attributes:
+        table: one row per (model, score, seed): AUROC per OOD set and its group means, the ``ID acc``
+            (%) of the model that made it, its training ``steps`` and training seconds (from the logs).
+        scores: ``(model, score, seed) -> (ID test scores [N], {OOD set: scores [M]})``, every model
+            scored on the same images (what a paired test on the test set needs).
+        groups: OOD set -> its group (the protocol's), for group means such as ``mean (far)``.
+    """
+
+    table: pd.DataFrame
+    scores: dict[tuple[str, str, int], tuple[np.ndarray, dict[str, np.ndarray]]]
+    groups: dict[str, str]
+
+    def sets_of(self, metric: str) -> list[str]:
+        """The OOD sets behind column ``metric``: one set, a group mean ``mean (G)``, or ``mean`` (all)."""
+        if metric in self.groups:
+            return [metric]
+        if metric == "mean":
+            return list(self.groups)
+        sets = [k for k, g in self.groups.items() if metric == f"mean ({g})"]
+        if not sets:
+            raise ValueError(f"unknown metric {metric!r}: an OOD set ({', '.join(self.groups)}), 'mean', or "
+                             f"a group mean ({', '.join(sorted({f'mean ({g})' for g in self.groups.values()}))})")
+        return sets
 
 
 def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None = None,
                              scratch_models: tuple[str, ...] = ("cnn_small",),
-                             scores: tuple[str, ...] = EQUAL_COMPUTE_SCORES) -> pd.DataFrame:
+                             scores: tuple[str, ...] = EQUAL_COMPUTE_SCORES,
+                             seeds: tuple[int, ...] | None = None) -> EqualCompute:
     """MOOD (the profile's pretraining + fine-tuning) against the same backbone trained from scratch
-    and each of ``scratch_models``, at equal optimiser steps (:func:`from_scratch`), on ``protocol``.
-
-    Returns:
-        One row per (model, score): AUROC per OOD set and its group means, the ``ID acc`` (%) of
-        the model that made it, its training ``steps`` and training seconds (from the logs).
-    """
+    and each of ``scratch_models``, at equal optimiser steps (:func:`from_scratch`), on ``protocol``,
+    once per seed (default: ``prof.seeds``). MOOD's seeds fine-tune one shared pretrained backbone
+    (:meth:`~mood.config.Profile.with_finetune_seed`); a baseline's seed is its whole training."""
     proto, p = setup(protocol, prof)
     n = len(proto.train)
-    setups = {f"MOOD ({p.model.name}, {p.pretrain.pretext} + fine-tune)": p,
-              f"{p.model.name} from scratch": from_scratch(p, n)}
+    setups = {mood_name(p): p, f"{p.model.name} from scratch": from_scratch(p, n)}
     setups |= {f"{m} from scratch": from_scratch(p, n, m) for m in scratch_models}
-    rows = []
-    for name, q in setups.items():
-        run: MoodRun = run_mood(proto, q, cache)
-        model = run.finetuned or run.pretrained
-        steps = (_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + _steps(n, q.finetune)
-        for det in scores:
-            id_s, ood_s = score_protocol(run.features, det, model, proto, q.eval, q.format)
-            table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, q.eval.fpr_positive,
-                                  groups=proto.ood_groups)
-            rows.append({"model": name, "score": det, "ID acc": id_accuracy(run.features), "steps": steps,
-                         "train s": run.timings["pretrain_s"] + run.timings["finetune_s"], **table["AUROC"].to_dict()})
-    return pd.DataFrame(rows)
+    rows, kept = [], {}
+    for seed in (p.seeds if seeds is None else seeds):
+        for name, q in setups.items():
+            q = q.with_finetune_seed(seed) if q is p else q.with_seed(seed)  # a baseline's init is seeded too
+            run: MoodRun = run_mood(proto, q, cache)
+            model = run.finetuned or run.pretrained
+            steps = (_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + _steps(n, q.finetune)
+            for det in scores:
+                id_s, ood_s = score_protocol(run.features, det, model, proto, q.eval, q.format)
+                kept[(name, det, seed)] = (id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
+                table = results_table(*kept[(name, det, seed)], q.eval.fpr_positive, groups=proto.ood_groups)
+                rows.append({"model": name, "score": det, "seed": seed, "ID acc": id_accuracy(run.features),
+                             "steps": steps, "train s": run.timings["pretrain_s"] + run.timings["finetune_s"],
+                             **table["AUROC"].to_dict()})
+    return EqualCompute(pd.DataFrame(rows), kept, dict(proto.ood_groups))
+
+
+def mood_name(prof: Profile) -> str:
+    """MOOD's row label in :func:`compare_at_equal_compute`."""
+    return f"MOOD ({prof.model.name}, {prof.pretrain.pretext} + fine-tune)"
+
+
+def versus_baselines(equal: EqualCompute, reference: str, reference_score: str, metric: str,
+                     alpha: float = ALPHA) -> pd.DataFrame:
+    """``reference`` with ``reference_score`` minus every other (model, score) of ``equal`` on the
+    AUROC column ``metric``, each with a paired test at ``alpha`` (the ``test`` column says which):
+
+    - with 2 or more seeds in common: :func:`mood.stats.paired_test` on the per-seed differences
+      (covers training seeds and test images);
+    - with one: :func:`mood.stats.paired_bootstrap` on that seed's test images (covers the test-set
+      sample only, not training seeds).
+
+    Returns:
+        One row per baseline (model, score): its mean ``ID acc`` and ``metric``, the difference's
+        ``mean``, ``std``, ``seeds``, interval ``ci_lo``/``ci_hi``, ``p``, ``significant``, ``test``.
+    """
+    t = equal.table
+    sets = equal.sets_of(metric)  # a wrong metric fails here, with the valid names
+    ref = t[(t["model"] == reference) & (t["score"] == reference_score)].set_index("seed")[metric]
+    if ref.empty:
+        raise ValueError(f"versus_baselines: no rows for {reference!r} with score {reference_score!r}; models: "
+                         f"{sorted(t['model'].unique())}, scores: {sorted(t['score'].unique())}")
+    rows = {}
+    for (model, det), g in t[t["model"] != reference].groupby(["model", "score"], sort=False):
+        g = g.set_index("seed")
+        common = list(ref.index.intersection(g.index))
+        if len(common) >= 2:
+            test = {**paired_test((ref.loc[common] - g.loc[common, metric]).to_numpy(), alpha), "test": "paired t over seeds"}
+        elif common:
+            s = common[0]
+
+            def pick(key: tuple[str, str, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                id_s, ood_s = equal.scores[key]
+                return id_s, {k: ood_s[k] for k in sets}
+
+            test = {**paired_bootstrap(pick((reference, reference_score, s)), pick((model, det, s)), alpha=alpha),
+                    "test": f"paired bootstrap of test images, seed {s}"}
+        else:
+            raise ValueError(f"versus_baselines: {model!r} shares no seed with {reference!r}")
+        rows[(model, det)] = {"ID acc": g["ID acc"].mean(), metric: g[metric].mean(), **test}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["baseline", "score"])
+    return out
+
+
+def beats_all(versus: pd.DataFrame) -> bool:
+    """Whether the reference beats every baseline of :func:`versus_baselines`: each difference
+    positive and significant. An intersection-union test: when the reference is no better than
+    at least one baseline, it concludes "beats all" with probability at most the tests' alpha."""
+    return bool(((versus["mean"] > 0) & versus["significant"]).all())

@@ -32,7 +32,7 @@ MODEL_PRESETS: dict[str, dict] = {
     "resnet10_narrow": dict(resnet="resnet10t", channels=(32, 64, 128, 256)),  # half width: ~ViT-tiny's cost on CPU
     "cnn_small": dict(cnn=(32, 64)),  # two conv blocks: the small convolutional baseline
 }
-POOLS = ("mean", "cls", "mood")
+POOLS = ("mean", "cls", "mood", "blocks")
 
 
 @dataclass
@@ -176,14 +176,17 @@ class Backbone(nn.Module):
             ``[N, P + L, D]``: P prefix tokens (the CLS token) then L patch tokens.
         """
         self._require_vit("tokens()")
+        t = self.net.blocks(self._embedded(x, mask))
+        return self.net.norm(t) if norm else t
+
+    def _embedded(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The tokens ``[N, P + L, D]`` entering the first block (masked patches replaced)."""
         net = self.net
         t = net.patch_embed(x)  # [N, L, D]
         if mask is not None:
             w = mask.unsqueeze(-1).to(t.dtype)
             t = t * (1 - w) + self.mask_token.to(t.dtype) * w
-        t = net.norm_pre(net.patch_drop(net._pos_embed(t)))
-        t = net.blocks(t)
-        return net.norm(t) if norm else t
+        return net.norm_pre(net.patch_drop(net._pos_embed(t)))
 
     def features(self, x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
         """Pooled features ``[N, D]`` of images ``x [N, C, H, W]``:
@@ -192,7 +195,10 @@ class Backbone(nn.Module):
         - ``"cls"``: the normalised CLS token;
         - ``"mood"``: MOOD's own feature, as its code computes it: a LayerNorm on the mean of the patch
           tokens (here the model's final norm, applied after pooling instead of before), then L2
-          normalisation.
+          normalisation;
+        - ``"blocks"``: the mean patch token after every block, concatenated (``[N, depth * D]``; the
+          last block's before the final norm): a feature ensemble over depth in the spirit of Lee et
+          al. (2018), whose lower blocks keep the low-level statistics that the last one discards.
 
         Non-ViT models pool as timm does (global average) and take ``"mean"`` only."""
         if pool not in POOLS:
@@ -201,6 +207,12 @@ class Backbone(nn.Module):
             p = self.net.num_prefix_tokens
             if pool == "mood":
                 return F.normalize(self.net.norm(self.tokens(x, norm=False)[:, p:].mean(1)), dim=1)
+            if pool == "blocks":
+                t, means = self._embedded(x), []
+                for block in self.net.blocks:
+                    t = block(t)
+                    means.append(t[:, p:].mean(1))
+                return torch.cat(means, dim=1)
             t = self.tokens(x)
             return t[:, p:].mean(1) if pool == "mean" else t[:, 0]
         if pool != "mean":

@@ -287,3 +287,48 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
                "finetune_s": (fine.train_seconds if fine.history else t2 - t1) if fine is not None else 0.0,
                "features_s": t3 - t2, "score_s": t4 - t3}
     return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s))
+
+
+def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...] | None = None,
+              cache: Cache | None = None, **kwargs: Any) -> dict[int, MoodRun]:
+    """:func:`run_mood` once per fine-tuning seed (default: ``profile.seeds``), every seed fine-tuning
+    the same pretrained backbone (:meth:`~mood.config.Profile.with_finetune_seed`)."""
+    seeds = profile.seeds if seeds is None else seeds
+    if not seeds:
+        raise ValueError("run_seeds: give at least one seed")
+    return {s: run_mood(protocol, profile.with_finetune_seed(s), cache, **kwargs) for s in seeds}
+
+
+def seed_table(runs: dict[int, MoodRun]) -> pd.DataFrame:
+    """One row per seed (index ``seed``): ``ID acc`` (%) and the AUROC of every OOD set and group
+    mean of the run's table; :func:`mood.stats.seed_summary` turns it into mean ± std and intervals."""
+    out = pd.DataFrame.from_dict({s: {"ID acc": id_accuracy(r.features), **r.table["AUROC"].to_dict()}
+                                  for s, r in runs.items()}, orient="index")
+    out.index.name = "seed"
+    return out
+
+
+def feature_table(trained: Trained, protocol: Protocol, prof: Profile, pools: tuple[str, ...],
+                  detectors: tuple[str, ...], cache: Cache | None = None, train: ImageSet | None = None) -> pd.DataFrame:
+    """The AUROC of every (pool, detector) pair on one trained backbone: which feature and which
+    distance the main tables should use, measured rather than assumed. ``train`` is what the
+    backbone trained on (:func:`training_sample`; the fit set is drawn from it).
+
+    Returns:
+        One row per (``pool``, ``detector``): the AUROC of each OOD set and group mean (percent).
+    """
+    for det in detectors:
+        if get_score(det).needs != "features":
+            raise ValueError(f"feature_table: {det!r} does not score features; use feature detectors "
+                             f"(mahalanobis, mahalanobis_cc, knn, ...)")
+    rows = []
+    for pool in pools:
+        cfg = copy.deepcopy(prof.eval)
+        cfg.pool = pool
+        feats = extract_protocol(trained, protocol, cfg, prof.format, cache, train=train)
+        for det in detectors:
+            id_s, ood_s = score_protocol(feats, det, trained, protocol, cfg, prof.format)
+            table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, cfg.fpr_positive,
+                                  groups=protocol.ood_groups)
+            rows.append({"pool": pool, "detector": det, **table["AUROC"].to_dict()})
+    return pd.DataFrame(rows).set_index(["pool", "detector"])

@@ -5,6 +5,9 @@
   A two-sided paired t-test at ``alpha`` with its t-interval. When the per-seed differences are
   independent and normal with mean 0, it rejects with probability ``alpha`` (5%): that is its
   false-positive rate, whatever the number of seeds (>= 2).
+- :func:`paired_bootstrap`: is the AUROC of two fixed models on the same test images different?
+  Images resampled jointly; covers the test-set sample, not training seeds.
+- :func:`seed_summary`: mean ± std and t-interval over seeds of each headline figure.
 - :func:`seed_gaps`: :func:`paired_test` per group of a long table of per-seed differences.
 - :func:`false_positive_rate`: the rate at which a decision rule fires on pure noise, by
   simulation, so that any rule's error rate can be stated (the former "|mean| > 2·std over 2
@@ -60,6 +63,40 @@ def auroc_intervals(id_scores: np.ndarray, ood_scores: dict[str, np.ndarray], n_
     return out
 
 
+def paired_bootstrap(a: tuple[np.ndarray, dict[str, np.ndarray]], b: tuple[np.ndarray, dict[str, np.ndarray]],
+                     n_boot: int = 1000, alpha: float = ALPHA, seed: int = 0) -> dict[str, float | bool | int]:
+    """Paired bootstrap of the mean AUROC (percent, over the OOD sets given) of detector ``a`` minus
+    detector ``b``, both scoring the *same* test images: ``(id_scores [N], {set: ood_scores [M_set]})``
+    each. ID and every OOD set are resampled apart, the same indices for both detectors, so the
+    images' shared difficulty cancels. It covers test-set sampling for two fixed trained models, not
+    training seeds (:func:`paired_test` does): when the two models' population AUROCs are equal it
+    declares a difference with probability about ``alpha``.
+
+    Returns:
+        ``mean`` (the observed difference), ``std`` (of the bootstrap), ``seeds`` (1), the percentile
+        interval ``ci_lo`` / ``ci_hi``, ``p`` (two-sided bootstrap p-value) and ``significant``.
+    """
+    (ia, oa), (ib, ob) = a, b
+    ia, ib = np.asarray(ia, np.float64).ravel(), np.asarray(ib, np.float64).ravel()
+    if len(ia) != len(ib) or set(oa) != set(ob) or any(len(oa[k]) != len(ob[k]) for k in oa):
+        raise ValueError("paired_bootstrap: both detectors must score the same images (same ID and OOD set sizes)")
+    if not oa:
+        raise ValueError("paired_bootstrap: no OOD sets")
+    rng = np.random.default_rng(seed)
+
+    def diff(i_idx: np.ndarray, o_idx: dict[str, np.ndarray]) -> float:
+        return 100 * float(np.mean([_auroc_ranks(ia[i_idx], np.asarray(oa[k], np.float64)[o_idx[k]])
+                                    - _auroc_ranks(ib[i_idx], np.asarray(ob[k], np.float64)[o_idx[k]]) for k in oa]))
+
+    observed = diff(np.arange(len(ia)), {k: np.arange(len(v)) for k, v in oa.items()})
+    boots = np.array([diff(rng.integers(0, len(ia), len(ia)), {k: rng.integers(0, len(v), len(v)) for k, v in oa.items()})
+                      for _ in range(n_boot)])
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    p = float(min(1.0, 2 * min(np.mean(boots <= 0), np.mean(boots >= 0))))
+    return {"mean": observed, "std": float(boots.std(ddof=1)), "seeds": 1, "ci_lo": float(lo), "ci_hi": float(hi),
+            "p": p, "significant": bool(lo > 0 or hi < 0)}
+
+
 def paired_test(diffs: np.ndarray, alpha: float = ALPHA) -> dict[str, float | bool | int]:
     """Two-sided paired t-test of per-seed differences ``[S]`` against 0.
 
@@ -82,6 +119,16 @@ def paired_test(diffs: np.ndarray, alpha: float = ALPHA) -> dict[str, float | bo
         p = float(2 * sps.t.sf(abs(mean) / (std / np.sqrt(n)), n - 1))
     return {"mean": mean, "std": std, "seeds": n, "ci_lo": mean - half, "ci_hi": mean + half, "p": p,
             "significant": bool(p < alpha)}
+
+
+def seed_summary(per_seed: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Mean, std and ``(1 - alpha)`` t-interval over seeds of every column of ``per_seed`` (one row
+    per seed): one row per column, columns ``mean``, ``std``, ``seeds``, ``ci_lo``, ``ci_hi``. The
+    interval covers training-seed variation (with one seed: NaN)."""
+    rows = {c: paired_test(per_seed[c].to_numpy(), alpha) for c in per_seed.columns}
+    out = pd.DataFrame.from_dict(rows, orient="index")[["mean", "std", "seeds", "ci_lo", "ci_hi"]]
+    out.index.name = "figure"
+    return out
 
 
 def seed_gaps(diffs: pd.DataFrame, by: list[str], value: str, alpha: float = ALPHA) -> pd.DataFrame:

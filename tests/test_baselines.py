@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -61,8 +62,70 @@ def test_equal_compute_comparison_runs_every_model_and_score(tmp_path) -> None:
     from mood.artifacts import Cache
     from mood.baselines import EQUAL_COMPUTE_SCORES, compare_at_equal_compute
 
-    table = compare_at_equal_compute("near-pair:pullover-coat", "smoke", Cache(tmp_path))
-    assert len(table) == 3 * len(EQUAL_COMPUTE_SCORES)
+    equal = compare_at_equal_compute("near-pair:pullover-coat", "smoke", Cache(tmp_path), seeds=(0, 1))
+    table = equal.table
+    assert len(table) == 2 * 3 * len(EQUAL_COMPUTE_SCORES)
+    by_seed = table[table["score"] == "energy"].pivot(index="model", columns="seed", values="Coat")
+    assert (by_seed[0] != by_seed[1]).all()  # every model, MOOD's fine-tuning included, is trained per seed
     steps = table.groupby("model")["steps"].first()
     assert steps.max() - steps.min() <= steps.min() * 0.5  # equal compute, up to one epoch's rounding
     assert table["Coat"].between(0, 100).all() and table["ID acc"].between(0, 100).all()
+    assert len(equal.scores) == len(table) and equal.sets_of("mean") == ["Coat"]
+
+
+def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "EqualCompute":
+    """A compare_at_equal_compute-shaped result: MOOD at 95 + seed noise, each baseline ``gap`` below."""
+    from mood.baselines import EqualCompute
+
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.3, seeds)
+    rows = [{"model": "MOOD", "score": "mahalanobis", "seed": s, "ID acc": 90.0, "mnist": 95 + noise[s]} for s in range(seeds)]
+    for name, gap in gaps.items():
+        rows += [{"model": name, "score": "energy", "seed": s, "ID acc": 88.0, "mnist": 95 + noise[s] - gap[s]}
+                 for s in range(seeds)]
+    return EqualCompute(pd.DataFrame(rows), {}, {"mnist": "far"})
+
+
+def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
+    from mood.baselines import beats_all, versus_baselines
+
+    v = versus_baselines(_equal({"cnn": [2.0, 2.1, 1.9, 2.0], "twin": [0.3, -0.4, 0.2, -0.1]}), "MOOD", "mahalanobis", "mnist")
+    assert v.loc[("cnn", "energy"), "significant"] and v.loc[("cnn", "energy"), "mean"] == pytest.approx(2.0)
+    # Pairing removes the seed noise shared by both: the 0.3-wide seed spread does not hide a 2-point gap.
+    assert v.loc[("cnn", "energy"), "ci_hi"] - v.loc[("cnn", "energy"), "ci_lo"] < 0.5
+    assert not v.loc[("twin", "energy"), "significant"] and set(v["test"]) == {"paired t over seeds"}
+    assert not beats_all(v)  # one baseline is not beaten
+    assert beats_all(v.drop(index=("twin", "energy")))
+
+
+def test_one_seed_falls_back_to_a_paired_bootstrap_of_the_test_images() -> None:
+    from mood.baselines import EqualCompute, versus_baselines
+
+    rng = np.random.default_rng(0)
+    id_s, ood_s = rng.normal(0, 1, 300), {"mnist": rng.normal(2, 1, 200), "noise": rng.normal(9, 1, 200)}
+    worse = (id_s + rng.normal(0, 1.5, 300), {k: v + rng.normal(0, 1.5, 200) for k, v in ood_s.items()})
+    rows = [{"model": m, "score": "energy", "seed": 0, "ID acc": 90.0, "mnist": 0.0, "mean (far)": 0.0} for m in ("MOOD", "cnn")]
+    equal = EqualCompute(pd.DataFrame(rows), {("MOOD", "energy", 0): (id_s, ood_s), ("cnn", "energy", 0): worse},
+                         {"mnist": "far", "noise": "noise"})
+    v = versus_baselines(equal, "MOOD", "energy", "mean (far)")
+    assert v.loc[("cnn", "energy"), "test"] == "paired bootstrap of test images, seed 0"
+    assert v.loc[("cnn", "energy"), "significant"] and v.loc[("cnn", "energy"), "mean"] > 0
+    with pytest.raises(ValueError, match="unknown metric 'mean \\(near\\)'"):
+        versus_baselines(equal, "MOOD", "energy", "mean (near)")
+
+
+def test_versus_baselines_names_a_missing_reference() -> None:
+    from mood.baselines import versus_baselines
+
+    with pytest.raises(ValueError, match="no rows for 'MOOD' with score 'knn'"):
+        versus_baselines(_equal({"cnn": [1, 1, 1, 1]}), "MOOD", "knn", "mnist")
+
+
+def test_a_cnn_baseline_is_scored_on_its_own_pooled_feature() -> None:
+    from mood.baselines import from_scratch
+    from mood.config import get_profile
+
+    cpu = get_profile("cpu")
+    cpu.eval.pool = "mood"
+    assert from_scratch(cpu, 60_000, "cnn_small").eval.pool == "mean"
+    assert from_scratch(cpu, 60_000).eval.pool == "mood"  # the same ViT keeps MOOD's feature

@@ -84,3 +84,19 @@ def test_mood_feature_is_a_norm_of_the_mean_then_l2() -> None:
         fs = extract(bb, x, pool="mood")
         torch.testing.assert_close(fs.logits, bb(x))
         torch.testing.assert_close(extract(bb, x, pool="cls").logits, bb(x))
+
+
+def test_blocks_feature_is_every_blocks_mean_patch_token() -> None:
+    bb = create_backbone("vit_tiny_p7", drop_path=0.0).eval()
+    x = torch.randn(3, 1, 28, 28)
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, i, o: seen.append(o[:, 1:].mean(1))) for b in bb.net.blocks]
+    with torch.no_grad():
+        f = bb.features(x, pool="blocks")
+    for h in hooks:
+        h.remove()
+    depth, dim = len(bb.net.blocks), bb.embed_dim
+    assert f.shape == (3, depth * dim) and len(seen) == depth
+    torch.testing.assert_close(f, torch.cat(seen, 1))
+    with torch.no_grad():  # the last block's part is the pre-norm mean the final norm would see
+        torch.testing.assert_close(f[:, -dim:], bb.tokens(x, norm=False)[:, 1:].mean(1))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,16 @@ def test_profiles_and_overrides() -> None:
     one, multi = make_protocol("one-class:2"), make_protocol("multi-class", ood=("gaussian",), n_ood=10)
     assert (one.kind, multi.kind) == ("one-class", "multi-class")
     oc = cpu.for_protocol(one)
-    assert oc.pretrain.max_images == cpu.one_class.pretrain["max_images"] != cpu.pretrain.max_images
+    assert oc.pretrain.epochs == cpu.one_class.pretrain["epochs"] != cpu.pretrain.epochs
+    assert oc.finetune.label_smoothing == cpu.one_class.finetune["label_smoothing"] != cpu.finetune.label_smoothing
     assert oc.pretrain.batch_size == cpu.one_class.pretrain["batch_size"] != cpu.pretrain.batch_size
     assert cpu.for_protocol(multi).pretrain == cpu.pretrain
+    seeded = cpu.with_finetune_seed(7)  # seeds share the pretraining
+    assert seeded.finetune.seed == 7 and seeded.pretrain == cpu.pretrain
+    with pytest.raises(ValueError, match="seeds must be distinct integers"):
+        replace(cpu, seeds=(0, 0))
+    with pytest.raises(ValueError, match=r"baseline_seeds must lie in 1..3"):
+        replace(cpu, baseline_seeds=4)
 
 
 def test_cli_run_writes_a_table(tmp_path: Path) -> None:

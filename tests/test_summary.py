@@ -11,7 +11,8 @@ from mood.artifacts import save_results
 from mood.summary import claims_table
 
 
-def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float | None) -> None:
+def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float | None, gap: float = 1.0,
+           significant: bool = True) -> None:
     save_results(pd.DataFrame({"AUROC": [one_auroc], "pixel 1-NN AUROC": [pixel]}, index=pd.Index(["mean"], name="class")),
                  res, "05_one_class")
     table = pd.DataFrame({"AUROC": [98.0, 99.0, 98.5]}, index=pd.Index(["mnist", "uniform", "mean"], name="ood"))
@@ -19,6 +20,11 @@ def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float |
     save_results(table, res, "07_near_distribution")
     save_results(pd.DataFrame({"MOOD (no OOD data)": [98.0], "OE 10-shot": [97.0]}, index=["mean"]), res, "08_few_shot")
     for ch in ("06", "07"):
+        duel = pd.DataFrame({"score": ["energy", "mahalanobis"], "mean": [gap, 2 * gap], "ci_lo": [gap - 1, gap],
+                             "ci_hi": [gap + 1, 3 * gap], "seeds": [3, 3], "significant": [significant, True],
+                             "test": ["paired t over seeds"] * 2},
+                            index=pd.Index(["cnn_small from scratch", "vit from scratch"], name="baseline"))
+        save_results(duel, res, f"{ch}_versus_baselines")
         v = pd.DataFrame([{"profile": "p", "id_accuracy": acc, "floor": floor, "ok": floor is not None and acc >= floor}])
         save_results(v.set_index("profile"), res, f"{ch}_validity")
 
@@ -37,11 +43,17 @@ def test_verdicts_when_the_setting_is_valid(tmp_path: Path) -> None:
     c = claims_table(tmp_path)["replicated"]
     assert c.iloc[0] is True or c.iloc[0] == True  # noqa: E712 (numpy bool)
     assert c.iloc[3] == True  # noqa: E712 (MOOD 98.0 >= OE 97.0)
-    assert c.iloc[1] == "not tested (needs an equal-compute baseline)"
+    assert c.iloc[1] == True and c.iloc[2] == True  # noqa: E712 (both baselines beaten, significantly)
+    measured = claims_table(tmp_path)["measured here"].iloc[1]
+    assert "best equal-compute baseline (cnn_small from scratch, energy): +1.00 points [+0.00, +2.00], paired t over seeds" in measured
+    _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=91.0, floor=84.5, significant=False)
+    assert claims_table(tmp_path)["replicated"].iloc[1] == False  # noqa: E712 (one gap not significant: not shown)
+    _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=91.0, floor=84.5, gap=-1.0)
+    assert claims_table(tmp_path)["replicated"].iloc[2] == False  # noqa: E712 (a baseline wins)
 
 
 def test_missing_chapters_are_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="05_one_class, 06_multi_class"):
+    with pytest.raises(FileNotFoundError, match="05_one_class, 06_multi_class, 06_validity, 06_versus_baselines"):
         claims_table(tmp_path)
 
 
@@ -58,6 +70,15 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
                            "chapters_1_9_seconds": 30.0, "book_seconds": 60.0}
     back = pd.read_csv(save_headline(tmp_path))
     assert list(back.columns) == ["figure", "value"] and len(back) == 7
+    # with seeds, the means over seeds are the figures of record, with their spread and interval
+    per_seed = pd.DataFrame({"ID acc": [88.0, 89.0, 90.0], "mnist": [98.0, 98.5, 99.0], "mean (far)": [97.0, 97.0, 97.0]},
+                            index=pd.Index([0, 1, 2], name="seed"))
+    from mood.stats import seed_summary
+
+    save_results(seed_summary(per_seed), tmp_path, "06_multi_class_summary")
+    h = headline(tmp_path).set_index("figure")["value"]
+    assert h["id_accuracy"] == 89.0 and h["auroc_mnist"] == pytest.approx(98.5) and h["seeds"] == 3
+    assert h["auroc_mnist_ci_lo"] < 98.5 < h["auroc_mnist_ci_hi"] and h["auroc_far_mean_std"] == 0.0
 
 
 def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
