@@ -137,11 +137,21 @@ FIGURE_LABELS = {
 }
 
 
-def _label(figure: str) -> str:
-    for suffix, words in (("_std", "std over seeds"), ("_ci_lo", "95% interval, low"), ("_ci_hi", "95% interval, high")):
-        if figure.endswith(suffix) and figure[: -len(suffix)] in FIGURE_LABELS:
-            return f"{FIGURE_LABELS[figure[: -len(suffix)]]}: {words}"
-    return FIGURE_LABELS.get(figure, figure)
+SPREAD = ("_std", "_ci_lo", "_ci_hi")  # a figure's spread over seeds, beside it in headline.csv
+
+
+def _rows(table: pd.DataFrame) -> list[str]:
+    """The README's table rows: each figure, with ``± std [95% interval]`` where it has them."""
+    values = dict(zip(table["figure"], table["value"]))
+    rows = []
+    for f, v in values.items():
+        if f.endswith(SPREAD) and any(f == base + s for base in values for s in SPREAD):
+            continue
+        cell = f"{v:.2f}"
+        if all(f + s in values for s in SPREAD):
+            cell += f" ± {values[f + '_std']:.2f} [{values[f + '_ci_lo']:.2f}, {values[f + '_ci_hi']:.2f}]"
+        rows.append(f"  | {FIGURE_LABELS.get(f, f)} | {cell} |")
+    return rows
 
 
 def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("cpu", "gpu")) -> str:
@@ -159,8 +169,8 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
         record = json.loads(prov.read_text())
         table = pd.read_csv(head)
         lines = [f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
-                 f"torch {record['torch']} (`results/{prof}/`):", "", "  | figure | value |", "  |---|---|"]
-        lines += [f"  | {_label(f)} | {v:.2f} |" for f, v in zip(table["figure"], table["value"])]
+                 f"torch {record['torch']} (`results/{prof}/`):", "", "  | figure | value (± std over seeds [95% interval]) |", "  |---|---|"]
+        lines += _rows(table)
         parts.append("\n".join(lines))
     return "\n".join([README_BEGIN, *parts, README_END])
 

@@ -89,3 +89,18 @@ def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
     assert rec["profile"] == "smoke" and rec["total_seconds"] == 3.5 and rec["chapter_seconds"]["02_b"] == 2.0
     assert len(rec["commit"]) == 40 and rec["torch"]
     assert "cores" in rec["device"] or "CUDA" in rec["device"]
+
+
+def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> None:
+    import json
+
+    from mood.summary import readme_block
+
+    (tmp_path / "cpu").mkdir()
+    pd.DataFrame({"figure": ["auroc_mnist", "auroc_mnist_std", "auroc_mnist_ci_lo", "auroc_mnist_ci_hi", "seeds"],
+                  "value": [97.0, 0.5, 95.8, 98.2, 3]}).to_csv(tmp_path / "cpu" / "headline.csv", index=False)
+    (tmp_path / "cpu" / "provenance.json").write_text(json.dumps({"commit": "a" * 40, "date": "2026-11-26",
+                                                                    "device": "cpu", "torch": "2"}))
+    block = readme_block(tmp_path, profiles=("cpu",))
+    assert "| Fashion-MNIST vs MNIST AUROC | 97.00 ± 0.50 [95.80, 98.20] |" in block
+    assert "auroc_mnist_std" not in block and "| fine-tuning seeds behind the means | 3.00 |" in block
