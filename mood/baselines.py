@@ -26,9 +26,9 @@ from mood.config import EvalConfig, Profile
 from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import TrainConfig
 from mood.features import FeatureSet
-from mood.metrics import results_table
 from mood.models import Backbone
-from mood.pipeline import MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol, setup
+from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol,
+                           scores_table, setup)
 from mood.protocols import Protocol
 from mood.stats import ALPHA, paired_bootstrap, paired_test
 
@@ -64,9 +64,7 @@ def pixel_baselines(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = Imag
     out = {}
     for name in names:
         detector, params = PIXEL_BASELINES[name]
-        id_s, ood_s = score(feats, detector, **params)
-        out[name] = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, cfg.fpr_positive,
-                                  groups=protocol.ood_groups)
+        out[name] = scores_table(score(feats, detector, **params), protocol, cfg)
     return out
 
 
@@ -146,7 +144,7 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
             for det in scores:
                 id_s, ood_s = score_protocol(run.features, det, model, proto, q.eval, q.format)
                 kept[(name, det, seed)] = (id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
-                table = results_table(*kept[(name, det, seed)], q.eval.fpr_positive, groups=proto.ood_groups)
+                table = scores_table(kept[(name, det, seed)], proto, q.eval)
                 rows.append({"model": name, "score": det, "seed": seed, "ID acc": id_accuracy(run.features),
                              "steps": steps, "train s": run.timings["pretrain_s"] + run.timings["finetune_s"],
                              **table["AUROC"].to_dict()})
@@ -199,10 +197,3 @@ def versus_baselines(equal: EqualCompute, reference: str, reference_score: str, 
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index = pd.MultiIndex.from_tuples(out.index, names=["baseline", "score"])
     return out
-
-
-def beats_all(versus: pd.DataFrame) -> bool:
-    """Whether the reference beats every baseline of :func:`versus_baselines`: each difference
-    positive and significant. An intersection-union test: when the reference is no better than
-    at least one baseline, it concludes "beats all" with probability at most the tests' alpha."""
-    return bool(((versus["mean"] > 0) & versus["significant"]).all())

@@ -83,7 +83,8 @@ class EvalConfig:
     """Feature extraction and scoring.
 
     Args:
-        pool: ``"mean"`` of the patch tokens (MOOD) or ``"cls"``.
+        pool: a pool of :data:`mood.models.POOLS`: ``"mean"`` of the normalised patch tokens (what the
+            head reads), ``"cls"``, ``"mood"`` (MOOD's own feature) or ``"blocks"`` (every block's mean token).
         detector: the feature detector of the main tables (any name of :data:`mood.scores.SCORES`).
         normalize: L2-normalise features before Mahalanobis.
         max_fit: ID training images whose features fit the detector (None = all).

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -215,6 +216,14 @@ def score_protocol(feats: ProtocolFeatures, detector: str, model: Trained, proto
     return score(feats, detector, backbone=model.backbone, inputs=inputs, **params)
 
 
+def scores_table(scores: tuple[Any, dict[str, Any]], protocol: Protocol, cfg: EvalConfig) -> pd.DataFrame:
+    """:func:`mood.metrics.results_table` of OOD scores ``(ID [N], {set: [M]})`` (tensors or arrays)
+    with ``cfg``'s FPR95 convention and ``protocol``'s OOD groups (``mean (far)``, ...)."""
+    id_s, ood_s = scores
+    return results_table(np.asarray(id_s), {k: np.asarray(v) for k, v in ood_s.items()}, cfg.fpr_positive,
+                         groups=protocol.ood_groups)
+
+
 def id_accuracy(feats: ProtocolFeatures) -> float:
     """Top-1 accuracy (%) of the head on the ID test images."""
     return 100.0 * float((feats.id.logits.argmax(1) == feats.id.labels).float().mean())
@@ -278,8 +287,7 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     feats = extract_protocol(model, protocol, prof.eval, prof.format, cache, train=trained_on)
     t3 = time.perf_counter()
     id_s, ood_s = score_protocol(feats, det, model, protocol, prof.eval, prof.format)
-    table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, prof.eval.fpr_positive,
-                          groups=protocol.ood_groups)
+    table = scores_table((id_s, ood_s), protocol, prof.eval)
     t4 = time.perf_counter()
     # Training times come from the stages' logs, so a chapter that loads a backbone another chapter
     # trained still reports what training it cost; features and scoring are timed in this call.
@@ -327,8 +335,6 @@ def feature_table(trained: Trained, protocol: Protocol, prof: Profile, pools: tu
         cfg.pool = pool
         feats = extract_protocol(trained, protocol, cfg, prof.format, cache, train=train)
         for det in detectors:
-            id_s, ood_s = score_protocol(feats, det, trained, protocol, cfg, prof.format)
-            table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, cfg.fpr_positive,
-                                  groups=protocol.ood_groups)
+            table = scores_table(score_protocol(feats, det, trained, protocol, cfg, prof.format), protocol, cfg)
             rows.append({"pool": pool, "detector": det, **table["AUROC"].to_dict()})
     return pd.DataFrame(rows).set_index(["pool", "detector"])

@@ -121,6 +121,15 @@ def paired_test(diffs: np.ndarray, alpha: float = ALPHA) -> dict[str, float | bo
             "significant": bool(p < alpha)}
 
 
+def beats_all(versus: pd.DataFrame) -> bool:
+    """Whether the reference beats every baseline of a comparison table (columns ``mean``: the
+    reference minus the baseline, ``significant``; :func:`mood.baselines.versus_baselines`): each
+    difference positive and significant. An intersection-union test: when the reference is no
+    better than at least one baseline, it concludes "beats all" with probability at most the
+    tests' alpha."""
+    return bool(((versus["mean"] > 0) & versus["significant"].astype(bool)).all())
+
+
 def seed_summary(per_seed: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Mean, std and ``(1 - alpha)`` t-interval over seeds of every column of ``per_seed`` (one row
     per seed): one row per column, columns ``mean``, ``std``, ``seeds``, ``ci_lo``, ``ci_hi``. The

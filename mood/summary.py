@@ -15,6 +15,7 @@ import pandas as pd
 
 from mood.artifacts import atomic_write_text, load_table
 from mood.metrics import per_set
+from mood.stats import beats_all
 
 SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
 CHAPTER_FILES = ("05_one_class", "06_multi_class", "06_validity", "06_versus_baselines", "07_near_distribution",
@@ -25,11 +26,10 @@ def _versus(res: Path, name: str, metric: str) -> tuple[object, str]:
     """The verdict of an equal-compute comparison table (:func:`mood.baselines.versus_baselines`,
     saved by chapter 6 or 7) and the words that report it."""
     duel = load_table(res / f"{name}.csv")
-    beaten = (duel["mean"] > 0) & duel["significant"].astype(bool)
     best = duel.iloc[int(duel["mean"].to_numpy().argmin())]  # the baseline MOOD leads least (or trails most)
     words = (f"{metric} AUROC minus the best equal-compute baseline ({best.name}, {best['score']}): "
              f"{best['mean']:+.2f} points [{best['ci_lo']:+.2f}, {best['ci_hi']:+.2f}], {best['test']}")
-    return bool(beaten.all()), words
+    return beats_all(duel), words
 
 
 def _gated(result: object, validity: pd.Series) -> object:
@@ -143,9 +143,10 @@ SPREAD = ("_std", "_ci_lo", "_ci_hi")  # a figure's spread over seeds, beside it
 def _rows(table: pd.DataFrame) -> list[str]:
     """The README's table rows: each figure, with ``± std [95% interval]`` where it has them."""
     values = dict(zip(table["figure"], table["value"]))
+    spreads = {f + s for f in values for s in SPREAD}
     rows = []
     for f, v in values.items():
-        if f.endswith(SPREAD) and any(f == base + s for base in values for s in SPREAD):
+        if f in spreads:
             continue
         cell = f"{v:.2f}"
         if all(f + s in values for s in SPREAD):

@@ -20,8 +20,9 @@ from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.config import override
 from mood.data import FMNIST_CLASSES
-from mood.metrics import auroc, results_table
-from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
+from mood.metrics import auroc
+from mood.pipeline import (extract_protocol, finetune, id_accuracy, pretrain, score, scores_table, setup,
+                           training_sample)
 from mood.plots import curves
 
 # %%
@@ -57,8 +58,7 @@ rows = []
 for ls in sorted({0.0, 0.1, p.finetune.label_smoothing}):
     trained = finetune(pre, protocol.train, override(p.finetune, label_smoothing=ls), protocol.num_classes, p.format)
     f = extract_protocol(trained, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
-    id_s, ood_s = score(f, p.eval.detector)
-    table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}, groups=protocol.ood_groups)
+    table = scores_table(score(f, p.eval.detector), protocol, p.eval)
     rows.append({"label smoothing": ls, "ID acc": id_accuracy(f), "mnist AUROC": table.loc["mnist", "AUROC"],
                  "far-OOD mean AUROC": table.loc["mean (far)", "AUROC"], "profile's": ls == p.finetune.label_smoothing})
 smoothing = pd.DataFrame(rows).set_index("label smoothing")

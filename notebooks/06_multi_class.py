@@ -18,11 +18,11 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from mood.artifacts import save_results
-from mood.baselines import beats_all, compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
+from mood.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
 from mood.book import chapter_setup
 from mood.metrics import per_set
 from mood.pipeline import feature_table, run_seeds, seed_table, training_sample
-from mood.stats import auroc_intervals, seed_summary
+from mood.stats import auroc_intervals, beats_all, seed_summary
 from mood.validity import check
 
 # %% [markdown]

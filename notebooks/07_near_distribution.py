@@ -19,11 +19,12 @@ import pandas as pd
 from IPython.display import Markdown
 
 from mood.artifacts import save_results
-from mood.baselines import beats_all, compare_at_equal_compute, mood_name, versus_baselines
+from mood.baselines import compare_at_equal_compute, mood_name, versus_baselines
 from mood.book import chapter_setup
 from mood.metrics import per_set
 from mood.pipeline import id_accuracy, run_mood, score
 from mood.plots import score_histograms
+from mood.stats import beats_all
 from mood.validity import check
 
 # %%

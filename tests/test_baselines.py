@@ -87,7 +87,8 @@ def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "EqualCompute":
 
 
 def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
-    from mood.baselines import beats_all, versus_baselines
+    from mood.baselines import versus_baselines
+    from mood.stats import beats_all
 
     v = versus_baselines(_equal({"cnn": [2.0, 2.1, 1.9, 2.0], "twin": [0.3, -0.4, 0.2, -0.1]}), "MOOD", "mahalanobis", "mnist")
     assert v.loc[("cnn", "energy"), "significant"] and v.loc[("cnn", "energy"), "mean"] == pytest.approx(2.0)
