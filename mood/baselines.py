@@ -27,6 +27,7 @@ from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import TrainConfig
 from mood.features import FeatureSet
 from mood.models import Backbone
+from mood.parallel import Job, prefetch
 from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol,
                            scores_table, setup)
 from mood.protocols import Protocol
@@ -41,15 +42,16 @@ PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
 
 def pixel_features(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(), seed: int = 0,
                    train: ImageSet | None = None) -> ProtocolFeatures:
-    """Raw pixels ``[N, C*S*S]`` as features of the same samples :func:`mood.pipeline.extract_protocol`
-    takes (fit: at most ``cfg.max_fit`` of ``train``, default ``protocol.train``; ID test; OOD sets).
+    """Raw pixels ``[N, C*S*S]`` as features of the same ID-test and OOD samples
+    :func:`mood.pipeline.extract_protocol` takes, fitted on every image of ``train`` (default
+    ``protocol.train``; ``cfg.max_fit`` is ignored: a trivial baseline is compared at its strongest).
     No logits: only feature scores apply."""
     def one(s: ImageSet, limit: int | None) -> FeatureSet:
         s = eval_sample(s, limit, seed)
         x = to_tensor(s, fmt).flatten(1)
         return FeatureSet(x, torch.zeros(len(x), 0), torch.from_numpy(s.labels.copy()))
 
-    return ProtocolFeatures(fit=one(protocol.train if train is None else train, cfg.max_fit),
+    return ProtocolFeatures(fit=one(protocol.train if train is None else train, None),
                             id=one(protocol.id_test, cfg.max_test),
                             ood={k: one(v, cfg.n_ood) for k, v in protocol.ood_test.items()})
 
@@ -88,8 +90,8 @@ def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Prof
     p.finetune = replace(p.finetune, epochs=max(1, round(total / per_epoch)), layer_decay=None)
     if model is not None:
         p.model = replace(p.model, name=model)
-        if p.eval.pool != "mean" and not Backbone(copy.deepcopy(p.model)).is_vit:
-            p.eval = replace(p.eval, pool="mean")  # its own pooled feature: the ViT token pools do not exist here
+        if p.eval.pool not in ("mean", "tokens") and not Backbone(copy.deepcopy(p.model)).is_vit:
+            p.eval = replace(p.eval, pool="mean")  # its own pooled feature: the ViT's token pools do not exist here
     return p
 
 
@@ -134,10 +136,16 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
     n = len(proto.train)
     setups = {mood_name(p): p, f"{p.model.name} from scratch": from_scratch(p, n)}
     setups |= {f"{m} from scratch": from_scratch(p, n, m) for m in scratch_models}
+    seeds = p.seeds if seeds is None else seeds
+    runs = {(name, seed): q.with_finetune_seed(seed) if q is p else q.with_seed(seed)  # a baseline's init is seeded too
+            for seed in seeds for name, q in setups.items()}
+    run_mood(proto, runs[(mood_name(p), seeds[0])], cache)  # MOOD's pretraining, once, before the runs that share it
+    prefetch([Job(run_mood, (proto, q, cache), name=f"{name}, seed {seed}") for (name, seed), q in runs.items()
+              if (name, seed) != (mood_name(p), seeds[0])], p.workers)
     rows, kept = [], {}
-    for seed in (p.seeds if seeds is None else seeds):
-        for name, q in setups.items():
-            q = q.with_finetune_seed(seed) if q is p else q.with_seed(seed)  # a baseline's init is seeded too
+    for seed in seeds:
+        for name in setups:
+            q = runs[(name, seed)]
             run: MoodRun = run_mood(proto, q, cache)
             model = run.finetuned or run.pretrained
             steps = (_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + _steps(n, q.finetune)

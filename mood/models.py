@@ -32,7 +32,7 @@ MODEL_PRESETS: dict[str, dict] = {
     "resnet10_narrow": dict(resnet="resnet10t", channels=(32, 64, 128, 256)),  # half width: ~ViT-tiny's cost on CPU
     "cnn_small": dict(cnn=(32, 64)),  # two conv blocks: the small convolutional baseline
 }
-POOLS = ("mean", "cls", "mood", "blocks")
+POOLS = ("mean", "cls", "mood", "blocks", "tokens")
 
 
 @dataclass
@@ -198,15 +198,21 @@ class Backbone(nn.Module):
           normalisation;
         - ``"blocks"``: the mean patch token after every block, concatenated (``[N, depth * D]``; the
           last block's before the final norm): a feature ensemble over depth in the spirit of Lee et
-          al. (2018), whose lower blocks keep the low-level statistics that the last one discards.
+          al. (2018), whose lower blocks keep the low-level statistics that the last one discards;
+        - ``"tokens"``: the last block's patch tokens (before the final norm), flattened in patch order
+          (``[N, L * D]``): every pooled feature above averages over positions and so discards where
+          in the image a pattern sits, which is what a raw-pixel distance measures.
 
-        Non-ViT models pool as timm does (global average) and take ``"mean"`` only."""
+        Non-ViT models pool as timm does (global average) for ``"mean"``; their ``"tokens"`` are the
+        last feature map's positions, flattened (``[N, C * H * W]``)."""
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
         if self.is_vit:
             p = self.net.num_prefix_tokens
             if pool == "mood":
                 return F.normalize(self.net.norm(self.tokens(x, norm=False)[:, p:].mean(1)), dim=1)
+            if pool == "tokens":
+                return self.tokens(x, norm=False)[:, p:].flatten(1)
             if pool == "blocks":
                 t, means = self._embedded(x), []
                 for block in self.net.blocks:
@@ -215,8 +221,10 @@ class Backbone(nn.Module):
                 return torch.cat(means, dim=1)
             t = self.tokens(x)
             return t[:, p:].mean(1) if pool == "mean" else t[:, 0]
+        if pool == "tokens":
+            return self.net.forward_features(x).flatten(1)
         if pool != "mean":
-            raise ValueError(f"pool={pool!r} needs a ViT; {self.cfg.name!r} only has pool='mean'")
+            raise ValueError(f"pool={pool!r} needs a ViT; {self.cfg.name!r} has pool='mean' and 'tokens'")
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from mood.engine import TrainConfig, fit
 from mood.features import FeatureSet, extract
 from mood.metrics import results_table
 from mood.models import Backbone, ModelConfig
+from mood.parallel import Job, prefetch
 from mood.pretext import Classification, make_task
 from mood.protocols import Protocol, make_protocol, parse_protocol
 from mood.scores import ScoreSpec, get_score
@@ -304,7 +305,10 @@ def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...]
     seeds = profile.seeds if seeds is None else seeds
     if not seeds:
         raise ValueError("run_seeds: give at least one seed")
-    return {s: run_mood(protocol, profile.with_finetune_seed(s), cache, **kwargs) for s in seeds}
+    first = run_mood(protocol, profile.with_finetune_seed(seeds[0]), cache, **kwargs)  # pretrains, once
+    prefetch([Job(run_mood, (protocol, profile.with_finetune_seed(s), cache), kwargs, f"seed {s}") for s in seeds[1:]],
+             profile.workers)
+    return {seeds[0]: first} | {s: run_mood(protocol, profile.with_finetune_seed(s), cache, **kwargs) for s in seeds[1:]}
 
 
 def seed_table(runs: dict[int, MoodRun]) -> pd.DataFrame:

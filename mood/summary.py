@@ -108,8 +108,10 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
         rows["seeds"] = float(sm["seeds"].max())
     if (o := table("05_one_class")) is not None:
         rows["one_class_auroc_mean"] = float(o.loc["mean", "AUROC"])
-        if "pixel 1-NN AUROC" in o.columns:
-            rows["one_class_pixel_knn_auroc_mean"] = float(o.loc["mean", "pixel 1-NN AUROC"])
+        for figure, column in (("one_class_pixel_knn_auroc_mean", "pixel 1-NN AUROC"),
+                               ("one_class_untrained_auroc_mean", "untrained AUROC")):
+            if column in o.columns:
+                rows[figure] = float(o.loc["mean", column])
     if (t := table("_timings")) is not None:
         main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
         rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
@@ -132,6 +134,7 @@ FIGURE_LABELS = {
     "seeds": "fine-tuning seeds behind the means",
     "one_class_auroc_mean": "one-class mean AUROC (10 classes)",
     "one_class_pixel_knn_auroc_mean": "one-class raw-pixel 1-NN baseline, mean AUROC",
+    "one_class_untrained_auroc_mean": "one-class, the same network untrained (random init), mean AUROC",
     "chapters_1_9_seconds": "chapters 1-9, wall time (s)",
     "book_seconds": "whole book, wall time (s)",
 }

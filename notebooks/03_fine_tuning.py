@@ -14,6 +14,8 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the label-smoothing experiment
 
 # %% tags=["remove-cell"]
+from dataclasses import replace
+
 import pandas as pd
 
 from mood.artifacts import save_results
@@ -21,8 +23,9 @@ from mood.book import chapter_setup
 from mood.config import override
 from mood.data import FMNIST_CLASSES
 from mood.metrics import auroc
-from mood.pipeline import (extract_protocol, finetune, id_accuracy, pretrain, score, scores_table, setup,
-                           training_sample)
+from mood.parallel import Job, prefetch
+from mood.pipeline import (extract_protocol, finetune, id_accuracy, pretrain, run_mood, score, scores_table,
+                           setup, training_sample)
 from mood.plots import curves
 
 # %%
@@ -38,6 +41,9 @@ prof = chapter_setup(profile, seed)
 # %%
 protocol, p = setup("multi-class", prof, n_ood=prof.eval.n_ood)
 pre = pretrain(protocol.train, p.model, p.pretrain, p.format)
+smoothings = sorted({0.0, 0.1, p.finetune.label_smoothing})  # the profile's, and the control below
+prefetch([Job(run_mood, ("multi-class", replace(prof, finetune=override(prof.finetune, label_smoothing=ls))),
+              name=f"label smoothing {ls}") for ls in smoothings], prof.workers)  # side by side
 fine = finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format)
 save_results(pd.DataFrame(fine.history).set_index("epoch"), results_dir, "03_finetune_history")
 feats = extract_protocol(fine, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
@@ -55,7 +61,7 @@ curves({"multi-class": fine.history}, keys=("loss", "acc"));
 
 # %%
 rows = []
-for ls in sorted({0.0, 0.1, p.finetune.label_smoothing}):
+for ls in smoothings:
     trained = finetune(pre, protocol.train, override(p.finetune, label_smoothing=ls), protocol.num_classes, p.format)
     f = extract_protocol(trained, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
     table = scores_table(score(f, p.eval.detector), protocol, p.eval)

@@ -89,15 +89,17 @@ print(f"far-OOD mean AUROC {run.table.loc['mean (far)', 'AUROC']:.1f}, FPR95 {ru
 # %% [markdown]
 # ## Which feature, which distance
 #
-# The first seed's backbone, scored on three features: the mean of the normalised patch tokens
-# (what the head reads), MOOD's own (a norm on the mean token, then L2), and the mean token after
-# every block, concatenated (`blocks`: low-level statistics that the last block discards); each with
+# The first seed's backbone, scored on four features: the mean of the normalised patch tokens
+# (what the head reads), MOOD's own (a norm on the mean token, then L2), the mean token after
+# every block, concatenated (`blocks`: low-level statistics that the last block discards), and the
+# last block's patch tokens side by side (`tokens`: what is where, which every mean discards); each with
 # one Gaussian (`mahalanobis`), class-conditional Gaussians with a shared covariance
 # (`mahalanobis_cc`, Lee et al. 2018) and the nearest neighbour (`knn`). The main tables use the
-# profile's choice (`prof.eval.pool`, `prof.eval.detector`).
+# profile's choice (`prof.eval.pool`, `prof.eval.detector`), made on this table and chapter 5's:
+# the same test images, so read the chosen feature's lead as an upper estimate.
 
 # %%
-variants = feature_table(run.finetuned, run.protocol, run.profile, ("mean", "mood", "blocks"),
+variants = feature_table(run.finetuned, run.protocol, run.profile, ("mean", "mood", "blocks", "tokens"),
                          ("mahalanobis", "mahalanobis_cc", "knn"), train=training_sample(run.protocol.train, run.profile.finetune))
 save_results(variants.reset_index().set_index("pool"), results_dir, "06_features")
 print(f"main tables: pool={prof.eval.pool!r}, detector={prof.eval.detector!r}")
@@ -123,8 +125,9 @@ versus.round(2)
 # A claim that MIM pretraining helps needs the alternative run here, on the same images and budget:
 # the same ViT trained from scratch, and a small CNN, each for as many optimiser steps as MOOD's
 # pretraining and fine-tuning together (`mood.baselines.from_scratch`), scored with MSP, Energy,
-# Mahalanobis and KNN (the CNN on its own pooled feature, the ViTs on MOOD's). Read every AUROC beside the ID accuracy of the model that
-# made it.
+# Mahalanobis and KNN, each model on the profile's feature (`tokens`: for the CNN, its last feature
+# map's positions; a pool only a ViT has falls back to the CNN's pooled feature). Read every AUROC
+# beside the ID accuracy of the model that made it.
 
 # %%
 equal = compare_at_equal_compute("multi-class", prof, seeds=seeds[: prof.baseline_seeds])

@@ -27,11 +27,11 @@ def _protocol() -> Protocol:
                     1, ("blob",))
 
 
-def test_pixel_features_take_the_same_samples_as_the_model() -> None:
+def test_pixel_features_take_the_same_test_samples_as_the_model_and_fit_on_every_training_image() -> None:
     p = _protocol()
     cfg = EvalConfig(max_fit=50, max_test=40, n_ood=30)
     feats = pixel_features(p, cfg)
-    assert feats.fit.features.shape == (50, 784) and len(feats.id) == 40 and len(feats.ood["noise"]) == 30
+    assert feats.fit.features.shape == (200, 784) and len(feats.id) == 40 and len(feats.ood["noise"]) == 30
     assert feats.id.logits.shape == (40, 0)
 
 
@@ -130,3 +130,5 @@ def test_a_cnn_baseline_is_scored_on_its_own_pooled_feature() -> None:
     cpu.eval.pool = "mood"
     assert from_scratch(cpu, 60_000, "cnn_small").eval.pool == "mean"
     assert from_scratch(cpu, 60_000).eval.pool == "mood"  # the same ViT keeps MOOD's feature
+    cpu.eval.pool = "tokens"
+    assert from_scratch(cpu, 60_000, "cnn_small").eval.pool == "tokens"  # a CNN has positions too: its last map

@@ -100,3 +100,23 @@ def test_blocks_feature_is_every_blocks_mean_patch_token() -> None:
     torch.testing.assert_close(f, torch.cat(seen, 1))
     with torch.no_grad():  # the last block's part is the pre-norm mean the final norm would see
         torch.testing.assert_close(f[:, -dim:], bb.tokens(x, norm=False)[:, 1:].mean(1))
+
+
+def test_tokens_feature_keeps_each_patch_in_order() -> None:
+    bb = create_backbone("vit_tiny_p7", drop_path=0.0).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        f, blocks, last = bb.features(x, pool="tokens"), bb.features(x, pool="blocks"), bb.tokens(x, norm=False)
+    n_patches, dim = last.shape[1] - bb.net.num_prefix_tokens, bb.embed_dim
+    assert f.shape == (2, n_patches * dim)
+    torch.testing.assert_close(f.view(2, n_patches, dim)[:, 3], last[:, bb.net.num_prefix_tokens + 3])
+    torch.testing.assert_close(f.view(2, n_patches, dim).mean(1), blocks[:, -dim:])  # its mean is the pooled feature
+
+
+def test_cnn_tokens_are_its_last_feature_map_whose_mean_is_its_pooled_feature() -> None:
+    cnn = create_backbone("cnn_small").eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        maps, tokens, pooled = cnn.net.forward_features(x), cnn.features(x, pool="tokens"), cnn.features(x, pool="mean")
+    assert tokens.shape == (2, maps[0].numel())
+    torch.testing.assert_close(tokens.view(2, maps.shape[1], -1).mean(-1), pooled)

@@ -98,3 +98,13 @@ def test_paired_bootstrap_false_positive_rate_is_near_alpha() -> None:
         b = (x_id + rng.normal(0, 1, 120), {"o": x_ood + rng.normal(0, 1, 120)})
         fired.append(stats.paired_bootstrap(a, b, n_boot=300, seed=t)["significant"])
     assert 0.0 < np.mean(fired) < 0.12
+
+
+def test_resampled_auroc_equals_sklearn_on_the_resampled_scores_ties_included() -> None:
+    rng = np.random.default_rng(3)
+    s_id, s_ood = rng.integers(0, 20, 300).astype(float), rng.integers(5, 25, 120).astype(float)  # many ties
+    resampled = stats._ResampledAUROC(s_id, s_ood)
+    for _ in range(5):
+        i, o = rng.integers(0, 300, 300), rng.integers(0, 120, 120)
+        y = np.r_[np.zeros(300), np.ones(120)]
+        assert resampled(i, o) == pytest.approx(roc_auc_score(y, np.r_[s_id[i], s_ood[o]]), abs=1e-12)
