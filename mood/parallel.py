@@ -1,8 +1,11 @@
 """Independent training runs side by side, so that a small CPU spends its cores better.
 
-A model as small as the ``cpu`` profile's (a 128-wide ViT on 16 tokens) cannot keep two cores busy
-with one process: measured here, one training process with 2 threads reaches ~1,220 img/s, one with
-1 thread ~800, and two 1-thread processes side by side ~1,560 together (1.27x). When a chapter
+A model as small as the ``cpu`` profile's (a 128-wide ViT on 16 tokens) does not keep two cores
+fully busy from one process. Measured on this 2-core machine in the run of record (commit 2ba63ea):
+one fine-tuning with 2 threads trains at ~1,500-1,600 img/s, two 1-thread fine-tunings side by side
+at 830-850 img/s each, ~1,680 together: +5-10%, less than a bare training-step loop suggests
+(1,220 vs 1,560 img/s, 1.27x; ``benchmarks/side_by_side.py`` measures both schedules in one run).
+Feature extraction and scoring of one job also overlap with the other's training. When a chapter
 needs several trainings that do not depend on each other (fine-tuning seeds, equal-compute
 baselines, one-class classes), :func:`prefetch` runs them in ``workers`` processes of
 ``cores / workers`` threads each. The jobs are the very calls the chapter makes afterwards: their

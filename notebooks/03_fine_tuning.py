@@ -55,9 +55,12 @@ curves({"multi-class": fine.history}, keys=("loss", "acc"));
 #
 # MOOD fine-tunes with label smoothing 0.1 (BEiT's recipe). Smoothing pulls every training feature
 # of a class towards one point and away from the others by a fixed margin (Müller et al. 2019): good
-# for calibration, but it erases the spread within a class that a distance-based detector reads. The
-# same pretrained backbone, fine-tuned the same way with and without smoothing, scored with the
-# profile's feature and detector:
+# for calibration, but it erases the spread within a class that a distance-based detector reads —
+# in the pooled feature the head sees. How much of that reaches the detector depends on the feature
+# it scores: a pooled feature is what smoothing shapes, while the last block's tokens side by side
+# (the `cpu` profile's feature, chapter 6) keep where each pattern sits. The same pretrained backbone,
+# fine-tuned the same way with and without smoothing, scored with the profile's feature and
+# detector (chapter 6's feature table shows the others):
 
 # %%
 rows = []
