@@ -312,7 +312,6 @@ PROFILES: dict[str, Profile] = {
         ablation=StageOverrides(pretrain={"epochs": 1, "max_images": 192}, finetune={"epochs": 1, "max_images": 192},
                                 eval={"max_fit": 192, "max_test": 150, "n_ood": 60}),
         ablation_seeds=(0,),
-        workers=2,  # CI runs the side-by-side schedule that cpu runs
         unleash=UnleashConfig(train=TrainConfig(epochs=2, batch_size=64, max_images=192, warmup_epochs=0.5),
                               tune=TrainConfig(epochs=1, batch_size=64, lr=2e-4, warmup_epochs=0.0),
                               models=("resnet10_narrow", "vit_tiny_p4"),
@@ -341,7 +340,9 @@ PROFILES: dict[str, Profile] = {
         eval=EvalConfig(pool="tokens", max_fit=20_000, max_test=None, n_ood=2000),
         seeds=(0, 1, 2),
         baseline_seeds=1,
-        workers=2,  # two 1-thread trainings side by side: ~1,680 img/s together vs ~1,550 for one 2-thread run
+        # workers=1: side by side measured no faster here (benchmarks/side_by_side.py: 0.93x with process
+        # start-up; the run of record at 2ba63ea used workers=2: ~1,680 img/s together vs ~1,550 for one run)
+        workers=1,
         # One-class: all 6,000 images of the class; the fine-tuning keeps label smoothing, which one
         # label needs (mood.pipeline.finetune); every other class's test image is OOD.
         one_class=StageOverrides(pretrain={"epochs": 10, "batch_size": 128},

@@ -5,7 +5,9 @@ fully busy from one process. Measured on this 2-core machine in the run of recor
 one fine-tuning with 2 threads trains at ~1,500-1,600 img/s, two 1-thread fine-tunings side by side
 at 830-850 img/s each, ~1,680 together: +5-10%, less than a bare training-step loop suggests
 (1,220 vs 1,560 img/s, 1.27x; ``benchmarks/side_by_side.py`` measures both schedules in one run).
-Feature extraction and scoring of one job also overlap with the other's training. When a chapter
+In one run of ``benchmarks/side_by_side.py`` (two 1-epoch fine-tunings of 20,000 images) the
+side-by-side schedule was 0.93x as fast, process start-up included: on 2 cores the profiles keep
+``workers=1``; a machine with more cores than one small model can use is where it pays. When a chapter
 needs several trainings that do not depend on each other (fine-tuning seeds, equal-compute
 baselines, one-class classes), :func:`prefetch` runs them in ``workers`` processes of
 ``cores / workers`` threads each. The jobs are the very calls the chapter makes afterwards: their
