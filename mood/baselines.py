@@ -26,7 +26,7 @@ from mood.config import EvalConfig, Profile
 from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import TrainConfig
 from mood.features import FeatureSet
-from mood.models import Backbone
+from mood.models import NON_VIT_POOLS, Backbone
 from mood.parallel import Job, prefetch
 from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol,
                            scores_table, setup)
@@ -90,7 +90,7 @@ def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Prof
     p.finetune = replace(p.finetune, epochs=max(1, round(total / per_epoch)), layer_decay=None)
     if model is not None:
         p.model = replace(p.model, name=model)
-        if p.eval.pool not in ("mean", "tokens") and not Backbone(copy.deepcopy(p.model)).is_vit:
+        if p.eval.pool not in NON_VIT_POOLS and not Backbone(copy.deepcopy(p.model)).is_vit:
             p.eval = replace(p.eval, pool="mean")  # its own pooled feature: the ViT's token pools do not exist here
     return p
 
@@ -139,14 +139,15 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
     seeds = p.seeds if seeds is None else seeds
     runs = {(name, seed): q.with_finetune_seed(seed) if q is p else q.with_seed(seed)  # a baseline's init is seeded too
             for seed in seeds for name, q in setups.items()}
-    run_mood(proto, runs[(mood_name(p), seeds[0])], cache)  # MOOD's pretraining, once, before the runs that share it
+    first = (mood_name(p), seeds[0])
+    done = {first: run_mood(proto, runs[first], cache)}  # MOOD's pretraining, once, before the runs that share it
     prefetch([Job(run_mood, (proto, q, cache), name=f"{name}, seed {seed}") for (name, seed), q in runs.items()
-              if (name, seed) != (mood_name(p), seeds[0])], p.workers)
+              if (name, seed) != first], p.workers)
     rows, kept = [], {}
     for seed in seeds:
         for name in setups:
             q = runs[(name, seed)]
-            run: MoodRun = run_mood(proto, q, cache)
+            run: MoodRun = done.get((name, seed)) or run_mood(proto, q, cache)
             model = run.finetuned or run.pretrained
             steps = (_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + _steps(n, q.finetune)
             for det in scores:

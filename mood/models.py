@@ -33,6 +33,7 @@ MODEL_PRESETS: dict[str, dict] = {
     "cnn_small": dict(cnn=(32, 64)),  # two conv blocks: the small convolutional baseline
 }
 POOLS = ("mean", "cls", "mood", "blocks", "tokens")
+NON_VIT_POOLS = ("mean", "tokens")  # what a model without patch tokens can pool
 
 
 @dataclass
@@ -223,7 +224,7 @@ class Backbone(nn.Module):
             return t[:, p:].mean(1) if pool == "mean" else t[:, 0]
         if pool == "tokens":
             return self.net.forward_features(x).flatten(1)
-        if pool != "mean":
+        if pool not in NON_VIT_POOLS:
             raise ValueError(f"pool={pool!r} needs a ViT; {self.cfg.name!r} has pool='mean' and 'tokens'")
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
 
