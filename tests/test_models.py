@@ -120,3 +120,25 @@ def test_cnn_tokens_are_its_last_feature_map_whose_mean_is_its_pooled_feature() 
         maps, tokens, pooled = cnn.net.forward_features(x), cnn.features(x, pool="tokens"), cnn.features(x, pool="mean")
     assert tokens.shape == (2, maps[0].numel())
     torch.testing.assert_close(tokens.view(2, maps.shape[1], -1).mean(-1), pooled)
+
+
+def test_extracted_features_round_trip_the_cache_exactly_at_half_the_size(tmp_path) -> None:
+    from mood.features import FeatureSet, extract
+
+    bb = create_backbone("vit_tiny_p7", drop_path=0.0).eval()
+    x = torch.randn(5, 1, 28, 28)
+    fs = extract(bb, x, pool="tokens")
+    with torch.no_grad():
+        fresh = bb.features(x, pool="tokens")
+    torch.testing.assert_close(fs.features, fresh, rtol=1e-3, atol=1e-3)  # float16 rounding only
+    assert fs.features.dtype == torch.float32
+    back = FeatureSet.load(fs.save(tmp_path / "f.pt"))
+    assert torch.equal(back.features, fs.features) and back.features.dtype == torch.float32
+    full = FeatureSet(fresh, fs.logits, fs.labels)  # not half-exact: stored as float32, unchanged
+    assert not torch.equal(fresh, fs.features)
+    assert torch.equal(FeatureSet.load(full.save(tmp_path / "g.pt")).features, fresh)
+    assert (tmp_path / "f.pt").stat().st_size < 0.6 * (tmp_path / "g.pt").stat().st_size
+    huge = torch.tensor([[1e6, 1.0]])
+    from mood.features import to_half_precision
+
+    assert torch.equal(to_half_precision(huge), huge)  # beyond float16: kept as it is
