@@ -1,6 +1,7 @@
 """From a model and images to features: extracted once, scored many ways.
 
-- :func:`extract`: a ``mood`` :class:`~mood.models.Backbone` -> :class:`FeatureSet` (features, logits, labels).
+- :func:`extract`: a ``mood`` :class:`~mood.models.Backbone` -> :class:`FeatureSet` (features, logits, labels);
+  :func:`extract_pools`: several features from one forward pass.
 - :func:`embed`: any ``nn.Module`` or callable mapping images to ``[n, D]``, in batches, in eval mode,
   without gradients: how a user scores their own backbone.
 """
@@ -11,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -63,24 +64,32 @@ def to_half_precision(f: torch.Tensor) -> torch.Tensor:
     return h.float() if torch.isfinite(h).all() else f
 
 
-@torch.no_grad()
 def extract(backbone: Backbone, x: torch.Tensor, labels: torch.Tensor | None = None, pool: str = "mean",
             batch_size: int = 512, device: str | torch.device | None = None, desc: str = "features") -> FeatureSet:
     """Runs ``backbone`` in eval mode over ``x [N, C, H, W]``: features ``[N, D]`` pooled by ``pool``
     and the head's logits ``[N, C]`` (always from the pooling the head was trained on), on the CPU
     (bf16 autocast on CUDA)."""
+    return extract_pools(backbone, x, (pool,), labels, batch_size, device, desc)[pool]
+
+
+@torch.no_grad()
+def extract_pools(backbone: Backbone, x: torch.Tensor, pools: Sequence[str], labels: torch.Tensor | None = None,
+                  batch_size: int = 512, device: str | torch.device | None = None,
+                  desc: str = "features") -> dict[str, FeatureSet]:
+    """:func:`extract` of several pools in one pass over ``x [N, C, H, W]`` (one forward per batch
+    however many pools): ``{pool: FeatureSet}``, the logits shared."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     backbone.eval().to(device)
-    feats, logits = [], []
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*pools, "logits")}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for part in progress(x.split(batch_size), desc=desc):
         with autocast:
-            part = part.to(device)
-            f = backbone.features(part, pool=pool)
-            logits.append((backbone.head(f) if pool == "mean" else backbone(part)).float().cpu())
-        feats.append(f.float().cpu())
-    lab = labels if labels is not None else torch.full((len(x),), -1, dtype=torch.long)
-    return FeatureSet(to_half_precision(torch.cat(feats)), torch.cat(logits), lab.cpu())
+            out = backbone.pooled(part.to(device), pools)
+        for k, v in out.items():
+            parts[k].append(v.float().cpu())
+    lab = (labels if labels is not None else torch.full((len(x),), -1, dtype=torch.long)).cpu()
+    logits = torch.cat(parts["logits"])
+    return {pool: FeatureSet(to_half_precision(torch.cat(parts[pool])), logits, lab) for pool in pools}
 
 
 @torch.no_grad()

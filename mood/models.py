@@ -14,6 +14,7 @@ every token and the head reads the mean of the normalised patch tokens, the defa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
 
 import timm
 import torch
@@ -206,27 +207,37 @@ class Backbone(nn.Module):
 
         Non-ViT models pool as timm does (global average) for ``"mean"``; their ``"tokens"`` are the
         last feature map's positions, flattened (``[N, C * H * W]``)."""
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
+        return self.pooled(x, (pool,))[pool]
+
+    def pooled(self, x: torch.Tensor, pools: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Every feature of ``pools`` (see :meth:`features`) and the logits of images ``x [N, C, H, W]``
+        from one forward pass: ``{pool: [N, D_pool], ..., "logits": [N, num_classes]}``. The logits
+        always come from the head's own pooling, whatever the pools."""
+        for pool in pools:
+            if pool not in POOLS:
+                raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)}")
+            if not self.is_vit and pool not in NON_VIT_POOLS:
+                raise ValueError(f"pool={pool!r} needs a ViT; {self.cfg.name!r} has pool='mean' and 'tokens'")
+        views: dict[str, Callable[[], torch.Tensor]]
         if self.is_vit:
             p = self.net.num_prefix_tokens
-            if pool == "mood":
-                return F.normalize(self.net.norm(self.tokens(x, norm=False)[:, p:].mean(1)), dim=1)
-            if pool == "tokens":
-                return self.tokens(x, norm=False)[:, p:].flatten(1)
-            if pool == "blocks":
-                t, means = self._embedded(x), []
-                for block in self.net.blocks:
-                    t = block(t)
-                    means.append(t[:, p:].mean(1))
-                return torch.cat(means, dim=1)
-            t = self.tokens(x)
-            return t[:, p:].mean(1) if pool == "mean" else t[:, 0]
-        if pool == "tokens":
-            return self.net.forward_features(x).flatten(1)
-        if pool not in NON_VIT_POOLS:
-            raise ValueError(f"pool={pool!r} needs a ViT; {self.cfg.name!r} has pool='mean' and 'tokens'")
-        return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+            t, means = self._embedded(x), []
+            for block in self.net.blocks:
+                t = block(t)
+                means.append(t[:, p:].mean(1))
+            normed = self.net.norm(t)
+            mean = normed[:, p:].mean(1)
+            views = {"cls": lambda: normed[:, 0],
+                     "mood": lambda: F.normalize(self.net.norm(means[-1]), dim=1),
+                     "blocks": lambda: torch.cat(means, dim=1),
+                     "tokens": lambda: t[:, p:].flatten(1)}
+        else:
+            fmap = self.net.forward_features(x)
+            mean = self.net.forward_head(fmap, pre_logits=True)
+            views = {"tokens": lambda: fmap.flatten(1)}
+        out = {pool: mean if pool == "mean" else views[pool]() for pool in pools}
+        out["logits"] = self.head(mean)
+        return out
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, num_classes]`` from pooled features ``[N, D]``."""
@@ -234,7 +245,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, num_classes]`` of images ``[N, C, H, W]``."""
-        return self.head(self.features(x))
+        return self.pooled(x, ())["logits"]
 
     def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The linear head's ``W [C, D]`` and ``b [C]`` (ViM needs them)."""

@@ -22,7 +22,7 @@ from mood.artifacts import Cache, Trained, fingerprint, is_finished, load_traine
 from mood.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
 from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
 from mood.engine import TrainConfig, fit
-from mood.features import FeatureSet, extract
+from mood.features import FeatureSet, extract_pools
 from mood.metrics import results_table
 from mood.models import Backbone, ModelConfig
 from mood.parallel import Job, prefetch
@@ -149,26 +149,42 @@ def extract_protocol(trained: Trained, protocol: Protocol, cfg: EvalConfig, fmt:
             ``protocol.train``). The fit set is drawn from them, so every training seed fits its
             detector on its own training images, not on images only some seeds have seen.
     """
+    return extract_protocol_pools(trained, protocol, cfg, (cfg.pool,), fmt, cache, seed, train)[cfg.pool]
+
+
+def extract_protocol_pools(trained: Trained, protocol: Protocol, cfg: EvalConfig, pools: tuple[str, ...],
+                           fmt: ImageFormat = ImageFormat(), cache: Cache | None = None, seed: int = 0,
+                           train: ImageSet | None = None) -> dict[str, ProtocolFeatures]:
+    """:func:`extract_protocol` for several pools (``cfg.pool`` ignored): ``{pool: ProtocolFeatures}``.
+    Each pool is cached on its own; the ones missing from the cache come from one forward pass per
+    image set (:func:`mood.features.extract_pools`)."""
     cache = cache or Cache()
+    pools = tuple(dict.fromkeys(pools))
     t0 = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    def one(s: ImageSet, limit: int | None, what: str) -> FeatureSet:
+    def one(s: ImageSet, limit: int | None, what: str) -> dict[str, FeatureSet]:
         s = eval_sample(s, limit, seed)
-        spec = {"stage": "features", "backbone": trained.run_id, "data": fingerprint(s), "pool": cfg.pool,
-                "format": asdict(fmt)}
-        path = cache.dir("features", spec) / "features.pt"
-        if path.exists():
-            return FeatureSet.load(path)
-        fs = extract(trained.backbone, to_tensor(s, fmt), torch.from_numpy(s.labels.copy()), pool=cfg.pool,
-                     batch_size=cfg.batch_size, device=device, desc=f"features[{what}]")
-        fs.save(path)
-        return fs
+        paths = {pool: cache.dir("features", {"stage": "features", "backbone": trained.run_id, "data": fingerprint(s),
+                                              "pool": pool, "format": asdict(fmt)}) / "features.pt" for pool in pools}
+        out = {pool: FeatureSet.load(path) for pool, path in paths.items() if path.exists()}
+        missing = [pool for pool in pools if pool not in out]
+        if missing:
+            fresh = extract_pools(trained.backbone, to_tensor(s, fmt), missing, torch.from_numpy(s.labels.copy()),
+                                  batch_size=cfg.batch_size, device=device, desc=f"features[{what}]")
+            for pool, fs in fresh.items():
+                fs.save(paths[pool])
+            out.update(fresh)
+        return out
 
-    out = ProtocolFeatures(fit=one(protocol.train if train is None else train, cfg.max_fit, "train"), id=one(protocol.id_test, cfg.max_test, "id"),
-                           ood={k: one(v, cfg.n_ood, k) for k, v in protocol.ood_test.items()})
+    fit = one(protocol.train if train is None else train, cfg.max_fit, "train")
+    ident = one(protocol.id_test, cfg.max_test, "id")
+    ood = {k: one(v, cfg.n_ood, k) for k, v in protocol.ood_test.items()}
     trained.backbone.cpu()
-    out.seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    out = {pool: ProtocolFeatures(fit=fit[pool], id=ident[pool], ood={k: v[pool] for k, v in ood.items()}) for pool in pools}
+    for f in out.values():
+        f.seconds = seconds
     return out
 
 
@@ -334,10 +350,10 @@ def feature_table(trained: Trained, protocol: Protocol, prof: Profile, pools: tu
             raise ValueError(f"feature_table: {det!r} does not score features; use feature detectors "
                              f"(mahalanobis, mahalanobis_cc, knn, ...)")
     rows = []
-    for pool in pools:
+    by_pool = extract_protocol_pools(trained, protocol, prof.eval, pools, prof.format, cache, train=train)
+    for pool, feats in by_pool.items():
         cfg = copy.deepcopy(prof.eval)
         cfg.pool = pool
-        feats = extract_protocol(trained, protocol, cfg, prof.format, cache, train=train)
         for det in detectors:
             table = scores_table(score_protocol(feats, det, trained, protocol, cfg, prof.format), protocol, cfg)
             rows.append({"pool": pool, "detector": det, **table["AUROC"].to_dict()})

@@ -14,8 +14,6 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 one_class = 0  # the normal class of the label-smoothing experiment
 
 # %% tags=["remove-cell"]
-from dataclasses import replace
-
 import pandas as pd
 
 from mood.artifacts import save_results
@@ -23,9 +21,7 @@ from mood.book import chapter_setup
 from mood.config import override
 from mood.data import FMNIST_CLASSES
 from mood.metrics import auroc
-from mood.parallel import Job, prefetch
-from mood.pipeline import (extract_protocol, finetune, id_accuracy, pretrain, run_mood, score, scores_table,
-                           setup, training_sample)
+from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
 from mood.plots import curves
 
 # %%
@@ -41,9 +37,6 @@ prof = chapter_setup(profile, seed)
 # %%
 protocol, p = setup("multi-class", prof, n_ood=prof.eval.n_ood)
 pre = pretrain(protocol.train, p.model, p.pretrain, p.format)
-smoothings = sorted({0.0, 0.1, p.finetune.label_smoothing})  # the profile's, and the control below
-prefetch([Job(run_mood, ("multi-class", replace(prof, finetune=override(prof.finetune, label_smoothing=ls))),
-              name=f"label smoothing {ls}") for ls in smoothings], prof.workers)  # side by side
 fine = finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format)
 save_results(pd.DataFrame(fine.history).set_index("epoch"), results_dir, "03_finetune_history")
 feats = extract_protocol(fine, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
@@ -58,29 +51,10 @@ curves({"multi-class": fine.history}, keys=("loss", "acc"));
 # for calibration, but it erases the spread within a class that a distance-based detector reads —
 # in the pooled feature the head sees. How much of that reaches the detector depends on the feature
 # it scores: a pooled feature is what smoothing shapes, while the last block's tokens side by side
-# (the `cpu` profile's feature, chapter 6) keep where each pattern sits. The same pretrained backbone,
-# fine-tuned the same way with and without smoothing, scored with the profile's feature and
-# detector (chapter 6's feature table shows the others):
-
-# %%
-rows = []
-for ls in smoothings:
-    trained = finetune(pre, protocol.train, override(p.finetune, label_smoothing=ls), protocol.num_classes, p.format)
-    f = extract_protocol(trained, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
-    table = scores_table(score(f, p.eval.detector), protocol, p.eval)
-    rows.append({"label smoothing": ls, "ID acc": id_accuracy(f), "mnist AUROC": table.loc["mnist", "AUROC"],
-                 "far-OOD mean AUROC": table.loc["mean (far)", "AUROC"], "profile's": ls == p.finetune.label_smoothing})
-smoothing = pd.DataFrame(rows).set_index("label smoothing")
-save_results(smoothing, results_dir, "03_label_smoothing_multi_class")
-print(f"feature {p.eval.pool!r}, detector {p.eval.detector!r}")
-smoothing.round(2)
-
-# %% tags=["hide-input"]
-gap = smoothing.drop(columns="profile's").loc[0.0] - smoothing.drop(columns="profile's").loc[0.1]
-print(f"without smoothing: ID accuracy {gap['ID acc']:+.2f} points, MNIST AUROC {gap['mnist AUROC']:+.2f}, "
-      f"far-OOD mean AUROC {gap['far-OOD mean AUROC']:+.2f} (one seed; chapter 6 gives the seed spread)")
-
-# %% [markdown]
+# (the `cpu` profile's feature, chapter 6) keep where each pattern sits. Chapter 12 fine-tunes this
+# same pretrained backbone with and without smoothing and scores both; the `cpu` profile fine-tunes
+# without it (its docstring gives the measurements behind that choice).
+#
 # ## One-class fine-tuning and label smoothing
 #
 # With a single normal class, every label is the same. Plain cross-entropy is then minimised by

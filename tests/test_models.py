@@ -142,3 +142,21 @@ def test_extracted_features_round_trip_the_cache_exactly_at_half_the_size(tmp_pa
     from mood.features import to_half_precision
 
     assert torch.equal(to_half_precision(huge), huge)  # beyond float16: kept as it is
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_p7", "cnn_small"])
+def test_one_pass_over_every_pool_equals_one_pass_per_pool(name: str) -> None:
+    from mood.features import extract, extract_pools
+    from mood.models import NON_VIT_POOLS, POOLS
+
+    bb = create_backbone(name, num_classes=4).eval()
+    pools = POOLS if bb.is_vit else NON_VIT_POOLS
+    x = torch.randn(6, 1, 28, 28)
+    together = extract_pools(bb, x, pools)
+    assert list(together) == list(pools)
+    for pool in pools:
+        alone = extract(bb, x, pool=pool)
+        assert torch.equal(together[pool].features, alone.features), pool
+        torch.testing.assert_close(together[pool].logits, bb(x))
+    with pytest.raises(ValueError, match="unknown pool 'nope'"):
+        extract_pools(bb, x, ("mean", "nope"))

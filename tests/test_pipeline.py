@@ -36,6 +36,27 @@ def test_multi_class_smoke_detects_noise_and_caches(tmp_path: Path) -> None:
     np.testing.assert_allclose(again.table.values, run.table.values)
 
 
+def test_pools_are_extracted_in_one_pass_and_cached_one_by_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mood.pipeline as pipeline
+    from mood.pipeline import extract_protocol, extract_protocol_pools, training_sample
+
+    cache = Cache(tmp_path)
+    run = run_mood("multi-class", "smoke", cache, ood=("gaussian",))  # caches the profile's pool
+    calls: list[tuple[str, ...]] = []
+    real = pipeline.extract_pools
+    monkeypatch.setattr(pipeline, "extract_pools", lambda bb, x, pools, *a, **k: calls.append(tuple(pools)) or real(bb, x, pools, *a, **k))
+    cfg = run.profile.eval
+    new = ("tokens", "blocks") if cfg.pool != "tokens" else ("mean", "blocks")
+    pools = extract_protocol_pools(run.finetuned, run.protocol, cfg, (cfg.pool, *new, new[0]), run.profile.format, cache,
+                                   train=training_sample(run.protocol.train, run.profile.finetune))
+    assert calls == [new] * 3  # fit, ID and one OOD set: only the pools not cached yet, one pass each
+    assert list(pools) == [cfg.pool, *new]
+    calls.clear()
+    alone = extract_protocol(run.finetuned, run.protocol, override(cfg, pool=new[0]), run.profile.format, cache,
+                             train=training_sample(run.protocol.train, run.profile.finetune))
+    assert calls == [] and np.array_equal(alone.fit.features.numpy(), pools[new[0]].fit.features.numpy())
+
+
 def test_one_class_pretrains_on_the_normal_class_only(tmp_path: Path) -> None:
     run = run_mood("one-class:4", "smoke", Cache(tmp_path))
     assert (run.protocol.train.labels == 4).all()
