@@ -42,7 +42,7 @@ class Variant:
         mask_kind: ``"block"`` or ``"random"``.
         pretrain_epochs: pretraining length.
         detector: OOD score (any name of :data:`mood.scores.SCORES`).
-        pool: ``"mean"`` or ``"cls"`` features.
+        pool: a pool of :data:`mood.models.POOLS` (None: the profile's).
         normalize: L2-normalise features before Mahalanobis.
     """
 
@@ -56,7 +56,7 @@ class Variant:
     mask_kind: str | None = None
     pretrain_epochs: int | None = None
     detector: str = "mahalanobis"
-    pool: str = "mean"
+    pool: str | None = None
     normalize: bool = False
 
     def __post_init__(self) -> None:
@@ -73,7 +73,7 @@ def configure(prof: Profile, v: Variant) -> Profile:
         p.finetune = override(p.finetune, label_smoothing=v.label_smoothing)
     if v.model is not None:
         p.model = replace(p.model, name=v.model)
-    p.eval = override(p.eval, pool=v.pool, normalize=v.normalize)
+    p.eval = override(p.eval, pool=v.pool or p.eval.pool, normalize=v.normalize)
     return p
 
 
@@ -114,27 +114,45 @@ def score_variant(v: Variant, trained: Trained, protocol: Protocol, feats: Proto
     return score_protocol(feats, v.detector, trained, protocol, p.eval, p.format)  # p.eval carries v.normalize
 
 
-def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None) -> dict:
-    """One (variant, protocol, seed) at the ablation scale: a row of mean AUROC / FPR95 over the
-    protocol's OOD sets, ID accuracy, training time (``train s``, from the logs) and this call's wall time."""
+SCALES = ("ablation", "main")
+
+
+def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None,
+                scale: str = "ablation") -> dict:
+    """One (variant, protocol, seed): a row of mean AUROC / FPR95 over the protocol's OOD sets, ID
+    accuracy, training time (``train s``, from the logs) and this call's wall time.
+
+    Args:
+        scale: ``"ablation"`` (the profile's ablation scale; ``seed`` seeds every stage) or ``"main"``
+            (the main chapters' configuration: the pretrained backbone is theirs, ``seed`` seeds the
+            fine-tuning, as in :func:`mood.pipeline.run_seeds`, so a variant that matches the
+            profile reuses their cached models). Main-scale rows are labelled
+            ``"<protocol> (main scale)"``.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     cache = cache or Cache()
     t0 = time.perf_counter()
     protocol, p = setup(protocol_name, prof)
-    p = configure(p.at_ablation_scale(seed), v)  # the ablation scale wins over per-protocol overrides
+    # the ablation scale wins over per-protocol overrides
+    p = configure(p.at_ablation_scale(seed) if scale == "ablation" else p.with_finetune_seed(seed), v)
     trained, train_s = _train(v, protocol, p, cache)
     last = p.finetune if v.finetune else p.pretrain
     feats = extract_protocol(trained, protocol, p.eval, p.format, cache, train=training_sample(protocol.train, last))
     id_s, ood_s = score_variant(v, trained, protocol, feats, p)
     table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
-    return {"variant": v.name, "protocol": protocol_name, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
+    label = protocol_name if scale == "ablation" else f"{protocol_name} (main scale)"
+    return {"variant": v.name, "protocol": label, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
             "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
             "train s": train_s, "seconds": time.perf_counter() - t0}
 
 
 def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], prof: Profile,
-             cache: Cache | None = None) -> pd.DataFrame:
-    """Every variant on every protocol with every seed: one row per run."""
-    rows = [run_variant(v, proto, prof, seed, cache) for v in variants for proto in protocols for seed in seeds]
+             cache: Cache | None = None, scale: str = "ablation") -> pd.DataFrame:
+    """Every variant on every protocol with every seed at ``scale`` (:func:`run_variant`): one row per run."""
+    if scale not in SCALES:  # before any training
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    rows = [run_variant(v, proto, prof, seed, cache, scale) for v in variants for proto in protocols for seed in seeds]
     return pd.DataFrame(rows)
 
 

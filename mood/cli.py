@@ -113,7 +113,8 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
     prof = get_profile(args.profile)
     if args.floor is not None:
         prof.unleash.floor = args.floor
-    study = run_study(prof, args.model, args.seed, protocol=args.protocol, cache=Cache(args.artifacts))
+    study = run_study(prof, args.model, args.seed, protocol=args.protocol, cache=Cache(args.artifacts),
+                      noise=tuple(args.noise) if args.noise else None)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(study.timings.to_string(index=False), file=sys.stderr)
         print(summarize(study.runs).to_string())
@@ -192,10 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     text = "Unleashing Mask: train from scratch keeping every epoch, estimate the loss floor, UM, UMAP, control"
     u = sub.add_parser("unleash", help=text, description=text)
     u.add_argument("--model", action="append", default=None,
-                   help="backbone (repeatable; default: the profile's, a small ResNet and the ViT)")
+                   help="backbone (repeatable; default: the profile's, the small CNN)")
     u.add_argument("--seed", type=int, action="append", default=None, help="seed (repeatable; default: the profile's)")
     u.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
     u.add_argument("--protocol", default="multi-class", help="the ID data and OOD sets (default multi-class)")
+    u.add_argument("--noise", type=float, action="append", default=None,
+                   help="label-noise rate of a condition (repeatable; default: the profile's, 0 and 0.2)")
     u.add_argument("--floor", type=float, default=None, help="loss floor b (default: estimated with a 96.5%% weight mask)")
     u.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
     u.add_argument("--out", default=None, help="save every table of the study (CSV and JSON) under this folder")

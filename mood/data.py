@@ -557,6 +557,42 @@ def split_disjoint(s: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSe
     return s.subset(order[:k], f"{s.name}/a"), s.subset(order[k:], f"{s.name}/b")
 
 
+def with_label_noise(s: ImageSet, rate: float, seed: int = 0) -> ImageSet:
+    """``s`` with symmetric label noise: ``round(rate * N)`` images, drawn at random, get a label drawn
+    uniformly from the *other* classes (so exactly that fraction is wrong). The name records the
+    rate and seed, so cached models trained on it are keyed apart from clean ones."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"label noise rate must lie in [0, 1), got {rate}")
+    if rate == 0.0:
+        return s
+    if (s.labels < 0).any():
+        raise ValueError(f"{s.name}: label noise needs a labelled set")
+    rng = np.random.default_rng(seed)
+    classes = int(s.labels.max()) + 1
+    flip = rng.choice(len(s), int(round(rate * len(s))), replace=False)
+    labels = s.labels.copy()
+    labels[flip] = (labels[flip] + rng.integers(1, classes, len(flip))) % classes  # never the true class
+    return replace(s, name=f"{s.name}[noise {rate:g}, seed {seed}]", labels=labels)
+
+
+def shuffle_patches(s: ImageSet, patch: int = 7, seed: int = 0) -> ImageSet:
+    """Every image of ``s`` cut into ``patch x patch`` tiles that are put back in a random order (one
+    permutation per image): the same pixels and local strokes, no object. An OOD set made from ID
+    images, unlike any of the book's test OOD sets, for choosing hyperparameters on (validation)."""
+    h, w, c = s.shape
+    if h % patch or w % patch:
+        raise ValueError(f"{s.name}: {h}x{w} images do not split into {patch}x{patch} tiles")
+    rng = np.random.default_rng(seed)
+    gh, gw = h // patch, w // patch
+    tiles = s.images.reshape(len(s), gh, patch, gw, patch, c).transpose(0, 1, 3, 2, 4, 5).reshape(len(s), gh * gw, patch, patch, c)
+    order = np.argsort(rng.random((len(s), gh * gw)), axis=1)
+    tiles = np.take_along_axis(tiles, order[:, :, None, None, None], axis=1)
+    images = tiles.reshape(len(s), gh, gw, patch, patch, c).transpose(0, 1, 3, 2, 4, 5).reshape(len(s), h, w, c)
+    return replace(s, name=f"{s.name} patch-shuffled", images=np.ascontiguousarray(images),
+                   labels=np.full(len(s), -1, dtype=np.int64), origin=f"{s.origin}+patch-shuffled[{patch}, seed {seed}]",
+                   classes=())
+
+
 def concat(sets: Sequence[ImageSet], fmt: ImageFormat, name: str, relabel: bool = True) -> ImageSet:
     """One set from several of different sizes and channel counts, each first brought to ``fmt``'s
     size and channels (still ``uint8``). With ``relabel`` each part's labels are shifted past the

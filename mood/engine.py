@@ -29,6 +29,9 @@ from mood.pretext import Rng
 from mood.progress import progress
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings common to every stage.
@@ -36,8 +39,9 @@ class TrainConfig:
     Args:
         epochs: passes over the training images.
         batch_size: images per step.
-        lr: peak learning rate (AdamW), reached after the warm-up, then cosine decay.
-        weight_decay: AdamW weight decay (not on biases and norms).
+        lr: peak learning rate, reached after the warm-up, then cosine decay.
+        weight_decay: weight decay (AdamW: decoupled, not on biases and norms; SGD: L2 on every weight,
+            as the Unleashing-Mask code does).
         warmup_epochs: linear warm-up length, in epochs (fractions allowed).
         min_lr: learning rate at the end of the cosine.
         layer_decay: BEiT's layer-wise lr decay for ViT backbones (None = off).
@@ -45,6 +49,8 @@ class TrainConfig:
         max_images: train on a stratified sample of at most this many images (None = all).
         seed: seeds sampling, shuffling, masks, augmentations and initialisation.
         device: "auto" (CUDA when present), "cpu" or "cuda".
+        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov-free, with ``momentum``).
+        momentum: SGD's momentum.
     """
 
     epochs: int = 10
@@ -58,6 +64,8 @@ class TrainConfig:
     max_images: int | None = None
     seed: int = 0
     device: str = "auto"
+    optimizer: str = "adamw"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
@@ -73,9 +81,18 @@ class TrainConfig:
             raise ValueError(f"{type(self).__name__}.layer_decay must lie in (0, 1] or be None, got {self.layer_decay}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"{type(self).__name__}.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"{type(self).__name__}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"{type(self).__name__}.momentum must lie in [0, 1), got {self.momentum}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as a dict (the cache key of a stage). An AdamW stage leaves out the SGD-only
+        fields, so its key is the same as before SGD was an option and cached models stay valid."""
+        d = asdict(self)
+        if self.optimizer == "adamw":
+            del d["optimizer"], d["momentum"]
+        return d
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -89,7 +106,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def make_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; with ``cfg.layer_decay`` the backbone's layers get BEiT's decayed lr scales and every
-    other parameter of the task (heads, decoders) the full lr."""
+    other parameter of the task (heads, decoders) the full lr. Or SGD with momentum
+    (``cfg.optimizer="sgd"``: the Unleashing-Mask recipe), every trainable parameter at one lr."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD([p for p in task.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
     backbone = getattr(task, "backbone", None)
     if cfg.layer_decay is None or backbone is None or not getattr(backbone, "is_vit", False):
         return create_optimizer_v2(task, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -32,6 +32,9 @@ MODEL_PRESETS: dict[str, dict] = {
     "resnet10_small": dict(resnet="resnet10t"),  # a lighter ResNet for CPU ablations
     "resnet10_narrow": dict(resnet="resnet10t", channels=(32, 64, 128, 256)),  # half width: ~ViT-tiny's cost on CPU
     "cnn_small": dict(cnn=(32, 64)),  # two conv blocks: the small convolutional baseline
+    # the same blocks, flattened into a 256-unit dense layer (LeNet-style, ~0.9M weights): enough
+    # capacity to memorise 10,000 images, noisy labels included (the Unleashing-Mask regime)
+    "cnn_dense": dict(cnn=(32, 64), hidden=256),
 }
 POOLS = ("mean", "cls", "mood", "blocks", "tokens")
 NON_VIT_POOLS = ("mean", "tokens")  # what a model without patch tokens can pool
@@ -78,9 +81,13 @@ class SmallCNN(nn.Module):
         in_chans: input channels.
         num_classes: head outputs.
         widths: channels of the two blocks.
+        hidden: instead of global average pooling, flatten the feature maps into a dense ReLU layer
+            of this width (the pooled feature is then that layer's output).
+        img_size: input side (the dense layer's input size depends on it).
     """
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, int] = (32, 64)) -> None:
+    def __init__(self, in_chans: int = 1, num_classes: int = 10, widths: tuple[int, int] = (32, 64),
+                 hidden: int | None = None, img_size: int = 28) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for c_in, c_out in zip((in_chans, *widths[:-1]), widths):
@@ -88,7 +95,10 @@ class SmallCNN(nn.Module):
                        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
                        nn.MaxPool2d(2)]
         self.body = nn.Sequential(*layers)
-        self.num_features = widths[-1]
+        side = img_size // 2 ** len(widths)
+        self.dense = (nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * side * side, hidden), nn.ReLU(inplace=True))
+                      if hidden is not None else None)
+        self.num_features = hidden if hidden is not None else widths[-1]
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes)
 
@@ -98,7 +108,7 @@ class SmallCNN(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Feature maps -> pooled features ``[N, D]`` (``pre_logits``) or logits ``[N, K]``."""
-        x = x.mean((2, 3))
+        x = x.mean((2, 3)) if self.dense is None else self.dense(x)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +125,7 @@ class SmallCNN(nn.Module):
 def _build_net(cfg: ModelConfig) -> nn.Module:
     preset = MODEL_PRESETS.get(cfg.name)
     if preset is not None and "cnn" in preset:
-        return SmallCNN(cfg.in_chans, cfg.num_classes, preset["cnn"])
+        return SmallCNN(cfg.in_chans, cfg.num_classes, preset["cnn"], preset.get("hidden"), cfg.img_size)
     if preset is not None and "resnet" not in preset:
         return VisionTransformer(img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes,
                                  global_pool="avg", fc_norm=False, drop_path_rate=cfg.drop_path, **preset)

@@ -156,37 +156,66 @@ def feature_scatter(fit: torch.Tensor, id_test: torch.Tensor, ood: Mapping[str, 
     return fig
 
 
-def stage_figure(curve: pd.DataFrame, floors: Mapping[str, float] | None = None,
+def stage_figure(curve: pd.DataFrame, floors: Mapping[tuple[str, str], float] | None = None,
                  scores: Sequence[str] = ("msp", "energy", "odin")) -> plt.Figure:
-    """Unleashing Mask's intermediate stages, one column per backbone (``curve["model"]``).
+    """Unleashing Mask's intermediate stages, one column per (``condition``, ``model``) of ``curve``.
 
-    Top: mean AUROC over the OOD sets of each score by epoch (mean over seeds, band = sd), the
-    best epoch of the first score marked. Bottom: training loss and ID test accuracy by epoch, with
-    the estimated loss floor ``floors[model]`` (mean over seeds) dashed.
+    Top: mean test AUROC over the OOD sets of each score by epoch (mean over seeds, band = sd); the
+    oracle best epoch of the first score (picked on the test sets) dotted, the epoch picked on the
+    validation OOD set (when the curve has it) dash-dotted. Bottom: training and validation loss and
+    ID test accuracy by epoch, with the estimated loss floor ``floors[(condition, model)]`` (mean
+    over seeds) dashed.
     """
-    models = list(dict.fromkeys(curve["model"]))
-    fig, axes = plt.subplots(2, len(models), figsize=(5.2 * len(models), 6.4), sharex="col", squeeze=False)
-    for j, model in enumerate(models):
-        c = curve[curve["model"] == model]
+    groups = list(dict.fromkeys(zip(curve["condition"], curve["model"])))
+    fig, axes = plt.subplots(2, len(groups), figsize=(5.2 * len(groups), 6.4), sharex="col", squeeze=False)
+    for j, (cond, model) in enumerate(groups):
+        c = curve[(curve["condition"] == cond) & (curve["model"] == model)]
         top, bottom = axes[0, j], axes[1, j]
         long = c.melt(id_vars=["epoch", "seed"], value_vars=[f"{s} AUROC" for s in scores], var_name="score",
                       value_name="AUROC")
         sns.lineplot(data=long, x="epoch", y="AUROC", hue="score", errorbar="sd", marker="o", ax=top)
         mean = c.groupby("epoch")[f"{scores[0]} AUROC"].mean()
-        top.axvline(mean.idxmax(), ls=":", color="tab:green", label=f"best {scores[0]} epoch")
+        top.axvline(mean.idxmax(), ls=":", color="tab:green", label=f"oracle best {scores[0]} epoch")
+        if f"{scores[0]} val AUROC" in c:
+            picked = c.groupby("epoch")[f"{scores[0]} val AUROC"].mean().idxmax()
+            top.axvline(picked, ls="-.", color="tab:purple", label="picked on val OOD")
         top.axvline(mean.index.max(), ls="--", color="grey", label="last epoch")
-        top.set_title(model)
-        top.legend(fontsize=8)
+        top.set_title(f"{model}, {cond}")
+        top.legend(fontsize=7)
         sns.lineplot(data=c, x="epoch", y="train loss", errorbar="sd", color="tab:blue", label="train loss", ax=bottom)
-        if floors and model in floors:
-            bottom.axhline(floors[model], ls="--", color="tab:red", label=f"UM floor b = {floors[model]:.3f}")
-        bottom.set_ylabel("train CE")
+        if "val loss" in c:
+            sns.lineplot(data=c, x="epoch", y="val loss", errorbar="sd", color="tab:cyan", label="val loss", ax=bottom)
+        if floors and (cond, model) in floors:
+            b = floors[(cond, model)]
+            bottom.axhline(b, ls="--", color="tab:red", label=f"UM floor b = {b:.3f}")
+        bottom.set_ylabel("cross-entropy")
         acc = bottom.twinx()
         sns.lineplot(data=c, x="epoch", y="ID acc", errorbar="sd", color="tab:orange", ax=acc)
         acc.set_ylabel("ID test accuracy (%)", color="tab:orange")
         acc.grid(False)
-        bottom.legend(fontsize=8, loc="upper right")
+        bottom.legend(fontsize=7, loc="upper right")
         bottom.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+def loss_histogram(losses: pd.DataFrame, floors: Mapping[tuple[str, str], float] | None = None) -> plt.Figure:
+    """Per-image training loss of the final models, one panel per (``condition``, ``model``):
+    a histogram of log10 cross-entropy, mislabelled images apart, with the UM floor ``b`` marked.
+    The long right tail is what late training memorises."""
+    groups = list(dict.fromkeys(zip(losses["condition"], losses["model"])))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.4), squeeze=False)
+    for ax, (cond, model) in zip(axes[0], groups):
+        d = losses[(losses["condition"] == cond) & (losses["model"] == model)]
+        d = d.assign(log10_loss=np.log10(d["loss"].clip(lower=1e-8)),
+                     label=np.where(d["mislabelled"], "mislabelled", "correct label"))
+        sns.histplot(data=d, x="log10_loss", hue="label", hue_order=["correct label", "mislabelled"], bins=60,
+                     element="step", stat="count", common_norm=False, ax=ax)
+        if floors and (cond, model) in floors:
+            ax.axvline(np.log10(floors[(cond, model)]), ls="--", color="tab:red", label="UM floor b")
+        ax.set_xlabel("log10 training cross-entropy, final model")
+        ax.set_yscale("log")
+        ax.set_title(f"{model}, {cond}")
     fig.tight_layout()
     return fig
 

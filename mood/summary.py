@@ -122,6 +122,20 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
                                ("one_class_untrained_auroc_mean", "untrained AUROC")):
             if column in o.columns:
                 rows[figure] = float(o.loc["mean", column])
+    if (f := table("16_unleash_floors")) is not None:
+        for cond in f.index.unique():
+            rows[f"um_train_accuracy_final{'' if cond == 'clean' else '_noisy'}"] = float(f.loc[[cond], "last-epoch train acc"].mean())
+    if (e := table("16_unleash_effect")) is not None:
+        e = e.reset_index()
+        for cond in e["condition"].unique():
+            suffix = "" if cond == "clean" else "_noisy"
+            for figure, comparison in (("um_energy_auroc_gain", "UM vs last"),
+                                       ("um_val_epoch_energy_auroc_gain", "val-OOD epoch vs last")):
+                r = e[(e["comparison"] == comparison) & (e["condition"] == cond) & (e["score"] == "energy")]
+                if len(r) == 1:  # one backbone: its paired mean over seeds, std and 95% interval
+                    rows[f"{figure}{suffix}"] = float(r["Δ"].iloc[0])
+                    if r["seeds"].iloc[0] >= 2:  # one seed has no spread
+                        rows |= {f"{figure}{suffix}_{k}": float(r[k].iloc[0]) for k in ("std", "ci_lo", "ci_hi")}
     if (t := table("_timings")) is not None:
         main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
         rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
@@ -145,6 +159,12 @@ FIGURE_LABELS = {
     "one_class_auroc_mean": "one-class mean AUROC (10 classes)",
     "one_class_pixel_knn_auroc_mean": "one-class raw-pixel 1-NN baseline, mean AUROC",
     "one_class_untrained_auroc_mean": "one-class, the same network untrained (random init), mean AUROC",
+    "um_train_accuracy_final": "Unleashing Mask: final training accuracy, clean labels (%)",
+    "um_train_accuracy_final_noisy": "Unleashing Mask: final training accuracy, 20% label noise (%)",
+    "um_energy_auroc_gain": "Unleashing Mask: Energy AUROC, UM minus the last epoch, clean labels",
+    "um_energy_auroc_gain_noisy": "Unleashing Mask: Energy AUROC, UM minus the last epoch, 20% label noise",
+    "um_val_epoch_energy_auroc_gain": "Energy AUROC, epoch picked on validation OOD minus the last, clean labels",
+    "um_val_epoch_energy_auroc_gain_noisy": "Energy AUROC, epoch picked on validation OOD minus the last, 20% label noise",
     "chapters_1_9_seconds": "chapters 1-9, wall time (s)",
     "book_seconds": "whole book, wall time (s)",
 }

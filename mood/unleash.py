@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -35,10 +36,10 @@ from torch.nn.utils import parametrize
 from mood.artifacts import (Cache, Trained, atomic_torch_save, atomic_write_text, fingerprint, is_finished,
                             load_trained, save_results, save_trained)
 from mood.config import Profile, UnleashConfig
-from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
+from mood.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor, with_label_noise
 from mood.engine import fit, resolve_device
 from mood.features import extract
-from mood.metrics import results_table
+from mood.metrics import auroc, results_table
 from mood.stats import seed_gaps
 from mood.models import Backbone, ModelConfig
 from mood.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score, setup
@@ -163,35 +164,91 @@ def estimate_floor(backbone: Backbone, x: torch.Tensor, y: torch.Tensor, keep: f
 # Evaluation
 
 @dataclass
+class UnleashData:
+    """The images of one (seed, label-noise) condition of the study.
+
+    Attributes:
+        train: the training images, labels noised at the condition's rate.
+        clean_labels: ``[N]`` their true labels (``train.labels`` differs where noised).
+        val: held-out ID training images (never trained on), labels noised like ``train``.
+        val_ood: other held-out ID training images with their tiles shuffled: the validation OOD set.
+        noise: the label-noise rate.
+    """
+
+    train: ImageSet
+    clean_labels: np.ndarray
+    val: ImageSet
+    val_ood: ImageSet
+    noise: float
+
+    @property
+    def mislabelled(self) -> np.ndarray:
+        """``[N]`` bool: training images whose label was noised."""
+        return self.train.labels != self.clean_labels
+
+
+def unleash_data(protocol: Protocol, cfg: UnleashConfig, noise: float = 0.0, seed: int = 0) -> UnleashData:
+    """Splits the protocol's training images for one seed: ``cfg.val_id`` held out for ID validation,
+    ``cfg.val_ood`` held out and tile-shuffled for OOD validation, and the training sample
+    (``cfg.train.max_images``, stratified) from the rest; then noises the training and validation
+    labels at rate ``noise`` (:func:`mood.data.with_label_noise`)."""
+    pool = protocol.train
+    held = cfg.val_id + cfg.val_ood
+    if held >= len(pool):
+        raise ValueError(f"UnleashConfig: val_id + val_ood = {held} leaves no training image of {len(pool)}; lower them")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    val = pool.subset(order[: cfg.val_id], name=f"{pool.name}/val")
+    val_ood = shuffle_patches(pool.subset(order[cfg.val_id: held], name=f"{pool.name}/val"), seed=seed)
+    rest = pool.subset(order[held:], name=f"{pool.name}/unleash")
+    train = rest.sample(cfg.train.max_images, seed) if cfg.train.max_images is not None else rest
+    return UnleashData(with_label_noise(train, noise, seed), train.labels.copy(),
+                       with_label_noise(val, noise, seed + 1), val_ood, noise)
+
+
+@dataclass
 class EvalSets:
     """Fixed images every model of a study is scored on.
 
     Attributes:
         id_x: ``[N, C, H, W]`` ID test images; ``id_y``: ``[N]`` their labels.
-        ood: ``[M, C, H, W]`` images by OOD set.
+        ood: ``[M, C, H, W]`` test images by OOD set.
         fit_x: ``[F, C, H, W]`` ID training images that fit Mahalanobis.
+        val_x: ``[V, C, H, W]`` held-out ID images and ``val_y`` their (possibly noised) labels;
+            ``val_ood``: ``[W, C, H, W]`` validation OOD images. None: no validation.
     """
 
     id_x: torch.Tensor
     id_y: torch.Tensor
     ood: dict[str, torch.Tensor]
     fit_x: torch.Tensor
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+    val_ood: torch.Tensor | None = None
 
 
-def eval_sets(protocol: Protocol, cfg: UnleashConfig, fmt: ImageFormat, seed: int = 0) -> EvalSets:
-    """Samples of the protocol's ID test, OOD test and ID train sets at ``cfg``'s sizes."""
+def eval_sets(protocol: Protocol, cfg: UnleashConfig, fmt: ImageFormat, seed: int = 0,
+              data: UnleashData | None = None) -> EvalSets:
+    """Samples of the protocol's ID test and OOD test sets at ``cfg``'s sizes, the Mahalanobis fit
+    images (from ``data.train`` when given, else the protocol's training set) and ``data``'s
+    validation sets."""
     def take(s: ImageSet, n: int | None) -> ImageSet:
         return s.sample(n, seed) if n is not None and n < len(s) else s
 
     ident = take(protocol.id_test, cfg.eval_id)
-    return EvalSets(to_tensor(ident, fmt), torch.from_numpy(ident.labels.copy()).long(),
+    sets = EvalSets(to_tensor(ident, fmt), torch.from_numpy(ident.labels.copy()).long(),
                     {k: to_tensor(take(v, cfg.eval_ood), fmt) for k, v in protocol.ood_test.items()},
-                    to_tensor(take(protocol.train, cfg.eval_fit), fmt))
+                    to_tensor(take(protocol.train if data is None else data.train, cfg.eval_fit), fmt))
+    if data is not None:
+        sets.val_x, sets.val_y = to_tensor(data.val, fmt), torch.from_numpy(data.val.labels.copy()).long()
+        sets.val_ood = to_tensor(data.val_ood, fmt)
+    return sets
 
 
 def evaluate(backbone: Backbone, sets: EvalSets, scores: tuple[str, ...] = TABLE_SCORES) -> dict[str, pd.DataFrame]:
     """Results tables (percent; one row per OOD set and a ``mean`` row) of each score in ``scores``
-    (any name of :data:`mood.scores.SCORES`), plus ``"id_acc"`` in each table's ``attrs``."""
+    (any name of :data:`mood.scores.SCORES`). Each table's ``attrs`` hold ``"id_acc"`` and, when
+    ``sets`` has validation images, ``"val_auroc"`` (held-out ID vs validation OOD, percent),
+    ``"val_loss"`` and ``"val_acc"`` (cross-entropy and accuracy on the held-out ID labels)."""
     for name in scores:
         check_score(name)
     device = resolve_device("auto")
@@ -201,12 +258,35 @@ def evaluate(backbone: Backbone, sets: EvalSets, scores: tuple[str, ...] = TABLE
     feats = ProtocolFeatures(fit=fit_set, id=ident,
                              ood={k: extract(backbone, v, device=device, desc=f"eval[{k}]") for k, v in sets.ood.items()})
     inputs = ScoreInputs(sets.id_x, sets.ood)
+    val = None
+    if sets.val_x is not None and sets.val_ood is not None:
+        val_id = extract(backbone, sets.val_x, sets.val_y, device=device, desc="eval[val]")
+        val = (ProtocolFeatures(fit=fit_set, id=val_id, ood={"val": extract(backbone, sets.val_ood, device=device,
+                                                                             desc="eval[val ood]")}),
+               ScoreInputs(sets.val_x, {"val": sets.val_ood}))
+        val_loss = F.cross_entropy(val_id.logits, sets.val_y).item()
     out = {}
     for name in scores:
         id_s, ood_s = score(feats, name, backbone=backbone, inputs=inputs)
         table = results_table(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
         table.attrs["id_acc"] = id_accuracy(feats)
+        if val is not None:
+            vid, vood = score(val[0], name, backbone=backbone, inputs=val[1])
+            table.attrs |= {"val_auroc": 100 * auroc(vid.numpy(), vood["val"].numpy()), "val_loss": val_loss,
+                            "val_acc": id_accuracy(val[0])}
         out[name] = table
+    backbone.cpu()
+    return out
+
+
+@torch.no_grad()
+def sample_losses(backbone: Backbone, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Per-image cross-entropy ``[N]`` of ``backbone`` (eval mode) on images ``x [N, C, H, W]`` with
+    labels ``y [N]``: which training images the model fits and which it has not (yet) memorised."""
+    device = resolve_device("auto")
+    model = backbone.eval().to(device)
+    out = torch.cat([F.cross_entropy(model(xb.to(device)).float(), yb.to(device), reduction="none").cpu()
+                     for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
     backbone.cpu()
     return out
 
@@ -254,8 +334,10 @@ def train_stages(data: ImageSet, model: ModelConfig, cfg: UnleashConfig, fmt: Im
 
 def stage_curve(stages: Stages, sets: EvalSets, scores: tuple[str, ...] = CURVE_SCORES,
                 cache_file: Path | None = None) -> pd.DataFrame:
-    """One row per epoch: training loss and accuracy, ID test accuracy, and the mean AUROC / FPR95
-    over the OOD sets of each score. Written to ``cache_file`` (CSV) and read back from it."""
+    """One row per epoch: training loss and accuracy, ID test accuracy, the mean AUROC / FPR95 over
+    the test OOD sets of each score and, when ``sets`` has validation images, the validation loss,
+    accuracy and AUROC of each score (``"<score> val AUROC"``). Written to ``cache_file`` (CSV)
+    and read back from it."""
     if cache_file is not None and cache_file.exists():
         return pd.read_csv(cache_file)
     model = copy.deepcopy(stages.final.backbone)
@@ -263,10 +345,14 @@ def stage_curve(stages: Stages, sets: EvalSets, scores: tuple[str, ...] = CURVE_
     for e, (path, rec) in enumerate(zip(stages.epochs, stages.final.history), start=1):
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         tables = evaluate(model, sets, scores)
-        row = {"epoch": e, "train loss": rec["loss"], "train acc": 100.0 * rec["acc"],
-               "ID acc": next(iter(tables.values())).attrs["id_acc"]}
+        first = next(iter(tables.values())).attrs
+        row = {"epoch": e, "train loss": rec["loss"], "train acc": 100.0 * rec["acc"], "ID acc": first["id_acc"]}
+        if "val_loss" in first:
+            row |= {"val loss": first["val_loss"], "val acc": first["val_acc"]}
         for name, t in tables.items():
             row[f"{name} AUROC"], row[f"{name} FPR95"] = t.loc["mean", "AUROC"], t.loc["mean", "FPR95"]
+            if "val_auroc" in t.attrs:
+                row[f"{name} val AUROC"] = t.attrs["val_auroc"]
         rows.append(row)
     curve = pd.DataFrame(rows)
     if cache_file is not None:
@@ -291,7 +377,9 @@ def tune(start: Trained, data: ImageSet, method: str, floor: float | None, cfg: 
                          f"estimate one with mood.unleash.estimate_floor or set UnleashConfig.floor")
     cache = cache or Cache()
     floor = None if method == "ce" else float(floor)  # type: ignore[arg-type]
-    tcfg = replace(cfg.tune, lr=cfg.umap_lr) if method == "umap" else cfg.tune
+    # UMAP's mask scores train with AdamW whatever the weights' optimiser: their gradients are the
+    # weights' times the loss gradient, too small and uneven for one SGD learning rate
+    tcfg = replace(cfg.tune, lr=cfg.umap_lr, optimizer="adamw") if method == "umap" else cfg.tune
     spec = {"stage": f"unleash-{method}", "start": start.run_id, "tune": tcfg.to_dict(), "floor": floor,
             "augment": cfg.augment, "data": fingerprint(data), "format": asdict(fmt)}
     if method == "umap":
@@ -318,17 +406,40 @@ def tune(start: Trained, data: ImageSet, method: str, floor: float | None, cfg: 
 # --------------------------------------------------------------------------------------------
 # The whole study
 
+def condition_label(noise: float) -> str:
+    """``"clean"`` or ``"noise 20%"``: the name of a label-noise condition in the tables."""
+    return "clean" if noise == 0 else f"noise {100 * noise:g}%"
+
+
+def um_label(scale: float) -> str:
+    """The method name of UM at ``scale`` times the estimated floor (``"+UM"`` at the estimate)."""
+    return METHOD_LABELS["um"] if scale == 1.0 else f"+UM ({scale:g}b)"
+
+
+SELECT_SCORE = "energy"  # the score whose validation AUROC picks the epoch and b (the paper's headline score)
+
+
+def selection_score(cfg: UnleashConfig) -> str:
+    """The score whose validation AUROC picks the epoch and ``b``: :data:`SELECT_SCORE` when both the
+    curve and the tables compute it, else the first curve score the tables also compute."""
+    both = [s for s in cfg.curve_scores if s in cfg.table_scores]
+    return SELECT_SCORE if SELECT_SCORE in both else both[0]
+
+
 @dataclass
 class UnleashRun:
-    """What :func:`run_unleash` produced for one backbone and seed.
+    """What :func:`run_unleash` produced for one backbone, seed and label-noise condition.
 
     Attributes:
-        curve: per-epoch rows of :func:`stage_curve`.
-        table: one row per (method, score): AUROC, AUPR-In, AUPR-Out, FPR95 (mean over OOD sets,
-            percent) and ID accuracy.
-        floor: the loss floor ``b`` used by UM and UMAP.
+        curve: per-epoch rows of :func:`stage_curve` (with validation columns).
+        table: one row per (method, score): AUROC, AUPR-In, AUPR-Out, FPR95 (mean over the test OOD
+            sets, percent), ID accuracy, and the validation AUROC that selections read.
+        floor: the estimated loss floor ``b``.
         final_loss: the last epoch's training loss (for comparison with ``floor``).
-        models: the trained models by method (``baseline``, ``ce``, ``um``, ``umap``).
+        epochs: the epochs picked: ``"early stopping"`` (lowest ID validation loss) and ``"val OOD"``
+            (highest validation AUROC of :data:`SELECT_SCORE`).
+        losses: per training image: ``loss`` (final model, given label), ``mislabelled``, ``id``.
+        models: the trained models by method label.
         timings: wall time of each step in seconds (0 for cached training).
     """
 
@@ -336,56 +447,87 @@ class UnleashRun:
     table: pd.DataFrame
     floor: float
     final_loss: float
+    epochs: dict[str, int]
+    losses: pd.DataFrame
     models: dict[str, Trained]
     timings: dict[str, float]
 
 
+def _epoch_model(stages: Stages, epoch: int) -> Trained:
+    model = copy.deepcopy(stages.final.backbone)
+    model.load_state_dict(torch.load(stages.epochs[epoch - 1], map_location="cpu", weights_only=True))
+    return replace(stages.final, backbone=model, history=stages.final.history[:epoch])
+
+
 def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0, protocol: str = "multi-class",
-                cache: Cache | None = None) -> UnleashRun:
-    """The intermediate-stage study, UM and UMAP for backbone ``model`` on ``protocol``
-    (multi-class by default, so the OOD sets are the MOOD chapters' ones)."""
+                cache: Cache | None = None, noise: float = 0.0) -> UnleashRun:
+    """The intermediate-stage study, UM (at the estimated floor and the sweep) and UMAP for backbone
+    ``model`` on ``protocol`` (multi-class by default: the MOOD chapters' OOD sets), training labels
+    noised at rate ``noise``. Epochs and ``b`` are chosen on validation data only."""
     cache = cache or Cache()
     proto, prof = setup(protocol, profile)
     cfg = prof.unleash.with_seed(seed)
     net = replace(prof.model, name=model)
     timings = {}
-    stages = train_stages(proto.train, net, cfg, prof.format, cache)
+    data = unleash_data(proto, cfg, noise, seed)
+    stages = train_stages(data.train, net, cfg, prof.format, cache)
     timings["train_s"] = stages.final.seconds
-    sets = eval_sets(proto, cfg, prof.format, seed)
+    sets = eval_sets(proto, cfg, prof.format, seed, data)
     t = time.perf_counter()
-    curve_spec = {"run": stages.final.run_id, "eval": {k: getattr(cfg, k) for k in ("eval_id", "eval_ood", "eval_fit")},
-                  "seed": seed, "ood": sorted(sets.ood), "scores": list(cfg.curve_scores)}
+    curve_spec = {"run": stages.final.run_id, "seed": seed, "ood": sorted(sets.ood), "scores": list(cfg.curve_scores),
+                  "eval": {k: getattr(cfg, k) for k in ("eval_id", "eval_ood", "eval_fit", "val_id", "val_ood")}}
     curve = stage_curve(stages, sets, cfg.curve_scores, cache_file=cache.dir("unleash-curve", curve_spec) / "curve.csv")
     timings["curve_s"] = time.perf_counter() - t
+    select = selection_score(cfg)
+    epochs = {"early stopping": int(curve.loc[curve["val loss"].idxmin(), "epoch"]),
+              "val OOD": int(curve.loc[curve[f"{select} val AUROC"].idxmax(), "epoch"])}
     t = time.perf_counter()
+    x, y = to_tensor(data.train, prof.format), torch.from_numpy(data.train.labels.copy()).long()
     floor = cfg.floor
     if floor is None:
-        x, y = sample_tensors(proto.train, prof.format, cfg.estimate_images or cfg.train.max_images, seed)
-        floor = estimate_floor(stages.final.backbone, x, y, cfg.estimate_keep, seed)
+        idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(x))[: cfg.estimate_images or len(x)])
+        floor = estimate_floor(stages.final.backbone, x[idx], y[idx], cfg.estimate_keep, seed)
+    losses = pd.DataFrame({"id": data.train.ids, "loss": sample_losses(stages.final.backbone, x, y).numpy(),
+                           "mislabelled": data.mislabelled})
     timings["floor_s"] = time.perf_counter() - t
-    models = {"baseline": stages.final}
-    for method in METHODS:
-        models[method] = tune(stages.final, proto.train, method, floor, cfg, prof.format, cache)
-        timings[f"{method}_s"] = models[method].seconds
+    models = {METHOD_LABELS["baseline"]: stages.final, "early stopping (ID val loss)": _epoch_model(stages, epochs["early stopping"]),
+              "epoch chosen on val OOD": _epoch_model(stages, epochs["val OOD"])}
+    t = time.perf_counter()
+    models[METHOD_LABELS["ce"]] = tune(stages.final, data.train, "ce", None, cfg, prof.format, cache)
+    for scale in sorted({1.0, *cfg.floor_scales}):
+        models[um_label(scale)] = tune(stages.final, data.train, "um", scale * floor, cfg, prof.format, cache)
+    models[METHOD_LABELS["umap"]] = tune(stages.final, data.train, "umap", floor, cfg, prof.format, cache)
+    timings["tune_s"] = time.perf_counter() - t
     t = time.perf_counter()
     rows = []
     for method, trained in models.items():
-        for name, tab in evaluate(trained.backbone, sets, TABLE_SCORES).items():
-            rows.append({"model": model, "seed": seed, "method": METHOD_LABELS[method], "score": name,
-                         **tab.loc["mean"].to_dict(), "ID acc": tab.attrs["id_acc"]})
+        for name, tab in evaluate(trained.backbone, sets, cfg.table_scores).items():
+            rows.append({"condition": condition_label(noise), "model": model, "seed": seed, "method": method,
+                         "score": name, **tab.loc["mean"].to_dict(), "ID acc": tab.attrs["id_acc"],
+                         "val AUROC": tab.attrs["val_auroc"]})
+    table = pd.DataFrame(rows)
+    # UM with b chosen among the sweep on the validation OOD set (by SELECT_SCORE), as the paper tunes
+    ums = table[table["method"].isin([um_label(sc) for sc in {1.0, *cfg.floor_scales}]) & (table["score"] == select)]
+    chosen = ums.loc[ums["val AUROC"].idxmax(), "method"]
+    table = pd.concat([table, table[table["method"] == chosen].assign(method=UM_ON_VAL)], ignore_index=True)
     timings["eval_s"] = time.perf_counter() - t
-    return UnleashRun(curve, pd.DataFrame(rows), floor, stages.final.history[-1]["loss"], models, timings)
+    curve.insert(0, "condition", condition_label(noise))
+    return UnleashRun(curve, table, floor, stages.final.history[-1]["loss"], epochs, losses, models, timings)
+
+
+UM_ON_VAL = "+UM (b chosen on val OOD)"
+KEYS = ["condition", "model"]  # what a study's tables are split by
 
 
 def best_epoch(curve: pd.DataFrame, score: str = "energy") -> pd.Series:
-    """The row of the epoch with the highest mean AUROC of ``score``. It is chosen on the test OOD
-    sets, so it is an oracle: it shows what the intermediate stage holds, not a usable method."""
+    """The row of the epoch with the highest mean test AUROC of ``score``: an oracle (picked on the
+    test OOD sets) that shows what the intermediate stage holds, not a usable method."""
     return curve.loc[curve[f"{score} AUROC"].idxmax()]
 
 
 def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = ("AUROC", "FPR95", "ID acc")) -> pd.DataFrame:
-    """``mean ± std`` over seeds of each metric, rows (model, method), columns (score, metric)."""
-    g = runs.groupby(["model", "method", "score"], sort=False)[list(metrics)]
+    """``mean ± std`` over seeds of each metric, rows (condition, model, method), columns (score, metric)."""
+    g = runs.groupby([*KEYS, "method", "score"], sort=False)[list(metrics)]
     mean, std, n = g.mean(), g.std().fillna(0.0), g.size()
     cells = mean.copy().astype(object)
     for col in metrics:
@@ -398,51 +540,67 @@ def summarize(runs: pd.DataFrame, metrics: tuple[str, ...] = ("AUROC", "FPR95", 
 
 def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS["baseline"],
            metric: str = "AUROC") -> pd.DataFrame:
-    """Per model and score: the change ``Δ`` of ``metric`` from ``against`` to ``method``: mean, std,
-    95% t-interval (``ci_lo``, ``ci_hi``) and paired t-test (``p``, ``significant`` at 5%) of the
-    same-seed differences (:func:`mood.stats.paired_test`; no test with a single seed). The columns
-    do not depend on ``metric``, so tables of several metrics concatenate."""
-    key = ["model", "score", "seed"]
+    """Per condition, model and score: the change ``Δ`` of ``metric`` from ``against`` to ``method``:
+    mean, std, 95% t-interval (``ci_lo``, ``ci_hi``) and paired t-test (``p``, ``significant`` at
+    5%) of the same-seed differences (:func:`mood.stats.paired_test`; no test with a single seed).
+    The columns do not depend on ``metric``, so tables of several metrics concatenate."""
+    key = [*KEYS, "score", "seed"]
     base = runs[runs["method"] == against].set_index(key)[metric]
     other = runs[runs["method"] == method].set_index(key)[metric]
     if base.empty or other.empty:
         raise ValueError(f"effect: no rows for {method!r} or {against!r}; methods present: "
                          f"{sorted(runs['method'].unique())}")
     diff = (other - base).dropna().rename("delta").reset_index()
-    out = seed_gaps(diff, ["model", "score"], "delta").rename(columns={"mean": "Δ"})
+    out = seed_gaps(diff, [*KEYS, "score"], "delta").rename(columns={"mean": "Δ"})
     out["std"] = out["std"].fillna(0.0)
     return out
 
 
 # --------------------------------------------------------------------------------------------
-# Every backbone and seed: the tables and the verdict of the chapter and the CLI
+# Every backbone, condition and seed: the tables and the verdict of the chapter and the CLI
 
 def stage_table(curve: pd.DataFrame, scores: tuple[str, ...]) -> pd.DataFrame:
-    """Per (model, seed, score) of a study's ``curve``: the best epoch (oracle, picked on the test OOD
-    sets), its AUROC, the last epoch, its AUROC, and ``gap`` = best - last (AUROC points)."""
+    """Per (condition, model, seed, score) of a study's ``curve``: the best epoch on the test OOD sets
+    (oracle) and its AUROC, the epoch picked on the validation OOD set (when the curve has it) and
+    its test AUROC, the last epoch and its AUROC; ``gap`` = oracle best - last and ``val gap`` =
+    validation-picked - last (AUROC points)."""
     rows = []
-    for (model, seed), c in curve.groupby(["model", "seed"], sort=False):
+    for (cond, model, seed), c in curve.groupby([*KEYS, "seed"], sort=False):
         last = c.iloc[-1]
         for name in scores:
             best = best_epoch(c, name)
-            rows.append({"model": model, "seed": seed, "score": name, "best epoch": int(best["epoch"]),
-                         "best AUROC": best[f"{name} AUROC"], "last epoch": int(last["epoch"]),
-                         "last AUROC": last[f"{name} AUROC"]})
+            row = {"condition": cond, "model": model, "seed": seed, "score": name, "best epoch": int(best["epoch"]),
+                   "best AUROC": best[f"{name} AUROC"], "last epoch": int(last["epoch"]),
+                   "last AUROC": last[f"{name} AUROC"]}
+            if f"{name} val AUROC" in c:
+                picked = c.loc[c[f"{name} val AUROC"].idxmax()]
+                row |= {"val epoch": int(picked["epoch"]), "val-picked AUROC": picked[f"{name} AUROC"]}
+            rows.append(row)
     out = pd.DataFrame(rows)
     out["gap"] = out["best AUROC"] - out["last AUROC"]
+    if "val-picked AUROC" in out:
+        out["val gap"] = out["val-picked AUROC"] - out["last AUROC"]
     return out
 
 
+COMPARISONS: dict[str, tuple[str, str, str]] = {
+    # name: (method, against, metric)
+    "val-OOD epoch vs last": ("epoch chosen on val OOD", METHOD_LABELS["baseline"], "AUROC"),
+    "early stopping vs last": ("early stopping (ID val loss)", METHOD_LABELS["baseline"], "AUROC"),
+    "UM vs last": (METHOD_LABELS["um"], METHOD_LABELS["baseline"], "AUROC"),
+    "UM (b on val OOD) vs last": (UM_ON_VAL, METHOD_LABELS["baseline"], "AUROC"),
+    "UM vs CE control": (METHOD_LABELS["um"], METHOD_LABELS["ce"], "AUROC"),
+    "UMAP vs last": (METHOD_LABELS["umap"], METHOD_LABELS["baseline"], "AUROC"),
+    "UM vs last, FPR95": (METHOD_LABELS["um"], METHOD_LABELS["baseline"], "FPR95"),
+}
+
+
 def study_effects(runs: pd.DataFrame) -> pd.DataFrame:
-    """The paired (same-seed) comparisons the verdict rests on, stacked under a ``comparison`` level:
-    UM and UMAP against the last epoch, UM against the plain-CE control (AUROC points), and UM
-    against the last epoch in FPR95 points."""
-    return pd.concat({
-        "UM vs baseline": effect(runs, "+UM"),
-        "UM vs CE control": effect(runs, "+UM", against=METHOD_LABELS["ce"]),
-        "UMAP vs baseline": effect(runs, "+UMAP"),
-        "UM vs baseline, FPR95": effect(runs, "+UM", metric="FPR95"),
-    }, names=["comparison"])
+    """The paired (same-seed) comparisons of :data:`COMPARISONS` that the runs hold, stacked under a
+    ``comparison`` level (AUROC points; FPR95 points where the name says so)."""
+    methods = set(runs["method"])
+    return pd.concat({name: effect(runs, m, a, metric) for name, (m, a, metric) in COMPARISONS.items()
+                      if m in methods and a in methods}, names=["comparison"])
 
 
 def _call(row: pd.Series) -> str:
@@ -455,14 +613,17 @@ def _call(row: pd.Series) -> str:
 
 @dataclass
 class UnleashStudy:
-    """:func:`run_unleash` over several backbones and seeds, with the tables derived from it.
+    """:func:`run_unleash` over backbones, label-noise conditions and seeds, with the tables derived from it.
 
     Attributes:
-        curve: per (model, seed, epoch) rows of :func:`stage_curve`.
-        runs: per (model, seed, method, score) rows of :class:`UnleashRun` tables.
-        floors: per (model, seed): the floor ``b`` and the last epoch's training CE.
-        timings: per (model, seed): wall time of each step (s).
+        curve: per (condition, model, seed, epoch) rows of :func:`stage_curve`.
+        runs: per (condition, model, seed, method, score) rows of :class:`UnleashRun` tables.
+        floors: per (condition, model, seed): the floor ``b``, the last epoch's training CE and
+            training accuracy, the epochs picked, and what the per-image losses show.
+        timings: per (condition, model, seed): wall time of each step (s).
         curve_scores: the scores of the per-epoch curve.
+        losses: per-image training losses of the final models (columns ``condition``, ``model``,
+            ``seed``, ``id``, ``loss``, ``mislabelled``); not saved (large), summarised in ``floors``.
     """
 
     curve: pd.DataFrame
@@ -470,6 +631,7 @@ class UnleashStudy:
     floors: pd.DataFrame
     timings: pd.DataFrame
     curve_scores: tuple[str, ...]
+    losses: pd.DataFrame | None = None
 
     @cached_property
     def stages(self) -> pd.DataFrame:
@@ -482,39 +644,54 @@ class UnleashStudy:
         return study_effects(self.runs)
 
     @property
-    def models(self) -> list[str]:
-        return list(dict.fromkeys(self.floors["model"]))
+    def groups(self) -> list[tuple[str, str]]:
+        """The (condition, model) pairs, in run order."""
+        return list(dict.fromkeys(zip(self.floors["condition"], self.floors["model"])))
 
     def stage_gap(self) -> pd.DataFrame:
-        """Best epoch and gap (best - last AUROC) per model and score: mean and std over seeds."""
-        return self.stages.groupby(["model", "score"], sort=False)[["best epoch", "gap"]].agg(["mean", "std"])
+        """Epochs and gaps (oracle best - last, validation-picked - last) per condition, model and
+        score: mean and std over seeds."""
+        cols = [c for c in ("best epoch", "gap", "val epoch", "val gap") if c in self.stages]
+        return self.stages.groupby([*KEYS, "score"], sort=False)[cols].agg(["mean", "std"])
 
     def save(self, results_dir: str | Path, stem: str = "16_unleash") -> None:
         """Writes every table (CSV and JSON) under ``results_dir`` as ``<stem>_<table>``, and the
         summary (:func:`summarize`) as ``<stem>``."""
-        save_results(self.curve.set_index("model"), results_dir, f"{stem}_curve")
-        save_results(self.runs.set_index("model"), results_dir, f"{stem}_runs")
-        save_results(self.floors.set_index("model"), results_dir, f"{stem}_floors")
-        save_results(self.stages.set_index("model"), results_dir, f"{stem}_stages")
+        save_results(self.curve.set_index("condition"), results_dir, f"{stem}_curve")
+        save_results(self.runs.set_index("condition"), results_dir, f"{stem}_runs")
+        save_results(self.floors.set_index("condition"), results_dir, f"{stem}_floors")
+        save_results(self.stages.set_index("condition"), results_dir, f"{stem}_stages")
         save_results(summarize(self.runs), results_dir, stem)
         save_results(self.effects.round(4), results_dir, f"{stem}_effect")
 
     def verdict(self) -> str:
-        """Per backbone, in prose: the best Energy epoch against the last, UM's and UMAP's paired
-        change, the control, and where the floor ``b`` lies against the final training loss."""
+        """Per condition and backbone, in prose: where training got (train accuracy), the epoch picked
+        on validation data and the oracle against the last, early stopping, UM's and UMAP's paired
+        change in Energy AUROC, the control, and where the floor ``b`` lies against the final loss."""
         lines = []
-        for model in self.models:
-            g = self.stages[(self.stages["model"] == model) & (self.stages["score"] == "energy")]
-            e = self.effects.loc[("UM vs baseline", model, "energy")]
-            c = self.effects.loc[("UM vs CE control", model, "energy")]
-            u = self.effects.loc[("UMAP vs baseline", model, "energy")]
+        eff = self.effects
+        for cond, model in self.groups:
+            f = self.floors[(self.floors["condition"] == cond) & (self.floors["model"] == model)].mean(numeric_only=True)
+            g = self.stages[(self.stages["condition"] == cond) & (self.stages["model"] == model)
+                            & (self.stages["score"] == "energy")]
+            head = f"{model}, {cond}: final train accuracy {f['last-epoch train acc']:.1f}%"
             if len(g):
-                lines.append(f"{model}: best Energy epoch {g['best epoch'].mean():.1f} of {int(g['last epoch'].iloc[0])}, "
-                             f"{g['gap'].mean():.2f} AUROC above the last epoch.")
-            direction = "improves on" if e["Δ"] > 0 else "falls below"
-            lines.append(f"  Energy + UM {direction} the baseline by {e['Δ']:+.2f} AUROC ({_call(e)}); against the "
-                         f"plain-CE control {c['Δ']:+.2f} ({_call(c)}). Energy + UMAP: {u['Δ']:+.2f} ({_call(u)}).")
-            f = self.floors[self.floors["model"] == model][["floor b", "last-epoch train CE"]].mean()
+                head += (f"; oracle best Energy epoch {g['best epoch'].mean():.1f} of {int(g['last epoch'].iloc[0])}, "
+                         f"{g['gap'].mean():.2f} AUROC above the last")
+            lines.append(head + ".")
+
+            def said(name: str, what: str) -> None:
+                key = (name, cond, model, "energy")
+                if key in eff.index:
+                    e = eff.loc[key]
+                    lines.append(f"  {what}: {e['Δ']:+.2f} Energy AUROC ({_call(e)}).")
+
+            said("val-OOD epoch vs last", "epoch picked on the validation OOD set minus the last epoch")
+            said("early stopping vs last", "early stopping on ID validation loss minus the last epoch")
+            said("UM vs last", "UM at the estimated b minus the last epoch")
+            said("UM (b on val OOD) vs last", "UM with b picked on the validation OOD set minus the last epoch")
+            said("UM vs CE control", "UM minus the plain-CE control")
+            said("UMAP vs last", "UMAP minus the last epoch")
             side = ("above the final loss, so UM trains the loss back up to it"
                     if f["floor b"] > f["last-epoch train CE"] else "below the final loss, so UM goes on lowering it to b")
             lines.append(f"  UM floor b {f['floor b']:.3f} vs last-epoch train CE {f['last-epoch train CE']:.3f}: {side}.")
@@ -523,27 +700,44 @@ class UnleashStudy:
 
 
 def run_study(profile: str | Profile | None = None, models: list[str] | None = None, seeds: list[int] | None = None,
-              protocol: str = "multi-class", cache: Cache | None = None) -> UnleashStudy:
-    """:func:`run_unleash` for every backbone (default: the profile's) and seed (default: the
-    profile's), collected into an :class:`UnleashStudy`."""
+              protocol: str = "multi-class", cache: Cache | None = None,
+              noise: tuple[float, ...] | None = None) -> UnleashStudy:
+    """:func:`run_unleash` for every backbone (default: the profile's), label-noise condition
+    (default: the profile's) and seed (default: the profile's), collected into an :class:`UnleashStudy`."""
     _, prof = setup(protocol, profile)
     cfg = prof.unleash
     models = list(models or cfg.models)
     seeds = list(cfg.seeds if seeds is None else seeds)
+    conditions = tuple(cfg.noise if noise is None else noise)
+    replace(cfg, noise=conditions)  # bad rates fail here, before any training
     for m in models:
         replace(prof.model, name=m)  # a wrong name fails here, before any training
-    curves, tables, floors, timings = [], [], [], []
-    for model in models:
-        for seed in seeds:
-            run = run_unleash(model, prof, seed=seed, protocol=protocol, cache=cache)
-            curves.append(run.curve.assign(model=model, seed=seed))
-            tables.append(run.table)
-            floors.append({"model": model, "seed": seed, "floor b": run.floor, "last-epoch train CE": run.final_loss})
-            timings.append({"model": model, "seed": seed, **{k: round(v, 1) for k, v in run.timings.items()}})
+    curves, tables, floors, timings, losses = [], [], [], [], []
+    for rate in conditions:
+        for model in models:
+            for seed in seeds:
+                run = run_unleash(model, prof, seed=seed, protocol=protocol, cache=cache, noise=rate)
+                keys = {"condition": condition_label(rate), "model": model, "seed": seed}
+                curves.append(run.curve.assign(model=model, seed=seed))
+                tables.append(run.table)
+                wrong = run.losses["mislabelled"].to_numpy()
+                loss = run.losses["loss"].to_numpy()
+                floors.append({**keys, "floor b": run.floor, "last-epoch train CE": run.final_loss,
+                               "last-epoch train acc": run.curve["train acc"].iloc[-1],
+                               "early-stopping epoch": run.epochs["early stopping"],
+                               "val-OOD epoch": run.epochs["val OOD"],
+                               "share of images above b": float((loss > run.floor).mean()),
+                               "mislabelled share": float(wrong.mean()),
+                               "mean loss, mislabelled": float(loss[wrong].mean()) if wrong.any() else np.nan,
+                               "mean loss, clean": float(loss[~wrong].mean())})
+                timings.append({**keys, **{k: round(v, 1) for k, v in run.timings.items()}})
+                losses.append(run.losses.assign(**keys))
     curve, runs = pd.concat(curves, ignore_index=True), pd.concat(tables, ignore_index=True)
-    return UnleashStudy(curve, runs, pd.DataFrame(floors), pd.DataFrame(timings), tuple(cfg.curve_scores))
+    return UnleashStudy(curve, runs, pd.DataFrame(floors), pd.DataFrame(timings), tuple(cfg.curve_scores),
+                        pd.concat(losses, ignore_index=True))
 
 
-__all__ = ["WeightMask", "add_masks", "bake_masks", "kept_fraction", "estimate_floor", "um_loss", "EvalSets",
-           "eval_sets", "evaluate", "Stages", "train_stages", "stage_curve", "tune", "UnleashRun", "run_unleash",
-           "best_epoch", "summarize", "effect", "stage_table", "study_effects", "UnleashStudy", "run_study"]
+__all__ = ["WeightMask", "add_masks", "bake_masks", "kept_fraction", "estimate_floor", "um_loss", "UnleashData",
+           "unleash_data", "EvalSets", "eval_sets", "evaluate", "sample_losses", "Stages", "train_stages",
+           "stage_curve", "tune", "UnleashRun", "run_unleash", "best_epoch", "summarize", "effect", "stage_table",
+           "study_effects", "UnleashStudy", "run_study", "condition_label", "um_label"]

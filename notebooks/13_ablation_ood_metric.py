@@ -5,9 +5,10 @@
 # **What you will learn:** how much the score matters once the features are fixed. One BEiT-pretrained,
 # fine-tuned ViT per protocol and seed; every score of `mood` computed on the same features and
 # logits: Mahalanobis (one Gaussian, MOOD's choice; class-conditional), KNN, ViM, MSP, MaxLogit,
-# Energy, Entropy and ODIN (which re-runs the network on perturbed inputs). Then three feature
-# choices: L2 normalisation before Mahalanobis, the CLS token instead of the mean patch token, and
-# MOOD's own feature (a LayerNorm on the mean of the patch tokens, then L2 normalisation).
+# Energy, Entropy and ODIN (which re-runs the network on perturbed inputs), all on the profile's
+# feature at this scale. Then the feature under Mahalanobis: the mean patch token (what the head
+# reads), the same L2-normalised, the CLS token, and MOOD's own feature (a LayerNorm on the mean of
+# the patch tokens, then L2 normalisation).
 # MOOD reports Mahalanobis ahead of the logit-based scores (Li et al. 2023, ablation on the OOD metric).
 
 # %% tags=["parameters"]
@@ -28,7 +29,10 @@ prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 protocols = [f"one-class:{one_class}", "multi-class", "near-split"]
 scores = [Variant(name, detector=name) for name in SCORES if name != "outlier_class"]  # no outlier class here
-features = [Variant("mahalanobis, L2-normalised", normalize=True), Variant("mahalanobis, CLS token", pool="cls"),
+# the score rows use the profile's feature at this scale (prof.at_ablation_scale().eval.pool); these vary it
+features = [Variant("mahalanobis, mean token", pool="mean"),
+            Variant("mahalanobis, mean token L2-normalised", pool="mean", normalize=True),
+            Variant("mahalanobis, CLS token", pool="cls"),
             Variant("mahalanobis, MOOD's feature", pool="mood")]  # norm of the mean token, then L2 (MOOD's code)
 
 # %%

@@ -98,3 +98,23 @@ def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None
     assert first["train s"] > 0 and again["train s"] == first["train s"]  # pretrain + fine-tune, from the logs
     assert again["AUROC"] == first["AUROC"] and 0 <= first["FPR95"] <= 100
     assert (first["variant"], first["protocol"], first["seed"]) == ("SimMIM", "one-class:1", 0)
+
+
+@pytest.mark.usefixtures("require_fmnist")
+def test_main_scale_variant_reuses_the_main_chapters_models(tmp_path) -> None:
+    from mood.ablations import run_grid, run_variant
+    from mood.artifacts import Cache
+    from mood.pipeline import id_accuracy, run_seeds
+
+    cache, prof = Cache(tmp_path), get_profile("smoke")
+    main = run_seeds("multi-class", prof, seeds=(1,), cache=cache)[1]
+    trained = {d.name for d in (tmp_path / "finetune").iterdir()}
+    same = Variant("profile's smoothing", label_smoothing=prof.finetune.label_smoothing)
+    row = run_variant(same, "multi-class", prof, seed=1, cache=cache, scale="main")
+    assert {d.name for d in (tmp_path / "finetune").iterdir()} == trained  # chapter 6's model, from the cache
+    assert row["ID acc"] == id_accuracy(main.features) and row["protocol"] == "multi-class (main scale)"
+    assert row["train s"] == main.pretrained.train_seconds + main.finetuned.train_seconds
+    small = run_variant(same, "multi-class", prof, seed=1, cache=cache)  # the ablation scale trains its own
+    assert small["protocol"] == "multi-class" and len(list((tmp_path / "finetune").iterdir())) > len(trained)
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        run_grid([same], ["multi-class"], [0], prof, cache, scale="huge")

@@ -198,27 +198,27 @@ def _runs() -> pd.DataFrame:
     rows = []
     for seed, (base, um) in enumerate([(80.0, 84.0), (82.0, 85.0), (81.0, 83.0)]):
         for method, auroc in (("baseline (last epoch)", base), ("+UM", um)):
-            rows.append({"model": "m", "seed": seed, "method": method, "score": "energy", "AUROC": auroc,
-                         "FPR95": 100 - auroc, "ID acc": 90.0})
+            rows.append({"condition": "clean", "model": "m", "seed": seed, "method": method, "score": "energy",
+                         "AUROC": auroc, "FPR95": 100 - auroc, "ID acc": 90.0})
     return pd.DataFrame(rows)
 
 
 def test_effect_is_the_paired_difference() -> None:
-    eff = effect(_runs()).loc[("m", "energy")]
+    eff = effect(_runs()).loc[("clean", "m", "energy")]
     assert eff["Δ"] == pytest.approx(3.0) and eff["std"] == pytest.approx(1.0) and eff["seeds"] == 3
     # per seed (4, 3, 2): t = 3 / (1 / sqrt 3) = 5.196 on 2 df, p = 0.035; 95% CI 3 -+ 4.303 / sqrt 3
     assert bool(eff["significant"]) and eff["p"] == pytest.approx(0.0351, abs=1e-3)
     assert eff["ci_lo"] == pytest.approx(3 - 4.3027 / 3 ** 0.5, abs=1e-3)
     table = summarize(_runs())
-    assert table.loc[("m", "+UM"), ("energy", "AUROC")] == "84.00 ± 1.00"
+    assert table.loc[("clean", "m", "+UM"), ("energy", "AUROC")] == "84.00 ± 1.00"
 
 
 def test_effect_against_another_method_and_bad_names() -> None:
     runs = _runs()
-    flipped = effect(runs, method="baseline (last epoch)", against="+UM").loc[("m", "energy"), "Δ"]
+    flipped = effect(runs, method="baseline (last epoch)", against="+UM").loc[("clean", "m", "energy"), "Δ"]
     assert flipped == pytest.approx(-3.0)
     both = pd.concat({"auroc": effect(runs), "fpr": effect(runs, metric="FPR95")})
-    assert both.loc[("fpr", "m", "energy"), "Δ"] == pytest.approx(-3.0) and not both.isna().any().any()
+    assert both.loc[("fpr", "clean", "m", "energy"), "Δ"] == pytest.approx(-3.0) and not both.isna().any().any()
     with pytest.raises(ValueError, match="methods present"):
         effect(runs, method="+UMAP")
 
@@ -231,47 +231,86 @@ def test_cli_unleash_on_fashion_mnist(tmp_path: Path) -> None:
     import sys
 
     out = tmp_path / "um"
-    proc = subprocess.run([sys.executable, "-m", "mood", "unleash", "--profile", "smoke", "--model", "vit_tiny_p4",
-                           "--seed", "0", "--floor", "0.5", "--artifacts", str(tmp_path / "a"), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "mood", "unleash", "--profile", "smoke", "--model", "cnn_dense",
+                           "--seed", "0", "--noise", "0", "--noise", "0.2", "--floor", "0.5",
+                           "--artifacts", str(tmp_path / "a"), "--out", str(out)],
                           capture_output=True, text=True, env={**os.environ, "MOOD_PROGRESS": "0"}, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "UM floor b 0.500 vs last-epoch train CE" in proc.stdout and "Paper (CIFAR-10" in proc.stdout
+    assert "cnn_dense, clean: final train accuracy" in proc.stdout and "cnn_dense, noise 20%" in proc.stdout
     runs = pd.read_csv(out / "unleash_runs.csv")
-    assert sorted(runs["method"].unique()) == sorted(["baseline (last epoch)", "+CE (control)", "+UM", "+UMAP"])
-    assert sorted(runs["score"].unique()) == ["energy", "mahalanobis", "msp", "odin"] and len(runs) == 16
-    assert runs[["AUROC", "FPR95", "ID acc"]].apply(lambda c: c.between(0, 100)).all().all()
+    methods = ["baseline (last epoch)", "early stopping (ID val loss)", "epoch chosen on val OOD", "+CE (control)",
+               "+UM (0.5b)", "+UM", "+UM (2b)", "+UMAP", "+UM (b chosen on val OOD)"]
+    assert list(dict.fromkeys(runs["method"])) == methods
+    scores = ["energy", "mahalanobis", "msp", "odin"]
+    assert sorted(runs["score"].unique()) == scores and len(runs) == 2 * len(methods) * len(scores)
+    assert runs[["AUROC", "FPR95", "ID acc", "val AUROC"]].apply(lambda c: c.between(0, 100)).all().all()
+    chosen = runs[runs["method"] == "+UM (b chosen on val OOD)"].drop(columns="method").reset_index(drop=True)
+    sweep = runs[runs["method"].isin(["+UM (0.5b)", "+UM", "+UM (2b)"])]
+    for (cond, score), g in chosen.groupby(["condition", "score"]):  # one of the sweep, the one val OOD prefers
+        assert g["AUROC"].iloc[0] in set(sweep[(sweep["condition"] == cond) & (sweep["score"] == score)]["AUROC"])
     curve = pd.read_csv(out / "unleash_curve.csv")
-    assert list(curve["epoch"]) == [1, 2]
-    for table in ("floors", "stages", "effect"):
+    assert list(curve["epoch"]) == [1, 2, 1, 2] and {"val loss", "energy val AUROC"} <= set(curve.columns)
+    floors = pd.read_csv(out / "unleash_floors.csv")
+    assert list(floors["condition"]) == ["clean", "noise 20%"]
+    assert list(floors["mislabelled share"]) == pytest.approx([0.0, 0.2], abs=0.005)  # round(0.2 * 192) of 192
+    for table in ("stages", "effect"):
         assert (out / f"unleash_{table}.csv").exists() and (out / f"unleash_{table}.json").exists()
     stages = pd.read_csv(out / "unleash_stages.csv")
-    assert set(stages["score"]) == {"msp", "energy", "odin"} and (stages["gap"] >= 0).all()
+    assert set(stages["score"]) == {"msp", "energy"} and (stages["gap"] >= 0).all()
 
 
 def test_study_tables_and_verdict_from_runs() -> None:
     """The chapter's logic, in the library: best-vs-last epoch per seed, paired effects, the verdict."""
     from mood.unleash import UnleashStudy, stage_table, study_effects
 
-    curve = pd.DataFrame([{"model": "m", "seed": s, "epoch": e, "energy AUROC": a}
-                          for s in (0, 1) for e, a in zip((1, 2, 3), (70.0 + s, 80.0 + s, 75.0))])
+    curve = pd.DataFrame([{"condition": "clean", "model": "m", "seed": s, "epoch": e, "energy AUROC": a,
+                           "energy val AUROC": v}
+                          for s in (0, 1) for e, a, v in zip((1, 2, 3), (70.0 + s, 80.0 + s, 75.0), (60.0, 61.0, 62.0))])
     stages = stage_table(curve, ("energy",))
     assert list(stages["best epoch"]) == [2, 2] and list(stages["gap"]) == [5.0, 6.0]
+    assert list(stages["val epoch"]) == [3, 3] and list(stages["val gap"]) == [0.0, 0.0]  # validation picks the last
     rows = []
     for seed in (0, 1, 2):
         for method, auroc in (("baseline (last epoch)", 80.0 + seed), ("+CE (control)", 80.5 + seed),
                               ("+UM", 82.0 + seed), ("+UMAP", 79.0 + seed)):
-            rows.append({"model": "m", "seed": seed, "method": method, "score": "energy", "AUROC": auroc,
-                         "FPR95": 100 - auroc, "ID acc": 90.0})
+            rows.append({"condition": "clean", "model": "m", "seed": seed, "method": method, "score": "energy",
+                         "AUROC": auroc, "FPR95": 100 - auroc, "ID acc": 90.0})
     runs = pd.DataFrame(rows)
     effects = study_effects(runs)
-    assert effects.loc[("UM vs baseline", "m", "energy"), "Δ"] == pytest.approx(2.0)
-    assert effects.loc[("UM vs CE control", "m", "energy"), "Δ"] == pytest.approx(1.5)
-    assert effects.loc[("UMAP vs baseline", "m", "energy"), "Δ"] == pytest.approx(-1.0)
-    floors = pd.DataFrame([{"model": "m", "seed": s, "floor b": 0.3, "last-epoch train CE": 0.1} for s in (0, 1, 2)])
+    assert effects.loc[("UM vs last", "clean", "m", "energy"), "Δ"] == pytest.approx(2.0)
+    assert effects.loc[("UM vs CE control", "clean", "m", "energy"), "Δ"] == pytest.approx(1.5)
+    assert effects.loc[("UMAP vs last", "clean", "m", "energy"), "Δ"] == pytest.approx(-1.0)
+    assert "early stopping vs last" not in effects.index.get_level_values("comparison")  # not run: not compared
+    floors = pd.DataFrame([{"condition": "clean", "model": "m", "seed": s, "floor b": 0.3, "last-epoch train CE": 0.1,
+                            "last-epoch train acc": 99.5} for s in (0, 1, 2)])
     study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",))
     pd.testing.assert_frame_equal(study.stages, stages)
     pd.testing.assert_frame_equal(study.effects, effects)
     text = study.verdict()
-    assert "best Energy epoch 2.0 of 3, 5.50 AUROC above the last epoch" in text
-    assert "Energy + UM improves on the baseline by +2.00 AUROC (95% CI [+2.00, +2.00]" in text and "control +1.50" in text
+    assert "m, clean: final train accuracy 99.5%; oracle best Energy epoch 2.0 of 3, 5.50 AUROC above the last" in text
+    assert "UM at the estimated b minus the last epoch: +2.00 Energy AUROC (95% CI [+2.00, +2.00]" in text
+    assert "UM minus the plain-CE control: +1.50" in text
     assert "above the final loss, so UM trains the loss back up" in text
+
+
+def test_unleash_data_holds_out_validation_and_noises_labels() -> None:
+    from mood.protocols import Protocol
+    from mood.unleash import unleash_data
+
+    data = _toy(400)
+    proto = Protocol(name="toy", kind="multi-class", train=data, id_test=_toy(50, seed=1), ood_test={},
+                     num_classes=10, classes=tuple(str(k) for k in range(10)))
+    cfg = _cfg(val_id=40, val_ood=30)
+    cfg.train.max_images = 200
+    d = unleash_data(proto, cfg, noise=0.2, seed=3)
+    assert (len(d.train), len(d.val), len(d.val_ood)) == (200, 40, 30)
+    ids = [set(d.train.ids), set(d.val.ids), {int(i) for i in d.val_ood.ids}]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])  # disjoint
+    assert d.mislabelled.mean() == pytest.approx(0.2) and (d.clean_labels == data.labels[np.searchsorted(data.ids, d.train.ids)]).all()
+    assert (d.val.labels != data.labels[np.searchsorted(data.ids, d.val.ids)]).mean() == pytest.approx(0.2, abs=0.03)
+    assert (d.val_ood.labels == -1).all() and "noise 0.2" in d.train.name
+    clean = unleash_data(proto, cfg, noise=0.0, seed=3)
+    assert not clean.mislabelled.any() and np.array_equal(clean.train.ids, d.train.ids)  # same images, clean labels
+    with pytest.raises(ValueError, match="leaves no training image"):
+        unleash_data(proto, _cfg(val_id=300, val_ood=100), seed=0)
