@@ -6,7 +6,7 @@ Examples::
     python -m mood run --protocol multi-class            # pretrain -> fine-tune -> Mahalanobis
     python -m mood run --protocol one-class:all --profile smoke --out results/smoke/one_class.csv
     python -m mood pretrain --protocol multi-class --pretext mae --seed 1
-    python -m mood unleash --model resnet10_narrow --seed 1   # Unleashing Mask: stages, UM, UMAP, verdict
+    python -m mood unleash --model cnn_dense --seed 1 --noise 0.2   # Unleashing Mask: stages, UM, UMAP, verdict
 """
 
 from __future__ import annotations

@@ -1,20 +1,27 @@
 """Unleashing Mask (Zhu et al., ICML 2023): the OOD ability a classifier has mid-training, and two
 ways to get it back from the final model.
 
-1. :func:`train_stages` trains an ID classifier from scratch and keeps every epoch's weights;
-   :func:`stage_curve` scores OOD (MSP, Energy, ODIN) at each one. The paper finds an intermediate
-   epoch better at OOD detection than the last: late training memorises atypical ID samples.
+1. :func:`unleash_data` holds out ID validation images and a validation OOD set (tile-shuffled ID
+   images, none of the test OOD sets) and noises the training labels at the condition's rate;
+   :func:`train_stages` trains an ID classifier from scratch, keeping every epoch's weights;
+   :func:`stage_curve` scores OOD (MSP, Energy, ODIN) at each epoch, on the test sets and on the
+   validation sets. The paper finds an intermediate epoch better at OOD detection than the last:
+   late training memorises atypical ID samples. Here the epoch is picked on validation data only
+   (and, as a baseline, by early stopping on the ID validation loss).
 2. :func:`estimate_floor` puts a number on that stage without any OOD data: the mean training
    cross-entropy of the final model with a small random fraction of every layer's weights masked
    out (the official code keeps 96.5%).
 3. :func:`tune` goes on from the final model with the loss floored at that value,
    ``|CE - b| + b`` (:func:`mood.pretext.loss_floor`): ``"um"`` updates the weights; ``"umap"``
    freezes them and learns a mask that keeps ~80% of each layer's weights (edge-popup scores with a
-   straight-through top-k); ``"ce"`` is the control, the same extra epochs with plain CE.
+   straight-through top-k); ``"ce"`` is the control, the same extra epochs with plain CE. UM also
+   runs at multiples of ``b`` and with the ``b`` the validation OOD set prefers.
 
-:func:`run_unleash` chains the three for one backbone and seed, and returns the per-epoch curve and
-a long table (method x score) of AUROC / FPR95 / AUPR and ID accuracy. Every stage is cached by its
-configuration (:class:`mood.pipeline.Cache`) and resumes after an interruption (:func:`mood.engine.fit`).
+:func:`run_unleash` chains them for one backbone, seed and label-noise condition and returns the
+per-epoch curve, a long table (method x score) of AUROC / FPR95 / AUPR with ID accuracy, and the
+per-image training losses; :func:`run_study` runs every backbone, condition and seed. Every stage is
+cached by its configuration (:class:`mood.artifacts.Cache`) and resumes after an interruption
+(:func:`mood.engine.fit`).
 """
 
 from __future__ import annotations

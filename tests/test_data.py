@@ -223,3 +223,35 @@ def test_named_folder_that_is_empty_or_missing_is_an_error(tmp_path: Path, tiny_
         data.load_fashion_mnist("test", root=empty)
     monkeypatch.setenv("MOOD_FMNIST_DIR", str(tiny_fmnist))
     assert len(data.load_fashion_mnist("train")) == 50
+
+
+def test_label_noise_flips_exactly_the_rate_and_never_to_the_true_class() -> None:
+    from mood.data import from_array, with_label_noise
+
+    rng = np.random.default_rng(0)
+    s = from_array("t", rng.integers(0, 255, (200, 28, 28), dtype=np.uint8), np.arange(200) % 10)
+    noisy = with_label_noise(s, 0.2, seed=1)
+    wrong = noisy.labels != s.labels
+    assert wrong.sum() == 40 and noisy.labels.min() >= 0 and noisy.labels.max() <= 9
+    assert noisy.name != s.name and np.array_equal(noisy.ids, s.ids)  # cache keys tell them apart
+    assert not np.array_equal(with_label_noise(s, 0.2, seed=2).labels, noisy.labels)
+    assert with_label_noise(s, 0.0) is s
+    with pytest.raises(ValueError, match="must lie in"):
+        with_label_noise(s, 1.0)
+
+
+def test_shuffled_tiles_keep_each_images_tiles() -> None:
+    from mood.data import from_array, shuffle_patches
+
+    rng = np.random.default_rng(0)
+    s = from_array("t", rng.integers(0, 255, (5, 28, 28), dtype=np.uint8), np.arange(5))
+    out = shuffle_patches(s, patch=7, seed=0)
+
+    def tiles(img: np.ndarray) -> list[bytes]:
+        return sorted(img[r:r + 7, c:c + 7].tobytes() for r in range(0, 28, 7) for c in range(0, 28, 7))
+
+    for a, b in zip(s.images, out.images):
+        assert tiles(a) == tiles(b) and not np.array_equal(a, b)
+    assert (out.labels == -1).all() and out.origin != s.origin
+    with pytest.raises(ValueError, match="do not split"):
+        shuffle_patches(s, patch=5)

@@ -88,6 +88,23 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
     h = headline(tmp_path).set_index("figure")["value"]
     assert h["id_accuracy"] == 89.0 and h["auroc_mnist"] == pytest.approx(98.5) and h["seeds"] == 3
     assert h["auroc_mnist_ci_lo"] < 98.5 < h["auroc_mnist_ci_hi"] and h["auroc_far_mean_std"] == 0.0
+    # Unleashing Mask: the study's per-condition tables, as chapter 16 saves them
+    from mood.unleash import UnleashStudy
+
+    floors = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "floor b": 1.0, "last-epoch train CE": 0.05,
+                            "last-epoch train acc": acc + s} for c, acc in (("clean", 99.0), ("noise 20%", 97.0)) for s in (0, 1, 2)])
+    runs = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "method": m, "score": "energy",
+                          "AUROC": base + s + (gain if m == "+UM" else 0.0), "FPR95": 50.0, "ID acc": 80.0}
+                         for c, base, gain in (("clean", 80.0, 1.0), ("noise 20%", 60.0, -2.0)) for s in (0, 1, 2)
+                         for m in ("baseline (last epoch)", "+UM")])
+    curve = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "epoch": e, "energy AUROC": 80.0}
+                          for c in ("clean", "noise 20%") for s in (0, 1, 2) for e in (1, 2)])
+    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",))
+    study.save(tmp_path)
+    h = headline(tmp_path).set_index("figure")["value"]
+    assert h["um_train_accuracy_final"] == 100.0 and h["um_train_accuracy_final_noisy"] == 98.0
+    assert h["um_energy_auroc_gain"] == pytest.approx(1.0) and h["um_energy_auroc_gain_noisy"] == pytest.approx(-2.0)
+    assert h["um_energy_auroc_gain_ci_lo"] == h["um_energy_auroc_gain_ci_hi"] == pytest.approx(1.0)  # same gain every seed
 
 
 def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
