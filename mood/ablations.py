@@ -117,6 +117,11 @@ def score_variant(v: Variant, trained: Trained, protocol: Protocol, feats: Proto
 SCALES = ("ablation", "main")
 
 
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+
+
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None,
                 scale: str = "ablation") -> dict:
     """One (variant, protocol, seed): a row of mean AUROC / FPR95 over the protocol's OOD sets, ID
@@ -129,8 +134,7 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
             profile reuses their cached models). Main-scale rows are labelled
             ``"<protocol> (main scale)"``.
     """
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    _check_scale(scale)
     cache = cache or Cache()
     t0 = time.perf_counter()
     protocol, p = setup(protocol_name, prof)
@@ -150,8 +154,7 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
 def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], prof: Profile,
              cache: Cache | None = None, scale: str = "ablation") -> pd.DataFrame:
     """Every variant on every protocol with every seed at ``scale`` (:func:`run_variant`): one row per run."""
-    if scale not in SCALES:  # before any training
-        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    _check_scale(scale)  # before any training
     rows = [run_variant(v, proto, prof, seed, cache, scale) for v in variants for proto in protocols for seed in seeds]
     return pd.DataFrame(rows)
 

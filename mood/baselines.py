@@ -31,7 +31,7 @@ from mood.parallel import Job, prefetch
 from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol,
                            scores_table, setup)
 from mood.protocols import Protocol
-from mood.stats import ALPHA, paired_bootstrap, paired_test
+from mood.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
 
 PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
     # name: (registered score, its hyperparameters)
@@ -203,6 +203,4 @@ def versus_baselines(equal: EqualCompute, reference: str, reference_score: str, 
         else:
             raise ValueError(f"versus_baselines: {model!r} shares no seed with {reference!r}")
         rows[(model, det)] = {"ID acc": g["ID acc"].mean(), metric: g[metric].mean(), **test}
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index = pd.MultiIndex.from_tuples(out.index, names=["baseline", "score"])
-    return out
+    return comparison_table(rows)

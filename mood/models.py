@@ -234,11 +234,12 @@ class Backbone(nn.Module):
             t, means = self._embedded(x), []
             for block in self.net.blocks:
                 t = block(t)
-                means.append(t[:, p:].mean(1))
+                if "blocks" in pools:  # only when asked: forward() (training) passes no pool
+                    means.append(t[:, p:].mean(1))
             normed = self.net.norm(t)
             mean = normed[:, p:].mean(1)
             views = {"cls": lambda: normed[:, 0],
-                     "mood": lambda: F.normalize(self.net.norm(means[-1]), dim=1),
+                     "mood": lambda: F.normalize(self.net.norm(t[:, p:].mean(1)), dim=1),
                      "blocks": lambda: torch.cat(means, dim=1),
                      "tokens": lambda: t[:, p:].flatten(1)}
         else:

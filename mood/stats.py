@@ -132,8 +132,13 @@ def versus_detectors(reference: tuple[np.ndarray, dict[str, np.ndarray]],
         One row per other detector (index ``baseline``, ``score``), the columns of
         :func:`paired_bootstrap` and ``test``: the table :func:`beats_all` reads.
     """
-    rows = {key: {**paired_bootstrap(reference, s, alpha=alpha), "test": "paired bootstrap of test images, one seed"}
-            for key, s in others.items()}
+    return comparison_table({key: {**paired_bootstrap(reference, s, alpha=alpha),
+                                   "test": "paired bootstrap of test images, one seed"} for key, s in others.items()})
+
+
+def comparison_table(rows: dict[tuple[str, str], dict]) -> pd.DataFrame:
+    """Rows keyed ``(baseline, score)`` (a test's columns each) as the table :func:`beats_all` and
+    the summary read: index levels ``baseline`` and ``score``."""
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index = pd.MultiIndex.from_tuples(out.index, names=["baseline", "score"])
     return out

@@ -122,20 +122,22 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
                                ("one_class_untrained_auroc_mean", "untrained AUROC")):
             if column in o.columns:
                 rows[figure] = float(o.loc["mean", column])
+    def suffix(condition: str) -> str:  # chapter 16's label-noise conditions: clean, and the noisy one
+        return "" if condition == "clean" else "_noisy"
+
     if (f := table("16_unleash_floors")) is not None:
         for cond in f.index.unique():
-            rows[f"um_train_accuracy_final{'' if cond == 'clean' else '_noisy'}"] = float(f.loc[[cond], "last-epoch train acc"].mean())
+            rows[f"um_train_accuracy_final{suffix(cond)}"] = float(f.loc[[cond], "last-epoch train acc"].mean())
     if (e := table("16_unleash_effect")) is not None:
         e = e.reset_index()
         for cond in e["condition"].unique():
-            suffix = "" if cond == "clean" else "_noisy"
             for figure, comparison in (("um_energy_auroc_gain", "UM vs last"),
                                        ("um_val_epoch_energy_auroc_gain", "val-OOD epoch vs last")):
                 r = e[(e["comparison"] == comparison) & (e["condition"] == cond) & (e["score"] == "energy")]
                 if len(r) == 1:  # one backbone: its paired mean over seeds, std and 95% interval
-                    rows[f"{figure}{suffix}"] = float(r["Δ"].iloc[0])
+                    rows[f"{figure}{suffix(cond)}"] = float(r["Δ"].iloc[0])
                     if r["seeds"].iloc[0] >= 2:  # one seed has no spread
-                        rows |= {f"{figure}{suffix}_{k}": float(r[k].iloc[0]) for k in ("std", "ci_lo", "ci_hi")}
+                        rows |= {f"{figure}{suffix(cond)}_{k}": float(r[k].iloc[0]) for k in ("std", "ci_lo", "ci_hi")}
     if (t := table("_timings")) is not None:
         main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
         rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())

@@ -424,6 +424,8 @@ def um_label(scale: float) -> str:
 
 
 SELECT_SCORE = "energy"  # the score whose validation AUROC picks the epoch and b (the paper's headline score)
+UM_ON_VAL = "+UM (b chosen on val OOD)"
+KEYS = ["condition", "model"]  # what a study's tables are split by
 
 
 def selection_score(cfg: UnleashConfig) -> str:
@@ -501,8 +503,9 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
               "epoch chosen on val OOD": _epoch_model(stages, epochs["val OOD"])}
     t = time.perf_counter()
     models[METHOD_LABELS["ce"]] = tune(stages.final, data.train, "ce", None, cfg, prof.format, cache)
-    for scale in sorted({1.0, *cfg.floor_scales}):
-        models[um_label(scale)] = tune(stages.final, data.train, "um", scale * floor, cfg, prof.format, cache)
+    sweep = {um_label(scale): scale for scale in sorted({1.0, *cfg.floor_scales})}
+    for label, scale in sweep.items():
+        models[label] = tune(stages.final, data.train, "um", scale * floor, cfg, prof.format, cache)
     models[METHOD_LABELS["umap"]] = tune(stages.final, data.train, "umap", floor, cfg, prof.format, cache)
     timings["tune_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -514,16 +517,12 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
                          "val AUROC": tab.attrs["val_auroc"]})
     table = pd.DataFrame(rows)
     # UM with b chosen among the sweep on the validation OOD set (by SELECT_SCORE), as the paper tunes
-    ums = table[table["method"].isin([um_label(sc) for sc in {1.0, *cfg.floor_scales}]) & (table["score"] == select)]
+    ums = table[table["method"].isin(list(sweep)) & (table["score"] == select)]
     chosen = ums.loc[ums["val AUROC"].idxmax(), "method"]
     table = pd.concat([table, table[table["method"] == chosen].assign(method=UM_ON_VAL)], ignore_index=True)
     timings["eval_s"] = time.perf_counter() - t
     curve.insert(0, "condition", condition_label(noise))
     return UnleashRun(curve, table, floor, stages.final.history[-1]["loss"], epochs, losses, models, timings)
-
-
-UM_ON_VAL = "+UM (b chosen on val OOD)"
-KEYS = ["condition", "model"]  # what a study's tables are split by
 
 
 def best_epoch(curve: pd.DataFrame, score: str = "energy") -> pd.Series:

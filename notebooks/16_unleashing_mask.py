@@ -18,7 +18,8 @@
 #
 # The mechanism needs a model that *memorises*: training accuracy near 100% and training
 # cross-entropy near 0, reached by fitting the atypical samples last. This chapter trains in that
-# regime — the small CNN on 10,000 Fashion-MNIST images, no augmentation, SGD with momentum and a
+# regime — at the `cpu` profile a CNN with a dense layer (`cnn_dense`) on 5,000 Fashion-MNIST
+# images (the first cell prints the profile's settings), no augmentation, SGD with momentum and a
 # cosine schedule (the official code's optimiser), every epoch kept — under two conditions: clean
 # labels, and 20% symmetric label noise, where atypical (mislabelled) samples exist by
 # construction and memorising them is known to hurt.
