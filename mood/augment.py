@@ -1,16 +1,20 @@
 """Batched image augmentations on tensors ``[N, C, H, W]`` (no per-image Python loop).
 
-Every function takes a ``torch.Generator`` so that a seeded run sees the same views again.
+Every function takes a ``torch.Generator`` so that a seeded run sees the same views again; its
+random numbers are drawn on the generator's device (a CUDA generator keeps a GPU step free of host
+round trips).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.rand(n, generator=g).to(device) * (hi - lo) + lo
+    return torch.rand(n, generator=g, device=g.device).to(device) * (hi - lo) + lo
 
 
 def random_resized_crop(x: torch.Tensor, g: torch.Generator, scale: tuple[float, float] = (0.35, 1.0),
@@ -19,7 +23,7 @@ def random_resized_crop(x: torch.Tensor, g: torch.Generator, scale: tuple[float,
     to the full size with bilinear sampling."""
     n = x.shape[0]
     area = _uniform(n, *scale, g, x.device)
-    logr = _uniform(n, torch.log(torch.tensor(ratio[0])).item(), torch.log(torch.tensor(ratio[1])).item(), g, x.device)
+    logr = _uniform(n, math.log(ratio[0]), math.log(ratio[1]), g, x.device)
     r = torch.exp(logr)
     sw, sh = torch.sqrt(area * r).clamp(max=1.0), torch.sqrt(area / r).clamp(max=1.0)
     tx = (_uniform(n, -1, 1, g, x.device)) * (1 - sw)
@@ -36,14 +40,18 @@ def random_shift(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Ten
     n, _, h, w = x.shape
     fill = x.amin(dim=(1, 2, 3), keepdim=True)
     padded = F.pad(x - fill, (pad, pad, pad, pad)) + fill
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).tolist()
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).tolist()
-    return torch.stack([padded[i, :, dy[i]: dy[i] + h, dx[i]: dx[i] + w] for i in range(n)])
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=g.device).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g, device=g.device).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # [N, 1, h, 1]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # [N, 1, 1, w]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
 
 
 def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Horizontal flip of a random half of the images."""
-    flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
+    flip = (torch.rand(x.shape[0], generator=g, device=g.device) < 0.5).to(x.device).view(-1, 1, 1, 1)
     return torch.where(flip, x.flip(-1), x)
 
 

@@ -68,7 +68,7 @@ def _profile(args: argparse.Namespace):
 def _cmd_stage(args: argparse.Namespace) -> int:
     """pretrain / finetune / evaluate / run: each runs the pipeline up to its stage."""
     from mood.artifacts import Cache, save_table
-    from mood.pipeline import finetune, pretrain, run_mood, setup
+    from mood.pipeline import finetune, id_accuracy, pretrain, run_mood, setup
     from mood.protocols import expand
 
     protocols = expand(args.protocol)  # every name is checked before anything is trained
@@ -91,6 +91,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
         run = run_mood(name, prof, cache, finetune_stage=args.command == "run", detector=detector)
         table = run.table.copy()
         table.insert(0, "protocol", name)
+        table.insert(1, "ID acc", id_accuracy(run.features))  # every OOD figure beside its model's accuracy
         tables.append(table)
         print(f"{name}: " + json.dumps({k: round(v, 1) for k, v in run.timings.items()}), file=sys.stderr)
     if tables:

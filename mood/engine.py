@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay
+from timm.models.vision_transformer import Block
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
@@ -51,6 +52,8 @@ class TrainConfig:
         device: "auto" (CUDA when present), "cpu" or "cuda".
         optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov-free, with ``momentum``).
         momentum: SGD's momentum.
+        compile: compile every transformer block with ``torch.compile`` (the weights and results are
+            the same; only speed differs, so it is not part of a stage's cache key).
     """
 
     epochs: int = 10
@@ -66,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     optimizer: str = "adamw"
     momentum: float = 0.9
+    compile: bool = False
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
@@ -90,6 +94,7 @@ class TrainConfig:
         """The settings as a dict (the cache key of a stage). An AdamW stage leaves out the SGD-only
         fields, so its key is the same as before SGD was an option and cached models stay valid."""
         d = asdict(self)
+        del d["compile"]
         if self.optimizer == "adamw":
             del d["optimizer"], d["momentum"]
         return d
@@ -121,6 +126,24 @@ def make_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups.append({"params": [p for p in rest if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr_scale": 1.0})
     groups.append({"params": [p for p in rest if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": 1.0})
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+
+
+SYNC_EVERY = 50  # steps between the host's looks at the loss (a non-finite loss stops training there)
+
+
+def _check_finite(finite: torch.Tensor, desc: str, epoch: int, step: int, lr: float) -> None:
+    if not bool(finite):
+        raise FloatingPointError(f"{desc}: the loss became non-finite in epoch {epoch + 1} by step {step + 1}; "
+                                 f"lower the learning rate (now {lr})")
+
+
+def compile_blocks(task: nn.Module) -> int:
+    """Compiles every transformer block of ``task`` in place (``nn.Module.compile``: parameter names and
+    checkpoints are unchanged). Returns how many were compiled."""
+    blocks = [m for m in task.modules() if isinstance(m, Block)]
+    for b in blocks:
+        b.compile()
+    return len(blocks)
 
 
 def _capture_rng() -> dict:
@@ -159,6 +182,8 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
     sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps_per_epoch, lr_min=cfg.min_lr,
                               warmup_t=int(cfg.warmup_epochs * steps_per_epoch), warmup_lr_init=cfg.lr * 1e-3,
                               t_in_epochs=False)
+    if cfg.compile:
+        compile_blocks(task)
     history: list[dict] = []
     start = 0
     ckpt = Path(run_dir) / "last.pt" if run_dir is not None else None
@@ -173,31 +198,35 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
         if stop_after is not None and epoch >= stop_after:
             break
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path stream of this epoch
-        rng = Rng.seeded(cfg.seed, epoch)
-        order = torch.randperm(len(x), generator=rng.torch_gen).to(x.device)
+        rng = Rng.seeded(cfg.seed, epoch, device=device)
+        order = torch.randperm(len(x), generator=rng.torch_gen, device=device)
         task.train()
-        sums: dict[str, float] = {}
+        # metrics are summed on the device and read once per epoch: a per-step .item() would make the
+        # host wait for the GPU at every step
+        sums: dict[str, torch.Tensor] = {}
+        finite = torch.ones((), dtype=torch.bool, device=device)
         t0 = time.perf_counter()
         bar = progress(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}")
         for step in bar:
             idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
             with autocast:
                 loss, metrics = task.loss(x[idx], y[idx], rng)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch + 1} step {step}; "
-                                         f"lower the learning rate (now {cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
             opt.step()
             sched.step_update(epoch * steps_per_epoch + step + 1)
-            for k, v in {"loss": loss.item(), **metrics}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            for k, v in {"loss": loss, **metrics}.items():
+                v = torch.as_tensor(v, device=device).detach().float()
+                sums[k] = sums[k] + v if k in sums else v
+            finite &= torch.isfinite(loss.detach()).all()
+            if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps_per_epoch:
+                _check_finite(finite, desc, epoch, step, cfg.lr)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
+        record = {"epoch": epoch + 1, **{k: v.item() / steps_per_epoch for k, v in sums.items()},
                   "lr": max(g["lr"] for g in opt.param_groups), "seconds": seconds,
                   "img_per_s": steps_per_epoch * cfg.batch_size / seconds}
         history.append(record)

@@ -74,3 +74,42 @@ def mask_batch(n: int, grid: tuple[int, int], ratio: float, kind: str = "block",
     rng = rng if rng is not None else np.random.default_rng()
     fn = block_mask if kind == "block" else random_mask
     return torch.from_numpy(np.stack([fn(grid, ratio, rng).reshape(-1) for _ in range(n)]))
+
+
+class MaskSampler(torch.nn.Module):
+    """Masks for a training step drawn without leaving the device and without a per-image host loop.
+
+    ``"random"`` masks are drawn on the generator's device (uniform noise, the ``k`` smallest hidden,
+    as MAE does). ``"block"`` masks come from a bank of ``bank_size`` BEiT masks drawn once on the host
+    from ``seed`` (a buffer that follows the task to its device, not saved in checkpoints); each step
+    picks rows of the bank at random. A bank drawn from the run's seed keeps a resumed run equal to
+    an uninterrupted one.
+
+    Args:
+        grid: the ViT's patch grid ``(H, W)``.
+        ratio: fraction of patches hidden.
+        kind: ``"block"`` or ``"random"``.
+        seed: seeds the bank.
+        bank_size: masks in the bank (block masks only).
+    """
+
+    def __init__(self, grid: tuple[int, int], ratio: float, kind: str, seed: int = 0, bank_size: int = 4096) -> None:
+        super().__init__()
+        if kind not in MASK_KINDS:
+            raise ValueError(f"unknown mask kind {kind!r}; valid: {', '.join(MASK_KINDS)}")
+        self.grid, self.ratio, self.kind = tuple(grid), ratio, kind
+        self.num_patches = grid[0] * grid[1]
+        self.num_masked = num_to_mask(self.num_patches, ratio)
+        bank = mask_batch(bank_size, grid, ratio, "block", np.random.default_rng(seed)) if kind == "block" \
+            else torch.zeros(0, self.num_patches, dtype=torch.bool)
+        self.register_buffer("bank", bank, persistent=False)
+
+    def sample(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """``[n, H*W]`` bool masks (True = hidden, exactly ``num_masked`` per row) on ``self.bank``'s
+        device, drawn with ``g`` (a generator on that device)."""
+        device = self.bank.device
+        if self.kind == "block":
+            return self.bank[torch.randint(len(self.bank), (n,), generator=g, device=device)]
+        noise = torch.rand(n, self.num_patches, generator=g, device=device)
+        hidden = noise.argsort(dim=1)[:, :self.num_masked]
+        return torch.zeros(n, self.num_patches, dtype=torch.bool, device=device).scatter_(1, hidden, True)

@@ -29,7 +29,7 @@ from torch import nn
 
 from mood import augment
 from mood.artifacts import atomic_torch_save
-from mood.masking import mask_batch
+from mood.masking import MaskSampler
 from mood.models import Backbone
 from mood.tokenizer import PatchTokenizer, patchify
 
@@ -39,15 +39,16 @@ MIM_PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae")
 
 @dataclass
 class Rng:
-    """Random streams of one training step: ``np_rng`` draws masks, ``torch_gen`` draws views."""
+    """Random streams of one training epoch: ``torch_gen`` (on the training device, so that drawing
+    masks, views and batch orders never waits on the host) and ``np_rng`` (host-side draws)."""
 
     np_rng: np.random.Generator
     torch_gen: torch.Generator
 
     @classmethod
-    def seeded(cls, *seed: int) -> "Rng":
+    def seeded(cls, *seed: int, device: str | torch.device = "cpu") -> "Rng":
         s = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
-        return cls(np.random.default_rng(s), torch.Generator().manual_seed(s))
+        return cls(np.random.default_rng(s), torch.Generator(device=device).manual_seed(s))
 
 
 def loss_floor(loss: torch.Tensor, floor: float | None) -> torch.Tensor:
@@ -55,6 +56,12 @@ def loss_floor(loss: torch.Tensor, floor: float | None) -> torch.Tensor:
     ``b``): equal to ``loss`` above the floor ``b``, mirrored below it, so gradient descent lowers
     the loss while it is above ``b`` and raises it once it falls below. ``floor=None`` is ``loss``."""
     return loss if floor is None else (loss - floor).abs() + floor
+
+
+def _masked_mean(per_patch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``per_patch [N, L]`` over the hidden patches of ``mask [N, L]`` (a weighted mean rather
+    than boolean indexing, whose size would have to travel to the host)."""
+    return (per_patch * mask).sum() / mask.sum()
 
 
 class Classification(nn.Module):
@@ -79,9 +86,9 @@ class Classification(nn.Module):
             x = augment.finetune_view(x, rng.torch_gen)
         logits = self.backbone(x)
         ce = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-        metrics = {"acc": (logits.argmax(1) == y).float().mean().item()}
+        metrics = {"acc": (logits.argmax(1) == y).float().mean().detach()}
         if self.floor is not None:
-            metrics["ce"] = ce.item()
+            metrics["ce"] = ce.detach()
         return loss_floor(ce, self.floor), metrics
 
 
@@ -96,13 +103,14 @@ class BeitMIM(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, tokenizer: PatchTokenizer, mask_ratio: float = 0.4,
-                 mask_kind: str = "block") -> None:
+                 mask_kind: str = "block", seed: int = 0) -> None:
         super().__init__()
         backbone._require_vit("BEiT MIM")
         if tokenizer.patch_size != backbone.patch_size:
             raise ValueError(f"tokenizer patch {tokenizer.patch_size} != ViT patch {backbone.patch_size}")
         self.backbone, self.tokenizer = backbone, tokenizer
         self.mask_ratio, self.mask_kind = mask_ratio, mask_kind
+        self.masks = MaskSampler(backbone.grid, mask_ratio, mask_kind, seed)
         self.lm_head = nn.Linear(backbone.embed_dim, tokenizer.vocab_size)
         nn.init.trunc_normal_(self.lm_head.weight, std=0.02)
         nn.init.zeros_(self.lm_head.bias)
@@ -114,10 +122,11 @@ class BeitMIM(nn.Module):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
         target = self.tokenizer.encode(x)  # [N, L]
-        mask = mask_batch(len(x), self.backbone.grid, self.mask_ratio, self.mask_kind, rng.np_rng).to(x.device)
-        logits = self.predict(x, mask)[mask]  # [M, K], M = masked positions in the batch
-        loss = F.cross_entropy(logits.float(), target[mask])
-        return loss, {"token_acc": (logits.argmax(-1) == target[mask]).float().mean().item()}
+        mask = self.masks.sample(len(x), rng.torch_gen)
+        logits = self.predict(x, mask)  # [N, L, K]
+        ce = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+        hits = (logits.argmax(-1) == target) & mask
+        return _masked_mean(ce, mask), {"token_acc": (hits.sum() / mask.sum()).detach()}
 
 
 class SimMIM(nn.Module):
@@ -129,10 +138,11 @@ class SimMIM(nn.Module):
         mask_kind: ``"random"`` (SimMIM) or ``"block"``.
     """
 
-    def __init__(self, backbone: Backbone, mask_ratio: float = 0.6, mask_kind: str = "random") -> None:
+    def __init__(self, backbone: Backbone, mask_ratio: float = 0.6, mask_kind: str = "random", seed: int = 0) -> None:
         super().__init__()
         backbone._require_vit("SimMIM")
         self.backbone, self.mask_ratio, self.mask_kind = backbone, mask_ratio, mask_kind
+        self.masks = MaskSampler(backbone.grid, mask_ratio, mask_kind, seed)
         p, c = backbone.patch_size, backbone.cfg.in_chans
         self.pixel_head = nn.Linear(backbone.embed_dim, c * p * p)
 
@@ -142,11 +152,10 @@ class SimMIM(nn.Module):
         return self.pixel_head(t)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
-        mask = mask_batch(len(x), self.backbone.grid, self.mask_ratio, self.mask_kind, rng.np_rng).to(x.device)
+        mask = self.masks.sample(len(x), rng.torch_gen)
         pred = self.predict(x, mask)
         target = patchify(x, self.backbone.patch_size)
-        loss = (pred.float() - target).abs()[mask].mean()
-        return loss, {}
+        return _masked_mean((pred.float() - target).abs().mean(-1), mask), {}
 
 
 class MAE(nn.Module):
@@ -165,6 +174,7 @@ class MAE(nn.Module):
         super().__init__()
         backbone._require_vit("MAE")
         self.backbone, self.mask_ratio, self.norm_pix = backbone, mask_ratio, norm_pix
+        self.masks = MaskSampler(backbone.grid, mask_ratio, "random")
         num_patches = backbone.grid[0] * backbone.grid[1]
         p, c = backbone.patch_size, backbone.cfg.in_chans
         self.decoder_embed = nn.Linear(backbone.embed_dim, decoder_dim)
@@ -176,13 +186,20 @@ class MAE(nn.Module):
         nn.init.trunc_normal_(self.decoder_mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
 
+    def _visible(self, mask: torch.Tensor) -> torch.Tensor:
+        """``[N, L_vis]`` positions of the visible patches of ``mask [N, L]`` in row-major order (a sort,
+        not boolean indexing, so the count never travels to the host)."""
+        order = (~mask).to(torch.uint8).argsort(dim=1, descending=True, stable=True)
+        return order[:, :mask.shape[1] - self.masks.num_masked]
+
     def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Encodes the visible patches: ``[N, 1 + L_vis, D]`` (CLS first). ``mask [N, L]``, True = removed,
-        with the same count in every row."""
+        ``self.masks.num_masked`` in every row."""
         net = self.backbone.net
         t = net.patch_embed(x) + net.pos_embed[:, net.num_prefix_tokens:]
         n, _, d = t.shape
-        visible = t[~mask].reshape(n, -1, d)  # row-major order of visible patches is kept
+        keep = self._visible(mask)
+        visible = t.gather(1, keep[..., None].expand(-1, -1, d))
         cls = (net.cls_token + net.pos_embed[:, :1]).expand(n, -1, -1)
         return net.norm(net.blocks(torch.cat([cls, visible], 1)))
 
@@ -190,20 +207,20 @@ class MAE(nn.Module):
         """Pixel predictions ``[N, L, C*p*p]`` from encoded visible tokens."""
         z = self.decoder_embed(latent)
         n, L = mask.shape
-        full = self.decoder_mask_token.expand(n, L, -1).clone()
-        full[~mask] = z[:, 1:].reshape(-1, z.shape[-1])
+        keep = self._visible(mask)
+        full = self.decoder_mask_token.expand(n, L, -1).to(z.dtype)
+        full = full.scatter(1, keep[..., None].expand(-1, -1, z.shape[-1]), z[:, 1:])
         z = torch.cat([z[:, :1], full], 1) + self.decoder_pos
         return self.decoder_pred(self.decoder_norm(self.decoder_blocks(z)))[:, 1:]
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, rng: Rng) -> tuple[torch.Tensor, dict[str, float]]:
-        mask = mask_batch(len(x), self.backbone.grid, self.mask_ratio, "random", rng.np_rng).to(x.device)
+        mask = self.masks.sample(len(x), rng.torch_gen)
         pred = self.forward_decoder(self.forward_encoder(x, mask), mask)
         target = patchify(x, self.backbone.patch_size)
         if self.norm_pix:
             mu, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
             target = (target - mu) / (var + 1e-6).sqrt()
-        loss = ((pred.float() - target) ** 2).mean(-1)[mask].mean()
-        return loss, {}
+        return _masked_mean(((pred.float() - target) ** 2).mean(-1), mask), {}
 
 
 class SimCLR(nn.Module):
@@ -227,17 +244,18 @@ class SimCLR(nn.Module):
         n = len(x)
         sim = z @ z.T / self.temperature
         sim.fill_diagonal_(float("-inf"))
-        positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(x.device)
+        positives = torch.cat([torch.arange(n, 2 * n, device=x.device), torch.arange(n, device=x.device)])
         loss = F.cross_entropy(sim, positives)
-        return loss, {"pos_acc": (sim.argmax(1) == positives).float().mean().item()}
+        return loss, {"pos_acc": (sim.argmax(1) == positives).float().mean().detach()}
 
 
 def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | None = None,
                   mask_ratio: float | None = None, mask_kind: str | None = None,
-                  label_smoothing: float = 0.0) -> nn.Module | None:
+                  label_smoothing: float = 0.0, seed: int = 0) -> nn.Module | None:
     """The task module for pretext ``name`` (``None`` for ``"none"``). ``mask_ratio``/``mask_kind``
     default to each method's published value; a setting a task cannot honour is an error, never
-    ignored (it would train the same model under a new cache key)."""
+    ignored (it would train the same model under a new cache key). ``seed`` seeds the bank of block
+    masks (:class:`mood.masking.MaskSampler`)."""
     if name not in PRETEXTS:
         raise ValueError(f"unknown pretext task {name!r}; valid: {', '.join(PRETEXTS)}")
     if name not in MIM_PRETEXTS and (mask_ratio is not None or mask_kind is not None):
@@ -246,9 +264,9 @@ def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | 
     if name == "beit":
         if tokenizer is None:
             raise ValueError("beit needs a fitted PatchTokenizer (tokenizer=...); make_task fits one")
-        return BeitMIM(backbone, tokenizer, **mim_kw)
+        return BeitMIM(backbone, tokenizer, seed=seed, **mim_kw)
     if name == "simmim":
-        return SimMIM(backbone, **mim_kw)
+        return SimMIM(backbone, seed=seed, **mim_kw)
     if name == "mae":
         if mask_kind not in (None, "random"):
             raise ValueError(f"MAE removes a uniformly random subset of patches from the encoder's input; "
@@ -285,4 +303,5 @@ def make_task(cfg, backbone: Backbone, x: torch.Tensor | None, state_dir: Path) 
         else:
             tokenizer.fit(x, iters=cfg.tokenizer_iters, seed=cfg.seed)
             atomic_torch_save(tokenizer.state_dict(), path)
-    return build_pretext(cfg.pretext, backbone, tokenizer=tokenizer, mask_ratio=cfg.mask_ratio, mask_kind=cfg.mask_kind)
+    return build_pretext(cfg.pretext, backbone, tokenizer=tokenizer, mask_ratio=cfg.mask_ratio, mask_kind=cfg.mask_kind,
+                         seed=cfg.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from mood import masking
@@ -43,3 +44,20 @@ def test_bad_input() -> None:
         masking.num_to_mask(49, 1.0)
     with pytest.raises(ValueError, match="block, random"):
         masking.mask_batch(2, (7, 7), 0.4, "grid")
+
+
+@pytest.mark.parametrize("kind", ["block", "random"])
+def test_mask_sampler_hides_exactly_the_count_and_repeats_with_its_seeds(kind: str) -> None:
+    a = masking.MaskSampler((7, 7), 0.4, kind, seed=3, bank_size=64)
+    m = a.sample(50, torch.Generator().manual_seed(1))
+    assert m.shape == (50, 49) and m.dtype == torch.bool
+    assert (m.sum(1) == masking.num_to_mask(49, 0.4)).all()
+    assert len({tuple(r.tolist()) for r in m}) > 10  # not one mask repeated
+    b = masking.MaskSampler((7, 7), 0.4, kind, seed=3, bank_size=64)
+    assert torch.equal(m, b.sample(50, torch.Generator().manual_seed(1)))
+    assert "bank" not in a.state_dict()  # checkpoints do not carry it: the seed rebuilds it
+
+
+def test_block_bank_holds_blockwise_masks() -> None:
+    bank = masking.MaskSampler((7, 7), 0.4, "block", seed=0, bank_size=32).bank
+    assert torch.equal(bank, masking.mask_batch(32, (7, 7), 0.4, "block", np.random.default_rng(0)))

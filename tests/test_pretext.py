@@ -93,3 +93,30 @@ def test_make_task_fits_beit_tokenizer_once_and_reloads_it(tmp_path) -> None:
     torch.testing.assert_close(again.tokenizer.codebook, task.tokenizer.codebook)
     with pytest.raises(ValueError, match="not saved .* no images"):
         make_task(cfg, create_backbone("vit_tiny_p4"), None, tmp_path / "other")
+
+
+def test_random_shift_moves_each_image_by_its_own_offset() -> None:
+    from mood import augment
+
+    x = torch.randn(6, 2, 9, 9)
+    out = augment.random_shift(x, torch.Generator().manual_seed(4), pad=2)
+    g = torch.Generator().manual_seed(4)
+    dx, dy = torch.randint(0, 5, (6,), generator=g).tolist(), torch.randint(0, 5, (6,), generator=g).tolist()
+    fill = x.amin(dim=(1, 2, 3), keepdim=True)
+    padded = torch.nn.functional.pad(x - fill, (2, 2, 2, 2)) + fill
+    for i in range(6):  # the per-image crop the batched gather replaces
+        torch.testing.assert_close(out[i], padded[i, :, dy[i]: dy[i] + 9, dx[i]: dx[i] + 9])
+
+
+def test_masked_losses_average_over_hidden_patches_only() -> None:
+    from mood.pretext import SimMIM
+
+    torch.manual_seed(0)
+    task = SimMIM(create_backbone("vit_tiny_p4", drop_path=0.0)).eval()
+    x = torch.randn(4, 1, 28, 28)
+    loss, _ = task.loss(x, torch.zeros(4, dtype=torch.long), Rng.seeded(2))
+    mask = task.masks.sample(4, Rng.seeded(2).torch_gen)
+    from mood.tokenizer import patchify
+
+    expected = (task.predict(x, mask) - patchify(x, 4)).abs()[mask].mean()  # boolean indexing, as a reference
+    torch.testing.assert_close(loss, expected)

@@ -65,7 +65,7 @@ def test_classification_applies_the_floor_only_when_asked() -> None:
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
     plain, m_plain = Classification(net, augment=False).loss(x, y, Rng.seeded(0))
     floored, m = Classification(net, augment=False, floor=plain.item() + 1.0).loss(x, y, Rng.seeded(0))
-    assert "ce" not in m_plain and m["ce"] == pytest.approx(plain.item())
+    assert "ce" not in m_plain and m["ce"].item() == pytest.approx(plain.item())
     assert floored.item() == pytest.approx(plain.item() + 2.0)
 
 
