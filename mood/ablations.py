@@ -21,8 +21,9 @@ from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
 from mood.stats import paired_test, seed_gaps
-from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, finetune, id_accuracy, pretrain,
-                           score_protocol, setup, training_sample)
+from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
+                           id_accuracy, pretrain, score_protocol, setup, training_sample)
+from mood.probes import probe_accuracies
 from mood.protocols import Protocol
 
 
@@ -93,9 +94,9 @@ def intermediate_corpus(protocol: Protocol, prof: Profile, seed: int = 0) -> Ima
     return concat([own, *extra], prof.format, name=f"corpus[{protocol.name}]")
 
 
-def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache) -> tuple[Trained, float]:
-    """Pretrain (+ intermediate) (+ fine-tune) as the variant says; returns the scored model and the
-    seconds its stages took to train (from their logs, so also when they come from the cache)."""
+def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache) -> list[Trained]:
+    """Pretrain (+ intermediate) (+ fine-tune) as the variant says; returns every stage, the
+    pretrained backbone first and the scored model last."""
     if v.intermediate:
         corpus = intermediate_corpus(protocol, p, p.pretrain.seed)
         pre = pretrain(corpus, replace(p.model, num_classes=int(corpus.labels.max()) + 1), p.pretrain, p.format, cache)
@@ -105,7 +106,13 @@ def _train(v: Variant, protocol: Protocol, p: Profile, cache: Cache) -> tuple[Tr
         stages = [pretrain(protocol.train, p.model, p.pretrain, p.format, cache)]
     if v.finetune:
         stages.append(finetune(stages[-1], protocol.train, p.finetune, protocol.num_classes, p.format, cache))
-    return stages[-1], sum(t.train_seconds for t in stages)
+    return stages
+
+
+def images_seen(stages: list[Trained]) -> int:
+    """Training images the stages processed (steps x batch, from their per-epoch logs; a SimCLR image
+    counts once though it is seen in two views)."""
+    return int(round(sum(r["img_per_s"] * r["seconds"] for t in stages for r in t.history)))
 
 
 def score_variant(v: Variant, trained: Trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
@@ -123,9 +130,10 @@ def _check_scale(scale: str) -> None:
 
 
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None,
-                scale: str = "ablation") -> dict:
+                scale: str = "ablation", probe: bool = False) -> dict:
     """One (variant, protocol, seed): a row of mean AUROC / FPR95 over the protocol's OOD sets, ID
-    accuracy, training time (``train s``, from the logs) and this call's wall time.
+    accuracy, training images processed (``images seen``) and time (``train s``, both from the logs)
+    and this call's wall time.
 
     Args:
         scale: ``"ablation"`` (the profile's ablation scale; ``seed`` seeds every stage) or ``"main"``
@@ -133,6 +141,8 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
             fine-tuning, as in :func:`mood.pipeline.run_seeds`, so a variant that matches the
             profile reuses their cached models). Main-scale rows are labelled
             ``"<protocol> (main scale)"``.
+        probe: also the linear-probe and k-NN accuracy of the pretrained backbone's mean token,
+            before any fine-tuning (:mod:`mood.probes`; not on one-class protocols, which have one label).
     """
     _check_scale(scale)
     cache = cache or Cache()
@@ -140,22 +150,29 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     protocol, p = setup(protocol_name, prof)
     # the ablation scale wins over per-protocol overrides
     p = configure(p.at_ablation_scale(seed) if scale == "ablation" else p.with_finetune_seed(seed), v)
-    trained, train_s = _train(v, protocol, p, cache)
+    stages = _train(v, protocol, p, cache)
+    trained = stages[-1]
     last = p.finetune if v.finetune else p.pretrain
     feats = extract_protocol(trained, protocol, p.eval, p.format, cache, train=training_sample(protocol.train, last))
     id_s, ood_s = score_variant(v, trained, protocol, feats, p)
     table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
     label = protocol_name if scale == "ablation" else f"{protocol_name} (main scale)"
-    return {"variant": v.name, "protocol": label, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
-            "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
-            "train s": train_s, "seconds": time.perf_counter() - t0}
+    row = {"variant": v.name, "protocol": label, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
+           "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
+           "images seen": images_seen(stages), "train s": sum(t.train_seconds for t in stages)}
+    if probe and protocol.kind != "one-class":  # one label: nothing to probe
+        frozen = extract_protocol_pools(stages[0], protocol, p.eval, ("mean",), p.format, cache,
+                                        train=training_sample(protocol.train, p.pretrain))["mean"]
+        row |= probe_accuracies(frozen.fit, frozen.id)
+    return row | {"seconds": time.perf_counter() - t0}
 
 
 def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], prof: Profile,
-             cache: Cache | None = None, scale: str = "ablation") -> pd.DataFrame:
+             cache: Cache | None = None, scale: str = "ablation", probe: bool = False) -> pd.DataFrame:
     """Every variant on every protocol with every seed at ``scale`` (:func:`run_variant`): one row per run."""
     _check_scale(scale)  # before any training
-    rows = [run_variant(v, proto, prof, seed, cache, scale) for v in variants for proto in protocols for seed in seeds]
+    rows = [run_variant(v, proto, prof, seed, cache, scale, probe)
+            for v in variants for proto in protocols for seed in seeds]
     return pd.DataFrame(rows)
 
 
@@ -220,3 +237,48 @@ def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUR
     table = mean_std(runs, value)
     save_results(table, results_dir, stem)
     return table
+
+
+PER_RUN_MEANS = ("ID acc", "images seen", "train s", "linear probe acc", "kNN acc")
+
+
+def seed_intervals(runs: pd.DataFrame, value: str = "AUROC") -> pd.DataFrame:
+    """Per (variant, protocol): ``value``'s mean, std, seeds and 95% t-interval over seeds
+    (:func:`mood.stats.paired_test`), beside the seed-mean of each of :data:`PER_RUN_MEANS` the runs
+    have. Index ``(variant, protocol)``."""
+    rows = []
+    for (variant, proto), g in runs.groupby(["variant", "protocol"], sort=False):
+        t = paired_test(g[value].to_numpy())
+        rows.append({"variant": variant, "protocol": proto, value: t["mean"], "std": t["std"], "seeds": t["seeds"],
+                     "ci_lo": t["ci_lo"], "ci_hi": t["ci_hi"],
+                     **{c: float(g[c].mean()) for c in PER_RUN_MEANS if c in g}})
+    return pd.DataFrame(rows).set_index(["variant", "protocol"])
+
+
+def pair_gaps(runs: pd.DataFrame, pairs: list[tuple[str, str]], value: str = "AUROC") -> pd.DataFrame:
+    """Variant ``a`` minus variant ``b`` for each pair, per protocol, paired by seed (:func:`family_gap`
+    with one variant per family). Index ``(comparison, protocol)`` with ``comparison = "a − b"``;
+    columns ``a``, ``b`` (their means), ``gap``, ``gap std``, ``ci_lo``, ``ci_hi``, ``p``, ``significant``."""
+    parts = []
+    for a, b in pairs:
+        g = family_gap(runs, {a: a, b: b}, a, b, value).rename(columns={a: "a", b: "b"})
+        g["significant"] = g.pop("call") != "too close to call"
+        parts.append(g.assign(comparison=f"{a} − {b}").reset_index(names="protocol"))
+    return pd.concat(parts).set_index(["comparison", "protocol"])
+
+
+def ordering(gaps: pd.DataFrame, chain: list[str], protocol: str) -> dict[str, object]:
+    """Whether ``chain[0] > chain[1] > ...`` holds on ``protocol``: every consecutive gap of ``gaps``
+    (:func:`pair_gaps`) positive and significant. An intersection-union test: when any one of the
+    orderings is false, it concludes "holds" with probability at most the paired test's 5%.
+    Returns ``holds`` and ``evidence`` (one line per link)."""
+    links = []
+    for a, b in zip(chain, chain[1:]):
+        key = (f"{a} − {b}", protocol)
+        if key not in gaps.index:
+            raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
+        links.append((a, b, gaps.loc[key]))
+    holds = all(r["gap"] > 0 and bool(r["significant"]) for _, _, r in links)
+    evidence = [f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
+                for a, b, r in links]
+    return {"holds": holds, "evidence": evidence}

@@ -268,6 +268,8 @@ class Profile:
             images) and which run ten times.
         ablation: overrides for the ablation chapters (their scale).
         ablation_seeds: seeds of every ablation run.
+        ablation_protocols: the protocols the ablation chapters train on (each needs its own
+            pretraining: a protocol's ID training set is what it pretrains on).
         seeds: fine-tuning seeds of the headline figures (chapters 6-8), each fine-tuning the one
             shared pretrained backbone (:meth:`with_finetune_seed`): their spread covers fine-tuning
             and baseline training, not pretraining.
@@ -288,6 +290,7 @@ class Profile:
     one_class: StageOverrides = field(default_factory=StageOverrides)
     ablation: StageOverrides = field(default_factory=StageOverrides)
     ablation_seeds: tuple[int, ...] = (0,)
+    ablation_protocols: tuple[str, ...] = ("one-class:0", "multi-class", "near-split")
     seeds: tuple[int, ...] = (0,)
     baseline_seeds: int = 1
     unleash: UnleashConfig = field(default_factory=UnleashConfig)
@@ -299,6 +302,9 @@ class Profile:
             seeds = getattr(self, name)
             if not seeds or len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
                 raise ValueError(f"profile {self.name!r}: {name} must be distinct integers, at least one, got {seeds!r}")
+        if not self.ablation_protocols or not all(isinstance(p, str) for p in self.ablation_protocols):
+            raise ValueError(f"profile {self.name!r}: ablation_protocols must name at least one protocol, "
+                             f"got {self.ablation_protocols!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"profile {self.name!r}: workers must be an integer >= 1, got {self.workers!r}")
         if not 1 <= self.baseline_seeds <= len(self.seeds):
@@ -381,12 +387,15 @@ PROFILES: dict[str, Profile] = {
         one_class=StageOverrides(pretrain={"epochs": 10, "batch_size": 128},
                                  finetune={"epochs": 2, "batch_size": 128, "label_smoothing": 0.1, "warmup_epochs": 0.5},
                                  eval={"n_ood": None}),
-        # Small batches: a few hundred images per class still give the optimiser enough steps.
-        ablation=StageOverrides(pretrain={"epochs": 4, "batch_size": 128, "max_images": 1000},
-                                finetune={"epochs": 3, "batch_size": 64, "max_images": 1000},
-                                # 1,000 images cannot fit a 2,048-dimensional Gaussian: MOOD's pooled feature
-                                eval={"pool": "mood", "max_fit": 1000, "max_test": 1000, "n_ood": 300}),
-        ablation_seeds=(0, 1),
+        # The ablations at a scale where the models learn their task: every variant pretrains (5 epochs)
+        # and fine-tunes (14 epochs, batch 128) on the same 20,000 training images, every seed anew, scored
+        # on the main chapters' feature. Measured here (BEiT, seed 0): 84.1% ID accuracy after 12
+        # fine-tuning epochs (79.9% after 6 at batch 256; logistic regression on the same 20,000 images'
+        # pixels: 81.6%), ~4.5 min a run. One protocol: each protocol pretrains on its own training set.
+        ablation=StageOverrides(pretrain={"epochs": 5, "batch_size": 256, "max_images": 20_000},
+                                finetune={"epochs": 14, "batch_size": 128, "max_images": 20_000}),
+        ablation_seeds=(0, 1, 2),
+        ablation_protocols=("multi-class",),
         # Unleashing Mask in the regime its mechanism needs: a CNN with a dense layer memorises 5,000
         # images (no augmentation, SGD with momentum and a cosine schedule, as the official code
         # trains), with clean labels and with 20% symmetric label noise. Measured on 10,000 images,

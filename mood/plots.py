@@ -226,3 +226,24 @@ def ablation_bars(runs: pd.DataFrame, value: str = "AUROC") -> plt.Axes:
     ax.set_xlim(max(0, runs[value].min() - 5), 100)
     ax.legend(fontsize=8, loc="lower left")
     return ax
+
+
+def ablation_tradeoff(runs: pd.DataFrame, value: str = "AUROC",
+                      against: Sequence[str] = ("ID acc", "images seen", "linear probe acc")) -> plt.Figure:
+    """``value`` of each run against its ID accuracy, the training images it processed and, where
+    measured, its pretrained features' linear-probe accuracy: one panel each, one colour per variant,
+    a small dot per seed and a large one at the variant's mean. A variant that wins on OOD only
+    because it trained longer, or learned the classes better, shows as a point further right."""
+    against = [c for c in against if c in runs and runs[c].notna().any()]
+    fig, axes = plt.subplots(1, len(against), figsize=(4.6 * len(against), 4.0), squeeze=False, sharey=True)
+    palette = dict(zip(dict.fromkeys(runs["variant"]), sns.color_palette("tab10")))
+    means = runs.groupby("variant", sort=False)[[value, *against]].mean()
+    for ax, x in zip(axes[0], against):
+        sns.scatterplot(data=runs, x=x, y=value, hue="variant", palette=palette, s=25, alpha=0.5, ax=ax, legend=False)
+        for variant, row in means.iterrows():
+            ax.scatter(row[x], row[value], s=140, color=palette[variant], edgecolor="black", label=variant, zorder=3)
+        ax.set_xlabel(x + (" (pretraining + fine-tuning)" if x == "images seen" else ""))
+    axes[0][0].set_ylabel(f"mean OOD {value}")
+    axes[0][-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

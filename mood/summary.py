@@ -93,6 +93,9 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("claim (Li et al. 2023)")
 
 
+PRETEXT_HEADLINE = "BEiT MIM − classification"  # chapter 10's comparison behind pretext_mim_minus_classification
+
+
 def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.DataFrame:
     """The figures of record of a run (``figure``, ``value``), read from the chapters' tables:
     whatever of them the results folder holds. ``book_seconds`` only when the run was the whole
@@ -122,6 +125,17 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
                                ("one_class_untrained_auroc_mean", "untrained AUROC")):
             if column in o.columns:
                 rows[figure] = float(o.loc["mean", column])
+    if (g := table("10_pretext_gaps")) is not None:  # chapter 10: paired by seed, multi-class where it ran
+        g = g.reset_index()
+        g = g[g["comparison"] == PRETEXT_HEADLINE]
+        if len(g):
+            r = g[g["protocol"] == "multi-class"].iloc[0] if (g["protocol"] == "multi-class").any() else g.iloc[0]
+            rows["pretext_mim_minus_classification"] = float(r["gap"])
+            if pd.notna(r["ci_lo"]):  # one seed has no interval
+                rows |= {"pretext_mim_minus_classification_std": float(r["gap std"]),
+                         "pretext_mim_minus_classification_ci_lo": float(r["ci_lo"]),
+                         "pretext_mim_minus_classification_ci_hi": float(r["ci_hi"])}
+
     def suffix(condition: str) -> str:  # chapter 16's label-noise conditions: clean, and the noisy one
         return "" if condition == "clean" else "_noisy"
 
@@ -161,6 +175,8 @@ FIGURE_LABELS = {
     "one_class_auroc_mean": "one-class mean AUROC (10 classes)",
     "one_class_pixel_knn_auroc_mean": "one-class raw-pixel 1-NN baseline, mean AUROC",
     "one_class_untrained_auroc_mean": "one-class, the same network untrained (random init), mean AUROC",
+    "pretext_mim_minus_classification": "pretext ablation: BEiT MIM minus classification pretraining, mean AUROC "
+                                        "(paired by seed, multi-class)",
     "um_train_accuracy_final": "Unleashing Mask: final training accuracy, clean labels (%)",
     "um_train_accuracy_final_noisy": "Unleashing Mask: final training accuracy, 20% label noise (%)",
     "um_energy_auroc_gain": "Unleashing Mask: Energy AUROC, UM minus the last epoch, clean labels",

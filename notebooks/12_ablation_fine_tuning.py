@@ -21,7 +21,6 @@
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
-one_class = 0  # the normal class of the one-class protocol
 
 # %% tags=["remove-cell"]
 import pandas as pd
@@ -37,11 +36,15 @@ base = [Variant("pretrained only", finetune=False),
         Variant("fine-tuned, label smoothing 0.1", label_smoothing=0.1),
         Variant("fine-tuned, no label smoothing", label_smoothing=0.0)]
 intermediate = [Variant("intermediate + fine-tuned", intermediate=True)]
-clean = [f"one-class:{one_class}", "near-split"]
+# the protocols whose OOD images are Fashion-MNIST classes, among those the profile's ablations train on
+clean = [p for p in prof.ablation_protocols if p != "multi-class"]
+print(f"ablation-scale protocols: {clean or 'none at this profile (gpu runs one-class and near-split)'}")
 
 # %%
-runs = pd.concat([run_grid(base, ["multi-class"], list(prof.seeds), prof, scale="main"),
-                  run_grid(base, clean, seeds, prof), run_grid(intermediate, clean, seeds, prof)])
+grids = [run_grid(base, ["multi-class"], list(prof.seeds), prof, scale="main")]
+if clean:
+    grids += [run_grid(base, clean, seeds, prof), run_grid(intermediate, clean, seeds, prof)]
+runs = pd.concat(grids)
 table = save_grid(runs, results_dir, "12_fine_tuning")
 table
 

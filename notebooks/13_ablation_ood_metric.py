@@ -15,7 +15,6 @@
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
-one_class = 0  # the normal class of the one-class protocol
 
 # %% tags=["remove-cell"]
 from mood.ablations import Variant, mean_std, run_grid, save_grid, verdict
@@ -27,7 +26,7 @@ from mood.scores import SCORES
 # %%
 prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
-protocols = [f"one-class:{one_class}", "multi-class", "near-split"]
+protocols = list(prof.ablation_protocols)  # the models of chapter 10's BEiT row: only the score changes
 scores = [Variant(name, detector=name) for name in SCORES if name != "outlier_class"]  # no outlier class here
 # the score rows use the profile's feature at this scale (prof.at_ablation_scale().eval.pool); these vary it
 features = [Variant("mahalanobis, mean token", pool="mean"),
