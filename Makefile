@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 export MOOD_PROFILE := $(PROFILE)
 
-.PHONY: help setup data test test-fast book notebooks clean-results bench budget
+.PHONY: help setup data test test-fast book edition notebooks clean-results bench budget
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -35,6 +35,9 @@ notebooks: setup  ## execute every notebook with papermill at PROFILE (smoke|cpu
 
 book: setup  ## execute the notebooks, then build the HTML book (book/_build/html)
 	$(PY) -m mood book build --profile $(PROFILE)
+
+edition: $(STAMP)  ## render the published PROFILE edition (book/edition/PROFILE) into HTML, executing nothing
+	$(PY) -m mood book render --edition $(PROFILE)
 
 bench: setup  ## benchmarks (not tests): Mahalanobis vs scikit-learn
 	$(PY) benchmarks/mahalanobis_speed.py

@@ -126,6 +126,10 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
 def build_html(root: Path = REPO) -> Path:
     """Jupyter Book 1 over ``root`` (its ``_config.yml`` / ``_toc.yml``), warnings as errors.
     Returns the HTML folder."""
+    from mood.edition import STATUS_FILE, write_status
+
+    if not (root / STATUS_FILE).exists():  # the first page includes it
+        write_status(root, None)
     exe = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
     proc = subprocess.run([exe, "build", str(root), "--all", "-W", "--keep-going", "--path-output", str(root)],
                           capture_output=True, text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
@@ -135,8 +139,11 @@ def build_html(root: Path = REPO) -> Path:
 
 
 def build(profile: str | None = None, root: Path = REPO, seed: int = 0) -> Path:
-    """:func:`run` then :func:`build_html`."""
+    """:func:`run` then :func:`build_html` (the first page says the book was executed now)."""
+    from mood.edition import write_status
+
     run(profile, root, seed=seed)
+    write_status(root, None)
     return build_html(root)
 
 

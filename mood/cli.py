@@ -135,6 +135,16 @@ def _cmd_book(args: argparse.Namespace) -> int:
         changed = update_readme(book.REPO / "README.md", book.REPO / "results")
         print("README.md results block " + ("updated" if changed else "already up to date"))
         return 0
+    if args.action in ("publish", "render"):
+        from mood import edition
+        from mood.config import get_profile
+
+        name = get_profile(args.edition or args.profile).name
+        if args.action == "publish":
+            print(f"edition published: {edition.publish(name)}")
+        else:
+            print(f"book rendered from the {name} edition: {edition.render(name)}/index.html")
+        return 0
     try:
         if args.action == "run":
             print(book.run(args.profile, only=args.only, seed=args.seed, until=args.until).to_string(index=False))
@@ -162,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--online", action="store_true", help="also load CIFAR-10/100 and SVHN through torchvision")
     d.set_defaults(func=_cmd_data)
     b = sub.add_parser("book", help="execute the notebooks with papermill (run) and build the HTML book (build)")
-    b.add_argument("action", choices=("run", "build", "readme"),
+    b.add_argument("action", choices=("run", "build", "readme", "publish", "render"),
                    help="run: execute the chapters; build: run, then Jupyter Book; readme: the README's results block "
-                        "from results/<profile>/headline.csv")
+                        "from results/<profile>/headline.csv; publish: store the last whole-book run as the "
+                        "profile's edition (book/edition/<profile>); render: HTML from an edition, executing nothing")
+    b.add_argument("--edition", default=None, help="render/publish: the edition's profile (default: --profile)")
     b.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
     b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this (no provenance)")
     b.add_argument("--until", type=int, default=None,

@@ -12,7 +12,9 @@
 # Multi-class runs at the main chapters' scale: chapter 2's pretrained backbone, fine-tuned as in
 # chapter 3 with the profile's training seeds, scored with the profile's feature — the fine-tuning
 # that matches the profile is chapter 6's own model, loaded from the cache; only the other
-# smoothing is trained here. One-class and near-distribution run at the ablation scale.
+# smoothing is trained here. One-class and near-distribution run at the ablation scale where the
+# profile's ablations train on them (`gpu`; `cpu` keeps its ablation budget for the multi-class
+# protocol, chapter 10).
 #
 # The intermediate corpus contains MNIST and image patches, which are OOD test sets of the
 # multi-class protocol, so that stage is only run where the OOD images are Fashion-MNIST classes.

@@ -4,7 +4,8 @@
 #
 # **What you will learn:** the tables of the five ablation chapters side by side, read from the
 # files they wrote in this run (`results/<profile>/1?_*.csv`): mean AUROC over each protocol's OOD
-# sets, mean ± standard deviation over seeds, at the profile's ablation scale.
+# sets, mean ± standard deviation over seeds, at the profile's ablation scale; then the pretext
+# comparison the book reports as a headline figure, read from the same files.
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
@@ -16,9 +17,10 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from mood.ablations import verdict
+from mood.ablations import ordering, verdict
 from mood.artifacts import load_table
 from mood.book import chapter_setup
+from mood.summary import FIGURE_LABELS, headline
 
 # %% tags=["hide-input"]
 prof = chapter_setup(profile, seed)
@@ -34,3 +36,26 @@ for stem, title in chapters.items():
     display(load_table(res / f"{stem}.csv"))
     runs = load_table(res / f"{stem}_runs.csv").reset_index()
     display(Markdown("```\n" + verdict(runs) + "\n```"))
+
+# %% [markdown]
+# ## The headline: MIM against classification pretraining
+#
+# BEiT-style MIM minus supervised classification pretraining, mean AUROC, paired by seed (chapter
+# 10's `10_pretext_gaps`), as `headline.csv` records it; then MOOD's full ordering with its
+# evidence. Every figure here is read from the files chapter 10 wrote.
+
+# %% tags=["hide-input"]
+figures = headline(res, whole_book=False).set_index("figure")["value"]
+pretext = figures[[f for f in figures.index if f.startswith("pretext_")]]
+display(pretext.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
+gaps = load_table(res / "10_pretext_gaps.csv").reset_index().set_index(["comparison", "protocol"])
+intervals = load_table(res / "10_pretext_intervals.csv").reset_index()
+for proto in gaps.index.get_level_values("protocol").unique():
+    order = ordering(gaps, ["BEiT MIM", "classification", "SimCLR"], proto)
+    acc = intervals[intervals["protocol"] == proto].set_index("variant")["ID acc"]
+    valid = intervals[intervals["protocol"] == proto].set_index("variant")["valid"]
+    chain_ok = bool(valid.reindex(["BEiT MIM", "classification", "SimCLR"]).fillna(False).all())
+    call = ("holds (5% intersection-union test)" if order["holds"] else "does not hold here") if chain_ok else \
+        "no verdict: a model of the chain is below the accuracy floor"
+    display(Markdown(f"**{proto}** — MIM > classification > contrastive: {call}. " + "; ".join(order["evidence"])
+                     + f". ID accuracy: " + ", ".join(f"{v} {a:.1f}%" for v, a in acc.items()) + "."))

@@ -118,3 +118,53 @@ def test_main_scale_variant_reuses_the_main_chapters_models(tmp_path) -> None:
     assert small["protocol"] == "multi-class" and len(list((tmp_path / "finetune").iterdir())) > len(trained)
     with pytest.raises(ValueError, match="unknown scale 'huge'"):
         run_grid([same], ["multi-class"], [0], prof, cache, scale="huge")
+
+
+def _pretext_runs() -> pd.DataFrame:
+    """Three seeds of four variants on one protocol: M leads C by (2, 3, 4), C leads S by (1, -1, 0.5)."""
+    base = {"M": [92.0, 93.0, 94.0], "C": [90.0, 90.0, 90.0], "S": [89.0, 91.0, 89.5], "N": [80.0, 81.0, 79.0]}
+    return pd.DataFrame([{"variant": v, "protocol": "multi-class", "seed": s, "AUROC": a[s], "ID acc": 85.0 + s,
+                          "images seen": 1000 * (s + 1)} for v, a in base.items() for s in range(3)])
+
+
+def test_seed_intervals_give_each_variant_its_t_interval_and_means() -> None:
+    from mood.ablations import seed_intervals
+
+    t = seed_intervals(_pretext_runs())
+    m = t.loc[("M", "multi-class")]
+    half = 4.302653 * 1.0 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert m["AUROC"] == pytest.approx(93.0) and m["std"] == pytest.approx(1.0) and m["seeds"] == 3
+    assert (m["ci_lo"], m["ci_hi"]) == pytest.approx((93.0 - half, 93.0 + half))
+    assert m["ID acc"] == pytest.approx(86.0) and m["images seen"] == pytest.approx(2000.0)
+    assert t.loc[("C", "multi-class"), "std"] == 0.0
+
+
+def test_pair_gaps_and_the_ordering_as_an_intersection_union_test() -> None:
+    from mood.ablations import ordering, pair_gaps
+
+    gaps = pair_gaps(_pretext_runs(), [("M", "C"), ("C", "S"), ("M", "N")])
+    mc = gaps.loc[("M − C", "multi-class")]
+    assert mc["gap"] == pytest.approx(3.0) and mc["gap std"] == pytest.approx(1.0) and bool(mc["significant"])
+    assert (mc["a"], mc["b"]) == pytest.approx((93.0, 90.0))
+    assert not bool(gaps.loc[("C − S", "multi-class"), "significant"])
+    # one link too close to call: the chain does not hold, though its first link does
+    chain = ordering(gaps, ["M", "C", "S"], "multi-class")
+    assert chain["holds"] is False and len(chain["evidence"]) == 2 and chain["evidence"][0].startswith("M − C: +3.00")
+    assert ordering(gaps, ["M", "C"], "multi-class")["holds"] is True
+    with pytest.raises(ValueError, match="pass the pair"):
+        ordering(gaps, ["S", "M"], "multi-class")
+
+
+@pytest.mark.usefixtures("require_fmnist")
+def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) -> None:
+    from mood.ablations import run_variant
+    from mood.artifacts import Cache
+
+    prof = get_profile("smoke")
+    row = run_variant(Variant("BEiT", pretext="beit"), "multi-class", prof, seed=0, cache=Cache(tmp_path), probe=True)
+    p = prof.at_ablation_scale(0)
+    per_epoch = lambda cfg: (cfg.max_images // cfg.batch_size) * cfg.batch_size  # the ragged batch is dropped
+    assert row["images seen"] == p.pretrain.epochs * per_epoch(p.pretrain) + p.finetune.epochs * per_epoch(p.finetune)
+    assert 0 <= row["linear probe acc"] <= 100 and 0 <= row["kNN acc"] <= 100
+    one = run_variant(Variant("BEiT", pretext="beit"), "one-class:1", prof, seed=0, cache=Cache(tmp_path), probe=True)
+    assert "kNN acc" not in one  # one label: nothing to probe

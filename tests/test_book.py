@@ -184,3 +184,45 @@ def test_browser_renders_pages(built: Path, page: str, tmp_path: Path) -> None:
     assert not console_errors, console_errors
     dom = subprocess.run([exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert "mood" in dom and "<article" in dom
+
+
+def test_a_published_edition_renders_with_its_provenance_and_figures(built: Path, tmp_path: Path) -> None:
+    """Publish the smoke run as an edition, render it in a fresh copy without executing anything,
+    and read every chapter in headless Chromium: the provenance block and the figures are there."""
+    from mood import edition
+
+    root = tmp_path / "repo"
+    shutil.copytree(built, root, ignore=shutil.ignore_patterns("artifacts", "_build"))
+    folder = edition.publish("smoke", root=root)
+    record = json.loads((folder / "edition.json").read_text())
+    assert record["chapters"] == [src.stem for src in book.chapters()] and record["profile"] == "smoke"
+    assert (folder / "results" / "06_multi_class.csv").read_text() == (root / "results" / "smoke" / "06_multi_class.csv").read_text()
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 20e6, f"the edition weighs {size / 1e6:.1f} MB"
+    for old in (root / "book" / "chapters").glob("*.ipynb"):
+        old.unlink()  # a reader's clone has no executed chapters: render must not need them
+    (root / "results").rename(root / "results.moved")  # nor the results folder
+    html = edition.render("smoke", root=root)
+    assert "published `smoke` edition" in (root / "book" / "_edition.md").read_text()
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed (make data installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom"]
+    for src in book.chapters():
+        url = (html / "book" / "chapters" / f"{src.stem}.html").as_uri()
+        dom = subprocess.run([exe, *flags, url], capture_output=True, text=True, timeout=120).stdout
+        assert "Edition" in dom and str(record["commit"])[:10] in dom, f"{src.stem}: no provenance block"
+        figures = len(re.findall(r"<img[^>]+src=\"[^\"]*_images/", dom))
+        assert figures >= MIN_FIGURES[src.stem[:2]], f"{src.stem}: {figures} figures"
+    first = subprocess.run([exe, *flags, (html / "index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert "published" in first and "edition" in first
+
+
+def test_publish_refuses_a_partial_run(tmp_path: Path) -> None:
+    from mood import edition
+
+    with pytest.raises(FileNotFoundError, match="run the whole book first"):
+        edition.publish("smoke", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no 'cpu' edition"):
+        edition.render("cpu", root=tmp_path)

@@ -72,3 +72,8 @@ def test_bad_input() -> None:
         fit(_Diverging(), torch.zeros(0, 1, 28, 28), None, TrainConfig())
     with pytest.raises(ValueError, match="labels"):
         fit(_Diverging(), torch.zeros(4, 1, 28, 28), torch.zeros(3, dtype=torch.long), TrainConfig())
+
+
+def test_compiling_is_not_part_of_a_stage_cache_key() -> None:
+    assert TrainConfig(compile=True).to_dict() == TrainConfig().to_dict()
+    assert "compile" not in TrainConfig().to_dict()

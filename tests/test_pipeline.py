@@ -106,6 +106,8 @@ def test_profiles_and_overrides() -> None:
         replace(cpu, seeds=(0, 0))
     with pytest.raises(ValueError, match=r"baseline_seeds must lie in 1..3"):
         replace(cpu, baseline_seeds=4)
+    with pytest.raises(ValueError, match="ablation_protocols must name at least one protocol"):
+        replace(cpu, ablation_protocols=())
 
 
 def test_cli_run_writes_a_table(tmp_path: Path) -> None:
@@ -117,6 +119,7 @@ def test_cli_run_writes_a_table(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())
     assert [r["ood"] for r in rows] == ["Coat", "mean"] and 0 <= rows[0]["AUROC"] <= 100
+    assert rows[0]["ID acc"] == rows[1]["ID acc"] and 0 <= rows[0]["ID acc"] <= 100  # beside every AUROC
     bad = subprocess.run([sys.executable, "-m", "mood", "run", "--pretext", "jigsaw", "--profile", "smoke",
                           "--artifacts", str(tmp_path / "a")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "valid: beit" in bad.stderr

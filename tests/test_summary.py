@@ -130,3 +130,18 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
     block = readme_block(tmp_path, profiles=("cpu",))
     assert "| Fashion-MNIST vs MNIST AUROC | 97.00 ± 0.50 [95.80, 98.20] |" in block
     assert "auroc_mnist_std" not in block and "| fine-tuning seeds behind the means | 3.00 |" in block
+
+
+def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
+    from mood.ablations import pair_gaps
+    from mood.summary import headline
+
+    runs = pd.DataFrame([{"variant": v, "protocol": p, "seed": s, "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)}
+                         for p, shift in (("near-split", 10.0), ("multi-class", 0.0)) for s in range(3)
+                         for v, a in (("BEiT MIM", 90.0 - shift), ("classification", 88.0 - shift))])
+    save_results(pair_gaps(runs, [("BEiT MIM", "classification")]), tmp_path, "10_pretext_gaps")
+    h = headline(tmp_path).set_index("figure")["value"]
+    # multi-class, paired by seed: (2, 2.5, 3)
+    assert h["pretext_mim_minus_classification"] == pytest.approx(2.5)
+    assert h["pretext_mim_minus_classification_std"] == pytest.approx(0.5)
+    assert h["pretext_mim_minus_classification_ci_lo"] < 2.5 < h["pretext_mim_minus_classification_ci_hi"]

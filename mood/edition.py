@@ -1,0 +1,181 @@
+"""The published edition of the book: the executed chapters of the latest full run, kept in the
+repository per profile, so that a reader renders the book without training anything.
+
+    python -m mood book publish --profile cpu   # after a whole-book run: book/chapters -> book/edition/cpu
+    python -m mood book render --edition cpu    # book/edition/cpu -> _build/html, nothing executed
+
+``book/edition/<profile>/`` holds each chapter's executed notebook (its figures re-encoded as
+palette PNGs where that is smaller), the result tables the run wrote (``results/``) and
+``edition.json``: the run's provenance (commit, date, profile, device, torch version, wall time of
+every chapter). Each published chapter opens with that provenance; the book's first page
+(``book/_edition.md``, included by ``book/intro.md``) says whether the code has changed since the
+edition was produced: the edition's commit against the checkout's, and which of ``mood/`` and
+``notebooks/`` changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mood.artifacts import atomic_write_text
+
+EDITION_DIR = Path("book") / "edition"
+STATUS_FILE = Path("book") / "_edition.md"
+PROVENANCE_TAG = "edition-provenance"
+WATCHED = ("mood", "notebooks")  # the code an edition's numbers depend on
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _profile_of(nb) -> str | None:
+    return nb.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+
+
+def shrink_png(data: str) -> str:
+    """A base64 PNG re-encoded with an adaptive 256-colour palette, when that is smaller (plots
+    have few colours: the palette keeps them and usually halves the file)."""
+    from PIL import Image
+
+    raw = base64.b64decode(data)
+    img = Image.open(io.BytesIO(raw))
+    out = io.BytesIO()
+    img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
+    small = out.getvalue()
+    return base64.b64encode(small).decode() if len(small) < len(raw) else data
+
+
+def provenance_cell(record: dict, chapter: str):
+    """The Markdown cell every published chapter opens with."""
+    import nbformat
+
+    seconds = record.get("chapter_seconds", {}).get(chapter)
+    ran = f"; this chapter ran {seconds:,.0f} s" if seconds is not None else ""
+    text = (f":::{{note}}\n**Edition** `{record['profile']}` — executed from commit `{str(record['commit'])[:10]}` "
+            f"on {str(record['date'])[:10]}, {record['device']}, torch {record['torch']}{ran}. "
+            f"The numbers below are that run's; `python -m mood book run --profile {record['profile']}` "
+            f"recomputes them.\n:::")
+    return nbformat.v4.new_markdown_cell(text, metadata={"tags": [PROVENANCE_TAG]})
+
+
+def publish(profile: str, root: Path | None = None) -> Path:
+    """Copies the executed chapters of ``root/book/chapters`` (every chapter, executed at ``profile``
+    by a whole-book run) and ``results/<profile>`` into ``root/book/edition/<profile>``, replacing
+    the previous edition only once the new one is complete. Returns the edition folder.
+
+    Raises:
+        FileNotFoundError: no whole-book run of ``profile`` to publish (a chapter or the provenance missing).
+        ValueError: a chapter was executed at another profile.
+    """
+    import nbformat
+
+    from mood import book
+
+    root = Path(root or book.REPO)
+    results = root / "results" / profile
+    prov = results / "provenance.json"
+    if not prov.exists():
+        raise FileNotFoundError(f"{prov} is missing: run the whole book first (python -m mood book run --profile {profile})")
+    record = json.loads(prov.read_text())
+    names = [src.stem for src in book.chapters(root / "notebooks")]
+    missing = [n for n in names if not (root / book.CHAPTERS_DIR / f"{n}.ipynb").exists()]
+    unrecorded = [n for n in names if n not in record.get("chapter_seconds", {})]
+    if missing or unrecorded:
+        raise FileNotFoundError(f"an edition is a whole-book run; missing executed chapters {missing}, chapters "
+                                f"without a recorded wall time {unrecorded}: run python -m mood book run --profile {profile}")
+    final = root / EDITION_DIR / profile
+    staging = final.with_name(f".{profile}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "results").mkdir(parents=True)
+    for name in names:
+        nb = nbformat.read(root / book.CHAPTERS_DIR / f"{name}.ipynb", as_version=4)
+        if _profile_of(nb) != profile:
+            shutil.rmtree(staging)
+            raise ValueError(f"{name} was executed at profile {_profile_of(nb)!r}, not {profile!r}: rerun the book")
+        nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.metadata.get("tags", [])]
+        nb.cells.insert(1 if nb.cells else 0, provenance_cell(record, name))
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                if "image/png" in out.get("data", {}):
+                    out["data"]["image/png"] = shrink_png(out["data"]["image/png"])
+        nbformat.write(nb, staging / f"{name}.ipynb")
+    for table in sorted(results.glob("*.csv")) + [prov]:
+        shutil.copy2(table, staging / "results" / table.name)
+    edition = {**record, "chapters": names, "published": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (staging / "edition.json").write_text(json.dumps(edition, indent=1) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return final
+
+
+def editions(root: Path | None = None) -> list[str]:
+    """The profiles that have a published edition."""
+    from mood import book
+
+    base = Path(root or book.REPO) / EDITION_DIR
+    return sorted(p.name for p in base.iterdir() if (p / "edition.json").exists()) if base.exists() else []
+
+
+def status(root: Path, record: dict | None) -> str:
+    """The first page's note: a fresh execution, or an edition and whether the code changed since."""
+    head = _git(root, "rev-parse", "HEAD")
+    if record is None:
+        return (f":::{{note}}\nExecuted now from commit `{(head or 'unknown')[:10]}`: every number was computed by "
+                f"the code of this checkout.\n:::\n")
+    commit = str(record.get("commit", ""))
+    lead = (f":::{{note}}\nThis is the published `{record['profile']}` edition: executed from commit `{commit[:10]}` "
+            f"on {str(record['date'])[:10]} ({record['device']}), rendered from commit `{(head or 'unknown')[:10]}` "
+            f"without executing anything.")
+    changed = _git(root, "diff", "--name-only", commit, "--", *WATCHED) if commit else None
+    if changed is None:
+        return lead + " Whether the code changed since is unknown here (no git history of that commit).\n:::\n"
+    files = [f for f in changed.splitlines() if f]
+    if not files:
+        return lead + f" `{'/`, `'.join(WATCHED)}/` are unchanged since.\n:::\n"
+    parts = []
+    for top in WATCHED:
+        mine = [f for f in files if f.startswith(top + "/")]
+        if mine:
+            parts.append(f"`{top}/` ({len(mine)} file{'s' if len(mine) > 1 else ''}: {', '.join(Path(f).name for f in mine[:6])}"
+                         f"{', ...' if len(mine) > 6 else ''})")
+    return (lead.replace(":::{note}", ":::{warning}") + " **The code has changed since:** " + "; ".join(parts)
+            + f". Its numbers are the edition's; `python -m mood book run --profile {record['profile']}` "
+              f"recomputes them with the current code.\n:::\n")
+
+
+def write_status(root: Path, record: dict | None) -> Path:
+    """Writes :func:`status` into ``root/book/_edition.md`` (included by the first page)."""
+    return atomic_write_text(root / STATUS_FILE, status(root, record))
+
+
+def render(profile: str, root: Path | None = None) -> Path:
+    """Builds the HTML book from the ``profile`` edition, executing nothing: its notebooks become
+    the chapters, its provenance the first page's note. Returns the HTML folder."""
+    from mood import book
+
+    root = Path(root or book.REPO)
+    folder = root / EDITION_DIR / profile
+    if not (folder / "edition.json").exists():
+        have = editions(root)
+        raise FileNotFoundError(f"no {profile!r} edition in {root / EDITION_DIR} (published: {', '.join(have) or 'none'}); "
+                                f"make one with python -m mood book run --profile {profile}, then publish")
+    record = json.loads((folder / "edition.json").read_text())
+    chapters = root / book.CHAPTERS_DIR
+    chapters.mkdir(parents=True, exist_ok=True)
+    for old in chapters.glob("*.ipynb"):
+        old.unlink()
+    for nb in sorted(folder.glob("*.ipynb")):
+        shutil.copy2(nb, chapters / nb.name)
+    write_status(root, record)
+    return book.build_html(root)

@@ -1,0 +1,61 @@
+"""The edition's first-page note: which code changed since the edition was executed."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mood import edition
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    for d in ("mood", "notebooks", "tests"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    _git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "edition")
+    return tmp_path
+
+
+def _record(commit: str) -> dict:
+    return {"profile": "cpu", "commit": commit, "date": "2026-11-26T00:00:00", "device": "a CPU", "torch": "2.x"}
+
+
+def test_status_says_the_code_is_unchanged_then_names_what_changed(repo: Path) -> None:
+    commit = _git(repo, "rev-parse", "HEAD")
+    assert "are unchanged since" in edition.status(repo, _record(commit))
+    (repo / "tests" / "a.py").write_text("x = 2\n")  # not code the numbers depend on
+    assert "are unchanged since" in edition.status(repo, _record(commit))
+    (repo / "mood" / "a.py").write_text("x = 2\n")  # uncommitted changes count too
+    note = edition.status(repo, _record(commit))
+    assert "The code has changed since" in note and "`mood/` (1 file: a.py)" in note and "notebooks/` (" not in note
+    assert note.startswith(":::{warning}")
+    assert "unknown here" in edition.status(repo, _record("0" * 40))
+    assert "Executed now from commit" in edition.status(repo, None)
+
+
+def test_figures_shrink_without_changing_what_they_show() -> None:
+    from PIL import Image
+
+    img = np.zeros((120, 200, 3), np.uint8)
+    img[:, :100] = (31, 119, 180)
+    img[40:80, 120:180] = (255, 127, 14)
+    img += np.random.default_rng(0).integers(0, 2, img.shape, dtype=np.uint8)  # anti-aliasing-like noise
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+    small = edition.shrink_png(data)
+    assert len(small) < len(data)
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(small))).convert("RGB")).astype(int)
+    assert back.shape == img.shape and np.abs(back - img).max() <= 8
