@@ -234,6 +234,19 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path) -> dict:
             "total_seconds": float(timings["seconds"].sum())}
 
 
+def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
+    """Adds a partial run's :func:`provenance` (``partial``: chapters run with ``--only``) to the
+    folder's ``provenance.json`` under ``partial_runs``, one entry per chapter (a rerun replaces the
+    chapter's entry), leaving the whole run's record as it was; a folder without one gets ``partial``'s
+    own record with no chapters of a whole run."""
+    path = Path(results_dir) / "provenance.json"
+    record = json.loads(path.read_text()) if path.exists() else {**partial, "chapter_seconds": {}, "total_seconds": 0.0}
+    runs = [r for r in record.get("partial_runs", []) if not set(r["chapter_seconds"]) & set(partial["chapter_seconds"])]
+    keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds")
+    record["partial_runs"] = runs + [{k: partial[k] for k in keep}]
+    return save_provenance(record, results_dir)
+
+
 def save_provenance(record: dict, results_dir: str | os.PathLike) -> Path:
     """Writes ``provenance.json`` into ``results_dir``."""
     return atomic_write_text(Path(results_dir) / "provenance.json", json.dumps(record, indent=1) + "\n")

@@ -93,8 +93,8 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     into ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times.
 
     Args:
-        only: run just the chapters whose file name contains this (a partial run: it writes no
-            timings, provenance or headline).
+        only: run just the chapters whose file name contains this (a partial run: its chapters'
+            provenance joins ``provenance.json`` under ``partial_runs``; the whole run's timings stay).
         until: run chapters 1..``until`` in order, a run of record of those chapters (``until=9``:
             the main book), with its timings, provenance and headline.
     """
@@ -112,11 +112,16 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         print(f"[book] {src.name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
         rows.append({"chapter": src.stem, "seconds": round(seconds, 1)})
     timings = pd.DataFrame(rows)
-    if not only:
-        from mood.artifacts import provenance, save_provenance, save_table
-        from mood.summary import save_headline
+    from mood.artifacts import provenance, record_partial_run, save_provenance, save_table
+    from mood.summary import save_headline
 
-        results = root / "results" / profile
+    results = root / "results" / profile
+    if only:
+        if rows:
+            record_partial_run(results, provenance(profile, timings.set_index("chapter"), root))
+            head = results / "headline.csv"  # the chapters' figures join the headline; a whole book's time stays
+            save_headline(results, whole_book=head.exists() and "book_seconds" in set(pd.read_csv(head)["figure"]))
+    else:
         save_table(timings.set_index("chapter"), results / "_timings.csv")
         save_provenance(provenance(profile, timings.set_index("chapter"), root), results)
         save_headline(results, whole_book=until is None)

@@ -223,6 +223,10 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
         lines = [f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
                  f"torch {record['torch']} (`results/{prof}/`):", "", "  | figure | value (± std over seeds [95% interval]) |", "  |---|---|"]
         lines += _rows(table)
+        for run in record.get("partial_runs", []):
+            chapters = ", ".join(f"`{c}` ({sec:,.0f} s)" for c, sec in run["chapter_seconds"].items())
+            lines.append(f"  - run on their own (`book run --only`): {chapters} at commit `{run['commit'][:10]}`, "
+                         f"{run['date'][:10]}, {run['device']}")
         parts.append("\n".join(lines))
     return "\n".join([README_BEGIN, *parts, README_END])
 

@@ -160,6 +160,22 @@ def test_run_until_writes_a_record_of_the_chapters_it_ran(tmp_path: Path) -> Non
     assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index  # not the whole book
 
 
+def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> None:
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    for name in ("01_a", "02_b", "10_c"):
+        (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
+    book.run("smoke", root=tmp_path, notebooks=src, until=2)
+    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")
+    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")  # a rerun replaces its entry
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert set(record["chapter_seconds"]) == {"01_a", "02_b"}  # the run of record's chapters, as they were
+    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
+    assert {"commit", "date", "device", "torch"} <= set(record["partial_runs"][0])
+    head = pd.read_csv(tmp_path / "results" / "smoke" / "headline.csv").set_index("figure")["value"]
+    assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

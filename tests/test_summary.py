@@ -130,6 +130,11 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
     block = readme_block(tmp_path, profiles=("cpu",))
     assert "| Fashion-MNIST vs MNIST AUROC | 97.00 ± 0.50 [95.80, 98.20] |" in block
     assert "auroc_mnist_std" not in block and "| fine-tuning seeds behind the means | 3.00 |" in block
+    record = json.loads((tmp_path / "cpu" / "provenance.json").read_text())
+    record["partial_runs"] = [{"commit": "b" * 40, "date": "2026-11-27", "device": "cpu", "torch": "2",
+                               "chapter_seconds": {"10_pretext": 4321.0}}]
+    (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
+    assert "`10_pretext` (4,321 s) at commit `bbbbbbbbbb`, 2026-11-27" in readme_block(tmp_path, profiles=("cpu",))
 
 
 def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
