@@ -282,3 +282,21 @@ def ordering(gaps: pd.DataFrame, chain: list[str], protocol: str) -> dict[str, o
     evidence = [f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
                 for a, b, r in links]
     return {"holds": holds, "evidence": evidence}
+
+
+def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[str], protocol: str,
+                     floor: float | None) -> dict[str, object]:
+    """:func:`ordering` gated by validity: no verdict where the profile has no accuracy floor (it
+    exercises the code only) or a model of the chain classifies below it (``intervals``: a
+    :func:`seed_intervals` table, indexed ``(variant, protocol)``). Returns ``call`` (one line),
+    ``evidence`` and ``holds`` (None without a verdict)."""
+    order = ordering(gaps, chain, protocol)
+    below = [f"{v} {a:.1f}%" for v in chain if floor is not None and (a := intervals.loc[(v, protocol), "ID acc"]) < floor]
+    if floor is None:
+        call, holds = "no verdict: this profile exercises the code only", None
+    elif below:
+        call, holds = f"no verdict: below the {floor}% accuracy floor ({', '.join(below)})", None
+    else:
+        holds = order["holds"]
+        call = "holds (5% intersection-union test)" if holds else "does not hold here"
+    return {"call": call, "evidence": order["evidence"], "holds": holds}

@@ -191,13 +191,16 @@ def save_results(df: pd.DataFrame, results_dir: str | os.PathLike, name: str) ->
 # --------------------------------------------------------------------------------------------
 # Provenance of a results folder
 
-def _git(*args: str, cwd: Path) -> str:
+def git_output(*args: str, cwd: Path) -> str | None:
+    """``git args`` run in ``cwd``: its stripped stdout, or None when git fails (no git, not a
+    repository, an unknown commit)."""
     import subprocess
 
     try:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30).stdout.strip()
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def device_name() -> str:
@@ -224,8 +227,8 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path) -> dict:
     import datetime
     import platform
 
-    status = _git("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
-    return {"commit": _git("rev-parse", "HEAD", cwd=repo) or "unknown",
+    status = git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
+    return {"commit": git_output("rev-parse", "HEAD", cwd=repo) or "unknown",
             "code_changed_since_commit": bool(status),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "profile": profile, "device": device_name(), "torch": torch.__version__,

@@ -19,24 +19,15 @@ import base64
 import io
 import json
 import shutil
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mood.artifacts import atomic_write_text
+from mood.artifacts import atomic_write_text, git_output
 
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
 PROVENANCE_TAG = "edition-provenance"
 WATCHED = ("mood", "notebooks")  # the code an edition's numbers depend on
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def _profile_of(nb) -> str | None:
@@ -129,7 +120,7 @@ def editions(root: Path | None = None) -> list[str]:
 
 def status(root: Path, record: dict | None) -> str:
     """The first page's note: a fresh execution, or an edition and whether the code changed since."""
-    head = _git(root, "rev-parse", "HEAD")
+    head = git_output("rev-parse", "HEAD", cwd=root)
     if record is None:
         return (f":::{{note}}\nExecuted now from commit `{(head or 'unknown')[:10]}`: every number was computed by "
                 f"the code of this checkout.\n:::\n")
@@ -137,7 +128,7 @@ def status(root: Path, record: dict | None) -> str:
     lead = (f":::{{note}}\nThis is the published `{record['profile']}` edition: executed from commit `{commit[:10]}` "
             f"on {str(record['date'])[:10]} ({record['device']}), rendered from commit `{(head or 'unknown')[:10]}` "
             f"without executing anything.")
-    changed = _git(root, "diff", "--name-only", commit, "--", *WATCHED) if commit else None
+    changed = git_output("diff", "--name-only", commit, "--", *WATCHED, cwd=root) if commit else None
     if changed is None:
         return lead + " Whether the code changed since is unknown here (no git history of that commit).\n:::\n"
     files = [f for f in changed.splitlines() if f]

@@ -26,7 +26,7 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
-from mood.ablations import Variant, family_gap, ordering, pair_gaps, run_grid, save_grid, seed_intervals
+from mood.ablations import Variant, family_gap, ordering_verdict, pair_gaps, run_grid, save_grid, seed_intervals
 from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.plots import ablation_tradeoff
@@ -111,17 +111,9 @@ by_family.round(3)
 # %%
 chain = ["BEiT MIM", "classification", "SimCLR"]
 for proto in protocols:
-    order = ordering(gaps, chain, proto)
-    accs = intervals.loc[[(v, proto) for v in chain], "ID acc"]
-    below = [f"{v} {a:.1f}%" for (v, _), a in accs.items() if not check(prof, a).ok]
-    if prof.accuracy_floor is None:
-        call = f"no verdict: profile {prof.name} exercises the code only"
-    elif below:
-        call = f"no verdict: below the {prof.accuracy_floor}% accuracy floor ({', '.join(below)})"
-    else:
-        call = "holds (5% test)" if order["holds"] else "does not hold here"
-    print(f"{proto}: MIM > classification > contrastive — {call}")
-    for line in order["evidence"]:
+    result = ordering_verdict(gaps, intervals, chain, proto, prof.accuracy_floor)
+    print(f"{proto}: MIM > classification > contrastive — {result['call']}")
+    for line in result["evidence"]:
         print("   ", line)
     fam = by_family.loc[proto]
     print(f"    reconstruction − recognition (family means): {fam['gap']:+.2f} AUROC, 95% CI "

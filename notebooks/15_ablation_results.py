@@ -17,7 +17,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from mood.ablations import ordering, verdict
+from mood.ablations import ordering_verdict, verdict
 from mood.artifacts import load_table
 from mood.book import chapter_setup
 from mood.summary import FIGURE_LABELS, headline
@@ -49,13 +49,10 @@ figures = headline(res, whole_book=False).set_index("figure")["value"]
 pretext = figures[[f for f in figures.index if f.startswith("pretext_")]]
 display(pretext.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
 gaps = load_table(res / "10_pretext_gaps.csv").reset_index().set_index(["comparison", "protocol"])
-intervals = load_table(res / "10_pretext_intervals.csv").reset_index()
+intervals = load_table(res / "10_pretext_intervals.csv").reset_index().set_index(["variant", "protocol"])
 for proto in gaps.index.get_level_values("protocol").unique():
-    order = ordering(gaps, ["BEiT MIM", "classification", "SimCLR"], proto)
-    acc = intervals[intervals["protocol"] == proto].set_index("variant")["ID acc"]
-    valid = intervals[intervals["protocol"] == proto].set_index("variant")["valid"]
-    chain_ok = bool(valid.reindex(["BEiT MIM", "classification", "SimCLR"]).fillna(False).all())
-    call = ("holds (5% intersection-union test)" if order["holds"] else "does not hold here") if chain_ok else \
-        "no verdict: a model of the chain is below the accuracy floor"
-    display(Markdown(f"**{proto}** — MIM > classification > contrastive: {call}. " + "; ".join(order["evidence"])
-                     + f". ID accuracy: " + ", ".join(f"{v} {a:.1f}%" for v, a in acc.items()) + "."))
+    result = ordering_verdict(gaps, intervals, ["BEiT MIM", "classification", "SimCLR"], proto, prof.accuracy_floor)
+    acc = intervals.xs(proto, level="protocol")["ID acc"]
+    display(Markdown(f"**{proto}** — MIM > classification > contrastive: {result['call']}. "
+                     + "; ".join(result["evidence"]) + ". ID accuracy: "
+                     + ", ".join(f"{v} {a:.1f}%" for v, a in acc.items()) + "."))

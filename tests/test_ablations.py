@@ -168,3 +168,15 @@ def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) 
     assert 0 <= row["linear probe acc"] <= 100 and 0 <= row["kNN acc"] <= 100
     one = run_variant(Variant("BEiT", pretext="beit"), "one-class:1", prof, seed=0, cache=Cache(tmp_path), probe=True)
     assert "kNN acc" not in one  # one label: nothing to probe
+
+
+def test_ordering_verdict_is_given_only_where_the_chain_passes_the_floor() -> None:
+    from mood.ablations import ordering_verdict, pair_gaps, seed_intervals
+
+    runs = _pretext_runs()
+    gaps, intervals = pair_gaps(runs, [("M", "C"), ("C", "S")]), seed_intervals(runs)  # ID acc 86.0 for all
+    assert ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", 84.5)["holds"] is True
+    assert ordering_verdict(gaps, intervals, ["M", "C", "S"], "multi-class", 84.5)["call"] == "does not hold here"
+    below = ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", 90.0)
+    assert below["holds"] is None and below["call"].startswith("no verdict: below the 90.0% accuracy floor (M 86.0%")
+    assert ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", None)["holds"] is None
