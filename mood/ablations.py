@@ -20,6 +20,7 @@ from mood.artifacts import Cache, Trained, save_results
 from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
+from mood.parallel import Job, prefetch
 from mood.stats import paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
                            id_accuracy, pretrain, score_protocol, setup, training_sample)
@@ -167,13 +168,51 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     return row | {"seconds": time.perf_counter() - t0}
 
 
+# The variant's knobs that reach its pretraining, and those that reach any training stage; the rest
+# (name, detector, pool, normalize) only change how a trained model is scored.
+PRETRAIN_KNOBS = ("pretext", "model", "intermediate", "mask_ratio", "mask_kind", "pretrain_epochs")
+TRAIN_KNOBS = PRETRAIN_KNOBS + ("finetune", "label_smoothing")
+
+
+def training_key(v: Variant, protocol: str, seed: int, scale: str, knobs: tuple[str, ...] = TRAIN_KNOBS) -> tuple:
+    """What identifies the models a run trains up to the stages ``knobs`` reach: two runs with the
+    same key train the same models (the main scale seeds only the fine-tuning, so its pretraining
+    key has no seed)."""
+    seeded = scale == "ablation" or knobs != PRETRAIN_KNOBS
+    return (protocol, seed if seeded else None, *(getattr(v, k) for k in knobs))
+
+
+def training_waves(runs: list[tuple[Variant, str, int]], scale: str) -> list[list[tuple[Variant, str, int]]]:
+    """The runs that train something new, in two waves that never train the same model twice at once:
+    first one run per distinct pretraining, then one per distinct remaining training (whose
+    pretraining the first wave cached). Runs that only re-score a trained model are left out."""
+    first, second, pretrained, trained = [], [], set(), set()
+    for v, proto, seed in runs:
+        key = training_key(v, proto, seed, scale)
+        if key in trained:
+            continue
+        trained.add(key)
+        pre = training_key(v, proto, seed, scale, PRETRAIN_KNOBS)
+        (second if pre in pretrained else first).append((v, proto, seed))
+        pretrained.add(pre)
+    return [w for w in (first, second) if w]
+
+
 def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], prof: Profile,
              cache: Cache | None = None, scale: str = "ablation", probe: bool = False) -> pd.DataFrame:
-    """Every variant on every protocol with every seed at ``scale`` (:func:`run_variant`): one row per run."""
+    """Every variant on every protocol with every seed at ``scale`` (:func:`run_variant`): one row per run.
+
+    With ``prof.workers > 1`` the distinct trainings run first in that many processes
+    (:func:`mood.parallel.prefetch`, in :func:`training_waves`), and the rows are then read from the
+    cache they filled: on a GPU, several small models train side by side faster than one after another.
+    """
     _check_scale(scale)  # before any training
-    rows = [run_variant(v, proto, prof, seed, cache, scale, probe)
-            for v in variants for proto in protocols for seed in seeds]
-    return pd.DataFrame(rows)
+    cache = cache or Cache()
+    runs = [(v, proto, seed) for v in variants for proto in protocols for seed in seeds]
+    for wave in training_waves(runs, scale):
+        prefetch([Job(run_variant, (v, proto, prof, seed, cache, scale), name=f"{v.name} / {proto} / seed {seed}")
+                  for v, proto, seed in wave], prof.workers)
+    return pd.DataFrame([run_variant(v, proto, prof, seed, cache, scale, probe) for v, proto, seed in runs])
 
 
 def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None = None) -> pd.DataFrame:

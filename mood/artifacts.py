@@ -228,7 +228,10 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path) -> dict:
     import platform
 
     status = git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
-    return {"commit": git_output("rev-parse", "HEAD", cwd=repo) or "unknown",
+    # A copy of the tree without its git history (a device machine, an unpacked archive) may name its
+    # commit in MOOD_COMMIT.
+    commit = git_output("rev-parse", "HEAD", cwd=repo) or os.environ.get("MOOD_COMMIT") or "unknown"
+    return {"commit": commit,
             "code_changed_since_commit": bool(status),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "profile": profile, "device": device_name(), "torch": torch.__version__,

@@ -45,7 +45,8 @@ print(f"seeds {seeds}; protocols {protocols}; ablation scale: {prof.ablation}")
 # On `cpu` the ablations train on the multi-class protocol only: each protocol needs its own
 # pretraining (its ID training set is what a variant pretrains on), and one protocol at a scale
 # where the models learn their task answers more than three at a scale where they do not. The
-# `gpu` profile runs all three.
+# `gpu` profile does the same at its larger scale (a ViT-S on 4-pixel patches, 30 pretraining epochs),
+# training six runs side by side on the one GPU; the profile's `ablation_protocols` name the protocols.
 
 # %%
 runs = run_grid(variants, protocols, seeds, prof, probe=True)

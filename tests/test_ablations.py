@@ -180,3 +180,37 @@ def test_ordering_verdict_is_given_only_where_the_chain_passes_the_floor() -> No
     below = ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", 90.0)
     assert below["holds"] is None and below["call"].startswith("no verdict: below the 90.0% accuracy floor (M 86.0%")
     assert ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", None)["holds"] is None
+
+
+def test_training_waves_train_each_model_once_and_never_two_at_once() -> None:
+    from mood.ablations import training_waves
+
+    beit, smooth = Variant("BEiT", pretext="beit"), Variant("BEiT smoothed", pretext="beit", label_smoothing=0.1)
+    energy, mae = Variant("BEiT energy", pretext="beit", detector="energy"), Variant("MAE", pretext="mae")
+    runs = [(v, "multi-class", s) for v in (beit, energy, smooth, mae) for s in (0, 1)]
+    first, second = training_waves(runs, "ablation")
+    assert first == [(beit, "multi-class", 0), (beit, "multi-class", 1), (mae, "multi-class", 0), (mae, "multi-class", 1)]
+    assert second == [(smooth, "multi-class", 0), (smooth, "multi-class", 1)]  # after the pretraining they share
+    # the main scale shares one pretraining across seeds: the other seeds wait for it
+    first, second = training_waves([(beit, "multi-class", s) for s in (0, 1, 2)], "main")
+    assert first == [(beit, "multi-class", 0)] and second == [(beit, "multi-class", 1), (beit, "multi-class", 2)]
+    assert training_waves([(energy, "multi-class", 0)], "ablation") == [[(energy, "multi-class", 0)]]
+
+
+@pytest.mark.usefixtures("require_fmnist")
+def test_a_grid_trained_side_by_side_reads_the_models_the_workers_cached(tmp_path) -> None:
+    from dataclasses import replace
+
+    from mood.ablations import run_grid
+    from mood.artifacts import Cache
+
+    prof = replace(get_profile("smoke"), workers=2)
+    variants = [Variant("BEiT", pretext="beit"), Variant("BEiT energy", pretext="beit", detector="energy"),
+                Variant("none", pretext="none")]
+    runs = run_grid(variants, ["near-pair:pullover-coat"], [0, 1], prof, Cache(tmp_path))
+    assert len(runs) == 6 and runs["AUROC"].between(0, 100).all()
+    assert len(list((tmp_path / "pretrain").iterdir())) == 4  # BEiT and none, two seeds each, once
+    assert len(list((tmp_path / "finetune").iterdir())) == 4
+    assert (runs["train s"] > 0).all()  # read back from the workers' logs
+    beit = runs.set_index(["variant", "seed"])["AUROC"]
+    assert beit[("BEiT", 0)] != beit[("BEiT energy", 0)]  # one model, two scores

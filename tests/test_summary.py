@@ -117,6 +117,15 @@ def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
     assert "cores" in rec["device"] or "CUDA" in rec["device"]
 
 
+def test_provenance_outside_git_takes_the_commit_it_is_told(tmp_path: Path, monkeypatch) -> None:
+    from mood.artifacts import provenance
+
+    timings = pd.DataFrame({"seconds": [1.0]}, index=["01_a"])
+    assert provenance("smoke", timings, tmp_path)["commit"] == "unknown"  # no repository, no word
+    monkeypatch.setenv("MOOD_COMMIT", "c" * 40)
+    assert provenance("smoke", timings, tmp_path)["commit"] == "c" * 40
+
+
 def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> None:
     import json
 
