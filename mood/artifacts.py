@@ -145,8 +145,13 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def save_trained(backbone: "Backbone", run_dir: Path, history: list[dict], seconds: float, **extras: Any) -> Trained:
-    """Saves the finished stage's backbone and history; returns it as :class:`Trained` (eval, CPU)."""
-    atomic_torch_save({"backbone": backbone.state_dict(), "history": history}, run_dir / BACKBONE_FILE)
+    """Saves the finished stage's backbone and history (rank 0 of a distributed run; the other ranks
+    hold the same weights and wait for it); returns it as :class:`Trained` (eval, CPU)."""
+    from mood.distributed import barrier, is_main
+
+    if is_main():
+        atomic_torch_save({"backbone": backbone.state_dict(), "history": history}, run_dir / BACKBONE_FILE)
+    barrier()
     return Trained(backbone.cpu().eval(), history, run_dir, seconds, extras)
 
 

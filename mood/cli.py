@@ -66,15 +66,33 @@ def _profile(args: argparse.Namespace):
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    """pretrain / finetune / evaluate / run: each runs the pipeline up to its stage."""
+    """pretrain / finetune / evaluate / run: each runs the pipeline up to its stage; under ``torchrun``
+    every rank trains its share (:mod:`mood.distributed`) and rank 0 reports."""
+    from mood import distributed
     from mood.artifacts import Cache, save_table
-    from mood.pipeline import finetune, id_accuracy, pretrain, run_mood, setup
     from mood.protocols import expand
 
     protocols = expand(args.protocol)  # every name is checked before anything is trained
     prof = _profile(args)
     detector = getattr(args, "detector", None)  # run_mood checks it before any training
     cache = Cache(args.artifacts)
+    main = distributed.init().is_main  # after every check: a bad argument fails before any process group
+    try:
+        tables = _run_stages(args, protocols, prof, detector, cache, main)
+    finally:
+        distributed.close()
+    if tables and main:
+        df = pd.concat(tables)
+        with pd.option_context("display.width", 160):
+            print(df.round(2).to_string())
+        if args.out:
+            print(f"saved {save_table(df, args.out)}", file=sys.stderr)
+    return 0
+
+
+def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: str | None, cache, main: bool) -> list:
+    from mood.pipeline import finetune, id_accuracy, pretrain, run_mood, setup
+
     tables = []
     for name in protocols:
         t0 = time.perf_counter()
@@ -83,24 +101,20 @@ def _cmd_stage(args: argparse.Namespace) -> int:
             pre = pretrain(protocol.train, p.model, p.pretrain, p.format, cache)
             out = pre if args.command == "pretrain" else finetune(pre, protocol.train, p.finetune,
                                                                    protocol.num_classes, p.format, cache)
-            print(json.dumps({"protocol": name, "stage": args.command, "run_dir": str(out.run_dir),
-                              "epochs": len(out.history), "command_seconds": round(time.perf_counter() - t0, 1),
-                              "train_seconds": round(out.train_seconds, 1),
-                              "last_epoch": out.history[-1] if out.history else None}))
+            if main:
+                print(json.dumps({"protocol": name, "stage": args.command, "run_dir": str(out.run_dir),
+                                  "epochs": len(out.history), "command_seconds": round(time.perf_counter() - t0, 1),
+                                  "train_seconds": round(out.train_seconds, 1),
+                                  "last_epoch": out.history[-1] if out.history else None}))
             continue
         run = run_mood(name, prof, cache, finetune_stage=args.command == "run", detector=detector)
         table = run.table.copy()
         table.insert(0, "protocol", name)
         table.insert(1, "ID acc", id_accuracy(run.features))  # every OOD figure beside its model's accuracy
         tables.append(table)
-        print(f"{name}: " + json.dumps({k: round(v, 1) for k, v in run.timings.items()}), file=sys.stderr)
-    if tables:
-        df = pd.concat(tables)
-        with pd.option_context("display.width", 160):
-            print(df.round(2).to_string())
-        if args.out:
-            print(f"saved {save_table(df, args.out)}", file=sys.stderr)
-    return 0
+        if main:
+            print(f"{name}: " + json.dumps({k: round(v, 1) for k, v in run.timings.items()}), file=sys.stderr)
+    return tables
 
 
 def _cmd_unleash(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay
 from timm.models.vision_transformer import Block
@@ -26,6 +27,7 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 
 from mood.artifacts import atomic_torch_save, atomic_write_text
+from mood.distributed import World, all_mean, all_true, barrier, shard, world
 from mood.pretext import Rng
 from mood.progress import progress
 
@@ -146,6 +148,37 @@ def compile_blocks(task: nn.Module) -> int:
     return len(blocks)
 
 
+class _LossForward(nn.Module):
+    """``task.loss`` as a module's forward, which is what DistributedDataParallel wraps and hooks."""
+
+    def __init__(self, task: nn.Module) -> None:
+        super().__init__()
+        self.task = task
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, rng: Rng):
+        return self.task.loss(x, y, rng)
+
+
+def _distributed(task: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    # a pretext task leaves parts of the backbone unused (its classification head), hence the search for
+    # unused parameters; buffers (mask banks) are equal on every rank by seeding, so none are broadcast
+    return DistributedDataParallel(_LossForward(task), device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True, broadcast_buffers=False)
+
+
+def _epoch_streams(seed: int, epoch: int, device: torch.device, w: World) -> tuple[Rng, Rng]:
+    """The epoch's batch-order stream (the same on every rank) and the stream of the task's own draws
+    (masks, views, augmentation; per rank in a world of several), after seeding dropout / drop-path."""
+    order = Rng.seeded(seed, epoch, device=device)
+    if w.size == 1:
+        torch.manual_seed(seed * 100_003 + epoch)
+        return order, order
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch, w.rank, 1]).generate_state(1)[0]))
+    return order, Rng.seeded(seed, epoch, 1 + w.rank, device=device)
+
+
 def _capture_rng() -> dict:
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
@@ -157,7 +190,9 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
 
     Args:
         task: module with ``loss(x, y, rng) -> (loss, metrics)``.
-        x: ``[N, C, H, W]`` float images (normalised).
+        x: ``[N, C, H, W]`` float images (normalised). Under ``torchrun`` (:func:`mood.distributed.init`)
+            every rank passes the same tensors and trains its share of each global batch of
+            ``cfg.batch_size`` images in DistributedDataParallel; rank 0 writes the checkpoints.
         y: ``[N]`` long labels, or None for unlabelled pretraining.
         cfg: optimisation settings.
         run_dir: where ``last.pt`` and ``log.jsonl`` live; None trains without checkpoints.
@@ -170,6 +205,12 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
     if len(x) == 0:
         raise ValueError("fit: no training images")
     device = resolve_device(cfg.device)
+    w = world()
+    if cfg.batch_size % w.size:
+        raise ValueError(f"fit: the global batch of {cfg.batch_size} does not split over {w.size} processes; "
+                         f"use a batch_size divisible by the world size")
+    if device.type == "cuda" and w.size > 1:
+        device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (set by init)
     y = torch.zeros(len(x), dtype=torch.long) if y is None else y
     if len(y) != len(x):
         raise ValueError(f"fit: {len(x)} images but {len(y)} labels")
@@ -193,12 +234,13 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         history, start = state["history"], state["epoch"]
+    step_loss = task.loss if w.size == 1 else _distributed(task, device)
+    local = shard(cfg.batch_size, w)  # this rank's part of every global batch
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             break
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / drop-path stream of this epoch
-        rng = Rng.seeded(cfg.seed, epoch, device=device)
+        rng, draws = _epoch_streams(cfg.seed, epoch, device, w)
         order = torch.randperm(len(x), generator=rng.torch_gen, device=device)
         task.train()
         # metrics are summed on the device and read once per epoch: a per-step .item() would make the
@@ -208,9 +250,9 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
         t0 = time.perf_counter()
         bar = progress(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}")
         for step in bar:
-            idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size]
+            idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size][local]
             with autocast:
-                loss, metrics = task.loss(x[idx], y[idx], rng)
+                loss, metrics = step_loss(x[idx], y[idx], draws)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -222,20 +264,21 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
                 sums[k] = sums[k] + v if k in sums else v
             finite &= torch.isfinite(loss.detach()).all()
             if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps_per_epoch:
-                _check_finite(finite, desc, epoch, step, cfg.lr)
+                _check_finite(all_true(finite), desc, epoch, step, cfg.lr)
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, **{k: v.item() / steps_per_epoch for k, v in sums.items()},
+        record = {"epoch": epoch + 1, **{k: all_mean(v).item() / steps_per_epoch for k, v in sums.items()},
                   "lr": max(g["lr"] for g in opt.param_groups), "seconds": seconds,
                   "img_per_s": steps_per_epoch * cfg.batch_size / seconds}
         history.append(record)
-        if ckpt is not None:
+        if ckpt is not None and w.is_main:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save({"model": task.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
                                "rng": _capture_rng()}, ckpt)
             atomic_write_text(ckpt.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        barrier()  # no rank runs ahead of the checkpoint it might resume from
         if on_epoch is not None:
             on_epoch(record)
     task.eval()

@@ -19,6 +19,7 @@ from torch import nn
 
 from mood.artifacts import atomic_torch_save
 from mood.data import ImageFormat, ImageSet, to_tensor
+from mood.distributed import gather_rows, shard
 from mood.models import Backbone
 from mood.progress import progress
 
@@ -77,19 +78,21 @@ def extract_pools(backbone: Backbone, x: torch.Tensor, pools: Sequence[str], lab
                   batch_size: int = 512, device: str | torch.device | None = None,
                   desc: str = "features") -> dict[str, FeatureSet]:
     """:func:`extract` of several pools in one pass over ``x [N, C, H, W]`` (one forward per batch
-    however many pools): ``{pool: FeatureSet}``, the logits shared."""
+    however many pools): ``{pool: FeatureSet}``, the logits shared. In a distributed run
+    (:mod:`mood.distributed`) each rank extracts its shard of ``x`` and every rank gets them all."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     backbone.eval().to(device)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*pools, "logits")}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for part in progress(x.split(batch_size), desc=desc):
+    mine = x[shard(len(x))]
+    for part in progress(mine.split(batch_size), desc=desc):
         with autocast:
             out = backbone.pooled(part.to(device), pools)
         for k, v in out.items():
             parts[k].append(v.float().cpu())
     lab = (labels if labels is not None else torch.full((len(x),), -1, dtype=torch.long)).cpu()
-    logits = torch.cat(parts["logits"])
-    return {pool: FeatureSet(to_half_precision(torch.cat(parts[pool])), logits, lab) for pool in pools}
+    joined = {k: gather_rows(torch.cat(v) if v else torch.empty(0)) for k, v in parts.items()}
+    return {pool: FeatureSet(to_half_precision(joined[pool]), joined["logits"], lab) for pool in pools}
 
 
 @torch.no_grad()

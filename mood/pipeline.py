@@ -21,6 +21,7 @@ import torch
 from mood.artifacts import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
 from mood.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
 from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
+from mood.distributed import barrier, is_main
 from mood.engine import TrainConfig, fit
 from mood.features import FeatureSet, extract_pools
 from mood.metrics import results_table
@@ -172,8 +173,10 @@ def extract_protocol_pools(trained: Trained, protocol: Protocol, cfg: EvalConfig
         if missing:
             fresh = extract_pools(trained.backbone, to_tensor(s, fmt), missing, torch.from_numpy(s.labels.copy()),
                                   batch_size=cfg.batch_size, device=device, desc=f"features[{what}]")
-            for pool, fs in fresh.items():
-                fs.save(paths[pool])
+            if is_main():  # one writer in a distributed run; the others wait until it is on disk
+                for pool, fs in fresh.items():
+                    fs.save(paths[pool])
+            barrier()
             out.update(fresh)
         return out
 
