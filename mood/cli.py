@@ -53,8 +53,12 @@ def _profile(args: argparse.Namespace):
     from mood.config import get_profile, override
 
     prof = get_profile(args.profile).with_seed(args.seed)
-    if getattr(args, "model", None):
-        prof.model = replace(prof.model, name=args.model)
+    if getattr(args, "model", None) or getattr(args, "pretrained", None):
+        prof.model = replace(prof.model, name=args.model or prof.model.name, pretrained=args.pretrained)
+    if getattr(args, "pool", None):
+        prof.eval = override(prof.eval, pool=args.pool)
+    if getattr(args, "img_size", None) is not None:
+        prof = replace(prof, img_size=args.img_size)
     pre = {k: v for k, v in (("pretext", args.pretext), ("epochs", args.pretrain_epochs)) if v is not None}
     prof.pretrain = override(prof.pretrain, **pre)
     if getattr(args, "finetune_epochs", None) is not None:
@@ -172,7 +176,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from mood.config import PROFILES
-    from mood.models import MODEL_PRESETS
+    from mood.models import MODEL_PRESETS, POOLS
     from mood.pretext import PRETEXTS
     from mood.protocols import PROTOCOL_NAMES
     from mood.scores import SCORES
@@ -207,12 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
         s.add_argument("--pretext", default=None, help=", ".join(PRETEXTS))
         s.add_argument("--model", default=None, help=f"a preset ({', '.join(MODEL_PRESETS)}) or a timm model name")
+        s.add_argument("--pretrained", default=None,
+                       help="start from 'timm' (timm's published weights for --model; online on first use) or a checkpoint file")
+        s.add_argument("--img-size", type=int, default=None, help="resize every image to this side (default: the data's own)")
         s.add_argument("--seed", type=int, default=0, help="seed of every stage")
         s.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's pretraining epochs (>= 1)")
         if name in ("finetune", "run"):
             s.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tuning epochs (>= 1)")
         if name in ("evaluate", "run"):
             s.add_argument("--detector", default=None, help=f"the OOD score: {', '.join(SCORES)} (default: the profile's, mahalanobis)")
+            s.add_argument("--pool", default=None, help=f"the scored feature: {', '.join(POOLS)} (default: the profile's)")
             s.add_argument("--out", default=None, help="save the results table here (.csv or .json)")
         s.add_argument("--device", default=None, help="auto (default), cpu or cuda")
         s.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")

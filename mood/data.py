@@ -256,7 +256,7 @@ def _load_fmnist_arrays(split: str, root: str | None, download: bool) -> tuple[n
                 raise CorruptDataError(f"{img} and {lbl} disagree: images {images.shape}, labels "
                                        f"{labels.shape}. Reinstall the data")
             return images, labels.astype(np.int64), str(directory)
-    if download and os.environ.get("MOOD_NO_DOWNLOAD", "0") != "1":
+    if downloads_allowed(download):
         try:
             from torchvision.datasets import FashionMNIST
 
@@ -395,33 +395,55 @@ def _torchvision_root(root: str | os.PathLike | None) -> str:
     return str(root if root is not None else os.environ.get("MOOD_DATA_DIR", "data"))
 
 
+def downloads_allowed(download: bool = True) -> bool:
+    """``download``, unless ``MOOD_NO_DOWNLOAD=1`` turns every download off (CI, offline machines)."""
+    return download and os.environ.get("MOOD_NO_DOWNLOAD", "0") != "1"
+
+
+# The input formats of the online sets as in-distribution data: 32 px RGB, their train split's statistics.
+CIFAR_FORMATS: dict[str, ImageFormat] = {
+    "cifar10": ImageFormat(32, 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ImageFormat(32, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+def _online_missing(name: str, split: str, root: str, err: Exception, call: str) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"{name} ({split}) not found under {root} ({err}). Download it once, online, into MOOD_DATA_DIR "
+        f"(now {root}): python -c \"from mood.data import {call.split('(')[0]}; {call}\"; or copy torchvision's "
+        f"files there. Downloading is {'off (MOOD_NO_DOWNLOAD=1)' if not downloads_allowed() else 'on'} here.")
+
+
 def load_cifar(name: str = "cifar10", split: str = "test", root: str | os.PathLike | None = None,
                download: bool = True) -> ImageSet:
-    """CIFAR-10 or CIFAR-100 through torchvision: ``uint8 [N, 32, 32, 3]``."""
+    """CIFAR-10 or CIFAR-100 through torchvision: ``uint8 [N, 32, 32, 3]``; downloaded into
+    ``MOOD_DATA_DIR`` on first use unless ``download=False`` or ``MOOD_NO_DOWNLOAD=1``."""
     from torchvision import datasets
 
+    if name not in CIFAR_FORMATS:
+        raise ValueError(f"unknown CIFAR set {name!r}; valid: {', '.join(CIFAR_FORMATS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"{name}: split must be 'train' or 'test', got {split!r}")
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
     root = _torchvision_root(root)
     try:
-        ds = cls(root, train=split == "train", download=download)
-    except RuntimeError as err:
-        raise DataNotFoundError(f"{name} not found under {root} ({err}). Online: pass download=True; "
-                                f"offline: copy the python-version archive's folder there") from err
+        ds = cls(root, train=split == "train", download=downloads_allowed(download))
+    except (RuntimeError, OSError) as err:  # not on disk; or the download failed (offline)
+        raise _online_missing(name, split, root, err, f"load_cifar('{name}', '{split}')") from err
     return ImageSet(name=name, images=np.asarray(ds.data, dtype=np.uint8),
                     labels=np.asarray(ds.targets, dtype=np.int64), ids=np.arange(len(ds.data)),
                     origin=f"{name}/{split}", source=f"torchvision:{root}", classes=tuple(ds.classes))
 
 
 def load_svhn(split: str = "test", root: str | os.PathLike | None = None, download: bool = True) -> ImageSet:
-    """SVHN (cropped digits) through torchvision: ``uint8 [N, 32, 32, 3]``."""
+    """SVHN (cropped digits) through torchvision: ``uint8 [N, 32, 32, 3]`` (downloads as :func:`load_cifar`)."""
     from torchvision import datasets
 
     root = _torchvision_root(root)
     try:
-        ds = datasets.SVHN(root, split=split, download=download)
-    except RuntimeError as err:
-        raise DataNotFoundError(f"svhn not found under {root} ({err}). Online: pass download=True; "
-                                f"offline: copy {split}_32x32.mat there") from err
+        ds = datasets.SVHN(root, split=split, download=downloads_allowed(download))
+    except (RuntimeError, OSError) as err:  # not on disk; or the download failed (offline)
+        raise _online_missing("svhn", split, root, err, f"load_svhn('{split}')") from err
     images = np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 2, 3, 1))
     return ImageSet(name="svhn", images=images, labels=np.asarray(ds.labels, dtype=np.int64),
                     ids=np.arange(len(images)), origin=f"svhn/{split}", source=f"torchvision:{root}",

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from mood.weights import check_pretrained, describe, load_checkpoint, timm_pretrained
+
 MODEL_PRESETS: dict[str, dict] = {
     # name: kwargs of timm's VisionTransformer (or "resnet" for the small-image ResNet)
     "vit_tiny_p4": dict(patch_size=4, embed_dim=128, depth=4, num_heads=4),
@@ -50,6 +52,8 @@ class ModelConfig:
         in_chans: input channels.
         num_classes: classes of the head (10 for Fashion-MNIST).
         drop_path: stochastic-depth rate (ViT only).
+        pretrained: initial weights (:mod:`mood.weights`): None (random), ``"timm"`` (timm's published
+            weights for a timm model name; online on first use) or a checkpoint file's path.
     """
 
     name: str = "vit_tiny_p4"
@@ -57,12 +61,21 @@ class ModelConfig:
     in_chans: int = 1
     num_classes: int = 10
     drop_path: float = 0.1
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
+        check_pretrained(self.pretrained, self.name, self.name in MODEL_PRESETS)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as a dict (part of a stage's cache key): a checkpoint file by its content hash;
+        without pretrained weights the key is what it was before they were an option."""
+        d = asdict(self)
+        if self.pretrained is None:
+            del d["pretrained"]
+        else:
+            d["pretrained"] = describe(self.pretrained)
+        return d
 
 
 def check_model_name(name: str) -> str:
@@ -123,6 +136,20 @@ class SmallCNN(nn.Module):
 
 
 def _build_net(cfg: ModelConfig) -> nn.Module:
+    if cfg.pretrained == "timm":
+        try:
+            return timm_pretrained(cfg.name, img_size=cfg.img_size, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+        except RuntimeError as err:
+            if not isinstance(err.__cause__, TypeError):  # a convolutional model takes no img_size
+                raise
+            return timm_pretrained(cfg.name, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+    net = _build_random(cfg)
+    if cfg.pretrained is not None:
+        load_checkpoint(net, cfg.pretrained)
+    return net
+
+
+def _build_random(cfg: ModelConfig) -> nn.Module:
     preset = MODEL_PRESETS.get(cfg.name)
     if preset is not None and "cnn" in preset:
         return SmallCNN(cfg.in_chans, cfg.num_classes, preset["cnn"], preset.get("hidden"), cfg.img_size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -265,8 +265,9 @@ class MoodRun:
 
 
 def setup(protocol: str | Protocol, profile: str | Profile | None = None, **protocol_kwargs) -> tuple[Protocol, Profile]:
-    """The protocol object and the profile adapted to it (one-class overrides; the model's head,
-    size and channels set from the protocol and the image format). Every chapter, the CLI and the
+    """The protocol object and the profile adapted to it (one-class overrides; the image format the
+    protocol's data call for, resized to ``profile.img_size`` when set; the model's head, size and
+    channels set from the protocol and that format). Every chapter, the CLI and the
     tests start here, so they all key the cache the same way and share trained backbones."""
     prof = get_profile(profile) if profile is None or isinstance(profile, str) else copy.deepcopy(profile)
     if isinstance(protocol, str):
@@ -275,6 +276,8 @@ def setup(protocol: str | Protocol, profile: str | Profile | None = None, **prot
             protocol_kwargs.setdefault("n_ood", prof.eval.n_ood)
         protocol = make_protocol(protocol, **protocol_kwargs)
     prof = prof.for_protocol(protocol)
+    fmt = protocol.format or prof.format  # CIFAR's 32 px RGB for its protocols
+    prof.format = replace(fmt, size=prof.img_size) if prof.img_size else fmt
     prof.model.num_classes = protocol.num_classes
     prof.model.img_size, prof.model.in_chans = prof.format.size, prof.format.channels
     return protocol, prof

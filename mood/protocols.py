@@ -26,8 +26,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mood.data import (FMNIST_CLASSES, OFFLINE_OOD, OOD_GROUPS, ImageSet, load_fashion_mnist, load_ood,
-                       split_disjoint)
+from mood.data import (CIFAR_FORMATS, FMNIST_CLASSES, OFFLINE_OOD, OOD_GROUPS, ImageFormat, ImageSet, load_cifar,
+                       load_fashion_mnist, load_ood, load_svhn, split_disjoint)
 
 NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 7, 8)
 NEAR_UNKNOWN: tuple[int, ...] = (4, 5, 6, 9)
@@ -54,6 +54,8 @@ class Protocol:
         ood_train: outlier-exposure images by OOD source (few-shot only).
         kind: the protocol family, one of :data:`KINDS` (``"one-class"``, ``"multi-class"``,
             ``"near"``, ``"few-shot"``); read from ``name`` by the registry when not given.
+        format: the input format its images call for (CIFAR's 32 px RGB); None: the profile's
+            (Fashion-MNIST's 28 px grey).
     """
 
     name: str
@@ -64,6 +66,7 @@ class Protocol:
     classes: tuple[str, ...]
     ood_train: dict[str, ImageSet] = field(default_factory=dict)
     kind: str = ""
+    format: ImageFormat | None = None
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -81,8 +84,9 @@ class Protocol:
 
     @property
     def ood_is_fmnist(self) -> bool:
-        """Whether the OOD test images are Fashion-MNIST classes (one-class, near): then the offline
-        OOD sets (MNIST, patches, ...) are not test data and may be used for training."""
+        """Whether the OOD test images are classes of the ID data set (one-class, near; "Fashion-MNIST"
+        for the book's protocols): then the offline OOD sets (MNIST, patches, ...) are not test data
+        and may be used for training."""
         return self.kind in ("one-class", "near")
 
     def summary(self) -> dict:
@@ -184,6 +188,50 @@ def few_shot(k: int, ood: Sequence[str] = OFFLINE_OOD, n_ood: int | None = 2000,
 
 
 # --------------------------------------------------------------------------------------------
+# MOOD's own benchmarks on CIFAR (online: torchvision downloads into MOOD_DATA_DIR on first use)
+
+CIFAR_OOD: tuple[str, ...] = ("svhn", "cifar100")
+
+
+def _online_test(name: str, n: int | None, seed: int, root: str | None) -> ImageSet:
+    s = load_svhn("test", root) if name == "svhn" else load_cifar(name, "test", root)
+    return s if n is None or len(s) <= n else s.sample(n, seed)
+
+
+def cifar10(ood: Sequence[str] = CIFAR_OOD, n_ood: int | None = None, seed: int = 0, root: str | None = None) -> Protocol:
+    """MOOD's multi-class benchmark: CIFAR-10 is ID (its train and test splits); the test images of
+    ``ood`` (of :data:`CIFAR_OOD`: SVHN, CIFAR-100) are OOD, ``n_ood`` each at most."""
+    unknown = [o for o in ood if o not in CIFAR_OOD]
+    if unknown:
+        raise ValueError(f"cifar10: unknown OOD sets {unknown}; valid: {', '.join(CIFAR_OOD)}")
+    train, test = load_cifar("cifar10", "train", root), load_cifar("cifar10", "test", root)
+    return Protocol(name="cifar10", train=train, id_test=test,
+                    ood_test={o: _online_test(o, n_ood, seed, root) for o in ood}, num_classes=10,
+                    classes=train.classes, kind="multi-class", format=CIFAR_FORMATS["cifar10"])
+
+
+def cifar100_near(root: str | None = None) -> Protocol:
+    """MOOD's near-distribution benchmark: CIFAR-100 is ID, CIFAR-10's test images are OOD."""
+    train, test = load_cifar("cifar100", "train", root), load_cifar("cifar100", "test", root)
+    return Protocol(name="cifar100-near", train=train, id_test=test,
+                    ood_test={"cifar10": load_cifar("cifar10", "test", root)}, num_classes=100,
+                    classes=train.classes, kind="near", format=CIFAR_FORMATS["cifar100"])
+
+
+def cifar10_one_class(normal: int, root: str | None = None) -> Protocol:
+    """MOOD's one-class benchmark: CIFAR-10 class ``normal`` against the other nine (10-way head, as
+    in :func:`one_class`)."""
+    train, test = load_cifar("cifar10", "train", root), load_cifar("cifar10", "test", root)
+    is_normal = test.labels == normal
+    name = train.classes[normal]
+    return Protocol(name=f"cifar10-one-class:{normal}",
+                    train=train.subset(np.flatnonzero(train.labels == normal), f"train[{name}]"),
+                    id_test=test.subset(np.flatnonzero(is_normal), f"test[{name}]"),
+                    ood_test={"other classes": test.subset(np.flatnonzero(~is_normal), "test[other]")},
+                    num_classes=10, classes=train.classes, kind="one-class", format=CIFAR_FORMATS["cifar10"])
+
+
+# --------------------------------------------------------------------------------------------
 # The registry: protocol names, parsed in one place
 
 KINDS: tuple[str, ...] = ("one-class", "multi-class", "near", "few-shot")
@@ -217,7 +265,7 @@ class ProtocolSpec:
         arg: what follows ``:`` (for help texts), or None when nothing does.
         parse: turns that text into the builder's first argument (``ValueError`` when invalid).
         build: the builder (:func:`one_class`, ...).
-        ood_sets: scores the offline OOD sets, so it takes ``n_ood=`` and ``ood=``.
+        ood_sets: scores a list of OOD sets (the offline ones; CIFAR-10's online ones), so it takes ``n_ood=`` and ``ood=``.
         summary: one line for help texts.
     """
 
@@ -245,6 +293,12 @@ PROTOCOLS: dict[str, ProtocolSpec] = {s.prefix: s for s in (
                  f"one class of a look-alike pair held out ({', '.join(NEAR_PAIRS)})"),
     ProtocolSpec("few-shot", "few-shot", "K", _int_arg("few-shot: K images per OOD source", 1), few_shot, True,
                  "multi-class plus K outlier-exposure images per OOD source"),
+    ProtocolSpec("cifar10", "multi-class", None, None, cifar10, True,
+                 "online: CIFAR-10 is ID; SVHN and CIFAR-100 are OOD (MOOD's multi-class benchmark)"),
+    ProtocolSpec("cifar100-near", "near", None, None, cifar100_near, False,
+                 "online: CIFAR-100 is ID, CIFAR-10 is OOD (MOOD's near-distribution benchmark)"),
+    ProtocolSpec("cifar10-one-class", "one-class", "K", _int_arg("cifar10-one-class: the normal class K", 0, 9),
+                 cifar10_one_class, False, "online: CIFAR-10 class K is normal, the other nine are anomalies"),
 )}
 PROTOCOL_NAMES: tuple[str, ...] = tuple(s.usage for s in PROTOCOLS.values())
 
@@ -264,9 +318,11 @@ def parse_protocol(name: str) -> tuple[ProtocolSpec, Any]:
 
 
 def expand(name: str) -> list[str]:
-    """``one-class:all`` -> the ten one-class protocols; any other valid name -> ``[name]``."""
-    if name == "one-class:all":
-        return [f"one-class:{k}" for k in range(10)]
+    """``one-class:all`` (or ``cifar10-one-class:all``) -> the ten one-class protocols; any other
+    valid name -> ``[name]``."""
+    prefix, _, arg = name.partition(":")
+    if arg == "all" and prefix in PROTOCOLS and PROTOCOLS[prefix].kind == "one-class":
+        return [f"{prefix}:{k}" for k in range(10)]
     parse_protocol(name)
     return [name]
 

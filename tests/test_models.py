@@ -160,3 +160,57 @@ def test_one_pass_over_every_pool_equals_one_pass_per_pool(name: str) -> None:
         torch.testing.assert_close(together[pool].logits, bb(x))
     with pytest.raises(ValueError, match="unknown pool 'nope'"):
         extract_pools(bb, x, ("mean", "nope"))
+
+
+def test_a_checkpoint_file_starts_the_backbone_from_its_weights(tmp_path) -> None:
+    from mood.models import Backbone, ModelConfig
+
+    torch.manual_seed(0)
+    source = Backbone(ModelConfig("vit_tiny_p7", num_classes=5))
+    # wrapped as training scripts save it: under "model", with DDP's prefix on every key
+    torch.save({"model": {f"module.{k}": v for k, v in source.net.state_dict().items()}, "epoch": 3}, tmp_path / "a.pt")
+    loaded = Backbone(ModelConfig("vit_tiny_p7", num_classes=10, pretrained=str(tmp_path / "a.pt")))
+    fresh = Backbone(ModelConfig("vit_tiny_p7", num_classes=10))
+    for k, v in source.net.state_dict().items():
+        if not k.startswith("head."):  # a 5-class head does not fit a 10-class model: left new
+            assert torch.equal(loaded.net.state_dict()[k], v), k
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(loaded.features(x), source.features(x)) and not torch.allclose(fresh.features(x), source.features(x))
+
+
+def test_a_checkpoint_of_another_size_is_resampled_and_one_that_does_not_fit_is_named(tmp_path) -> None:
+    from mood.models import Backbone, ModelConfig
+
+    # 3 channels at 32 px (an 8x8 grid of 4 px patches) into 1 channel at 28 px (7x7)
+    rgb = Backbone(ModelConfig("vit_tiny_p4", img_size=32, in_chans=3))
+    torch.save(rgb.state_dict(), tmp_path / "rgb.pt")  # a mood backbone's own state dict ("net." keys)
+    grey = Backbone(ModelConfig("vit_tiny_p4", pretrained=str(tmp_path / "rgb.pt")))
+    assert grey.net.pos_embed.shape == (1, 50, 128) and grey.net.patch_embed.proj.weight.shape == (128, 1, 4, 4)
+    assert torch.equal(grey.net.blocks[0].attn.qkv.weight, rgb.net.blocks[0].attn.qkv.weight)
+    torch.save(Backbone(ModelConfig("cnn_small")).state_dict(), tmp_path / "cnn.pt")
+    with pytest.raises(ValueError, match=r"cnn.pt does not fit VisionTransformer: missing \['cls_token'"):
+        Backbone(ModelConfig("vit_tiny_p4", pretrained=str(tmp_path / "cnn.pt")))
+    import argparse
+
+    torch.save({"args": argparse.Namespace(lr=1e-3), "model": rgb.state_dict()}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match="holds more than tensors"):
+        Backbone(ModelConfig("vit_tiny_p4", pretrained=str(tmp_path / "pickled.pt")))
+
+
+def test_pretrained_sources_are_checked_and_keyed_by_content(tmp_path, monkeypatch) -> None:
+    from mood.models import Backbone, ModelConfig
+
+    with pytest.raises(ValueError, match="neither 'timm' nor an existing checkpoint file"):
+        ModelConfig("vit_tiny_p4", pretrained=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="timm publishes no weights"):
+        ModelConfig("vit_tiny_p4", pretrained="timm")
+    assert "pretrained" not in ModelConfig("vit_tiny_p4").to_dict()  # the cache keys of random starts stay as they were
+    path = tmp_path / "w.pt"
+    torch.save(Backbone(ModelConfig("vit_tiny_p4")).state_dict(), path)
+    first = ModelConfig("vit_tiny_p4", pretrained=str(path)).to_dict()["pretrained"]
+    torch.save(Backbone(ModelConfig("vit_tiny_p4")).state_dict(), path)  # other weights, same name
+    assert first.startswith("w.pt@") and ModelConfig("vit_tiny_p4", pretrained=str(path)).to_dict()["pretrained"] != first
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, nothing cached: the error says how to get the weights
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(RuntimeError, match="fetched from the Hugging Face hub on first use"):
+        Backbone(ModelConfig("vit_tiny_patch16_224", img_size=32, in_chans=3, pretrained="timm"))

@@ -79,8 +79,8 @@ def test_pretext_none_and_no_finetune(tmp_path: Path) -> None:
 
 
 def test_profiles_and_overrides() -> None:
-    assert set(PROFILES) == {"smoke", "cpu", "gpu"}
-    with pytest.raises(ValueError, match="smoke, cpu, gpu"):
+    assert set(PROFILES) == {"smoke", "cpu", "gpu", "cifar"}
+    with pytest.raises(ValueError, match="smoke, cpu, gpu, cifar"):
         get_profile("laptop")
     with pytest.raises(ValueError, match="no field"):
         override(get_profile("smoke").pretrain, epochz=3)

@@ -62,3 +62,20 @@ def test_update_readme_renders_headline_and_provenance(tmp_path) -> None:
     text = readme.read_text()
     assert "| multi-class ID test accuracy (%) | 88.25 |" in text and "commit `0123456789`" in text
     assert "`gpu`: no run of record yet" in text and "old" not in text and text.endswith("rest\n")
+
+
+def test_the_scaling_commands_parse_as_written() -> None:
+    import shlex
+
+    from mood.cli import _profile, build_parser
+    from mood.protocols import expand
+
+    section = README[README.index("## Beyond one machine"):README.index("## Tests")]
+    commands = [c.replace("\\\n", " ") for c in re.findall(r"^(?:python|torchrun) .*?(?<!\\)$", section, re.M | re.S)]
+    mood_args = [shlex.split(c.split(" -m mood ", 1)[1]) for c in commands if " -m mood " in c]
+    assert len(mood_args) == 6
+    for args in mood_args:
+        ns = build_parser().parse_args(args)
+        assert ns.command == "run" and expand(ns.protocol)
+        _profile(ns)  # every override checked, as the command does before any work
+    assert {a[a.index("--protocol") + 1] for a in mood_args} >= {"cifar10", "cifar100-near", "cifar10-one-class:all"}
