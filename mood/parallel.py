@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -50,7 +51,20 @@ class Job:
                              f"got {self.fn!r}")
 
 
+def _die_with_parent() -> None:
+    """On Linux, asks the kernel to end this worker when the process that started it dies: a chapter
+    killed by a time limit leaves no orphaned workers training on (and holding a GPU)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os._exit(1)
+
+
 def _init_worker(threads: int) -> None:
+    _die_with_parent()
     torch.set_num_threads(threads)
     os.environ["MOOD_PROGRESS"] = "0"  # bars from several processes would interleave
 

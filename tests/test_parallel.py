@@ -51,3 +51,55 @@ def test_seeds_trained_side_by_side_are_what_the_caller_then_loads(tmp_path: Pat
     assert all(runs[s].finetuned.seconds == 0 and runs[s].finetuned.history for s in (1, 2))  # ... the others in workers
     assert len(list((tmp_path / "pretrain").iterdir())) == 1  # one shared pretraining
     assert runs[1].table.loc["Coat", "AUROC"] != runs[2].table.loc["Coat", "AUROC"]  # each its own seed
+
+
+def test_workers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
+    """A chapter killed by a time limit must not leave workers training on (SIGKILL: no clean-up runs)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    script = ("import time; from mood.parallel import Job, prefetch; "
+              "prefetch([Job(time.sleep, (120,), name='a'), Job(time.sleep, (120,), name='b')], workers=2)")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+
+    def children() -> list[int]:
+        out = []
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent.pid:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    deadline = time.time() + 60
+    while len(workers := children()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the workers import torch and run their initialiser
+    workers = [w for w in children() if "spawn" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
+    assert len(workers) >= 2, "the workers did not start"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+
+    def alive() -> list[int]:
+        out = []
+        for w in workers:
+            try:
+                if Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(w)
+            except OSError:
+                continue
+        return out
+
+    deadline = time.time() + 20
+    while alive() and time.time() < deadline:
+        time.sleep(0.2)
+    left = alive()
+    for w in left:  # a failing run leaves nothing behind either
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their parent"
