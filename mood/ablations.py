@@ -23,7 +23,7 @@ from mood.metrics import results_table
 from mood.parallel import Job, prefetch
 from mood.stats import paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
-                           id_accuracy, pretrain, score_protocol, setup, training_sample)
+                           id_accuracy, pretrain, score_protocol, scoring_pool, setup, training_sample)
 from mood.probes import probe_accuracies
 from mood.protocols import Protocol
 
@@ -44,7 +44,7 @@ class Variant:
         mask_kind: ``"block"`` or ``"random"``.
         pretrain_epochs: pretraining length.
         detector: OOD score (any name of :data:`mood.scores.SCORES`).
-        pool: a pool of :data:`mood.models.POOLS` (None: the profile's).
+        pool: a pool of :data:`mood.models.POOLS` (None: the profile's; ViM's, the mean token its head reads).
         normalize: L2-normalise features before Mahalanobis.
     """
 
@@ -75,7 +75,7 @@ def configure(prof: Profile, v: Variant) -> Profile:
         p.finetune = override(p.finetune, label_smoothing=v.label_smoothing)
     if v.model is not None:
         p.model = replace(p.model, name=v.model)
-    p.eval = override(p.eval, pool=v.pool or p.eval.pool, normalize=v.normalize)
+    p.eval = override(p.eval, pool=v.pool or scoring_pool(v.detector, p.eval.pool), normalize=v.normalize)
     return p
 
 

@@ -191,6 +191,15 @@ def extract_protocol_pools(trained: Trained, protocol: Protocol, cfg: EvalConfig
     return out
 
 
+HEAD_POOL = "mean"  # what a backbone's linear head reads
+
+
+def scoring_pool(detector: str, pool: str) -> str:
+    """The feature ``detector`` scores: ``pool``, except for a score built from the linear head (ViM),
+    which lives in the head's input space, the mean token (:data:`HEAD_POOL`)."""
+    return HEAD_POOL if get_score(detector).needs_head else pool
+
+
 def check_score(name: str, params: dict[str, Any] | None = None) -> ScoreSpec:
     """The registry entry of score ``name`` with ``params`` checked: call before any training."""
     spec = get_score(name)
@@ -299,6 +308,7 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     protocol, prof = setup(protocol, profile, **protocol_kwargs)
     det = detector or prof.eval.detector
     check_score(det)  # a wrong name fails here, before any training
+    prof.eval = replace(prof.eval, pool=scoring_pool(det, prof.eval.pool))
     cache = cache or Cache()
     t0 = time.perf_counter()
     pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format, cache)

@@ -6,7 +6,8 @@
 # fine-tuned ViT per protocol and seed; every score of `mood` computed on the same features and
 # logits: Mahalanobis (one Gaussian, MOOD's choice; class-conditional), KNN, ViM, MSP, MaxLogit,
 # Energy, Entropy and ODIN (which re-runs the network on perturbed inputs), all on the profile's
-# feature at this scale. Then the feature under Mahalanobis: the mean patch token (what the head
+# feature at this scale — except ViM, which is built from the linear head and so reads the head's
+# own input, the mean patch token. Then the feature under Mahalanobis: the mean patch token (what the head
 # reads), the same L2-normalised, the CLS token, and MOOD's own feature (a LayerNorm on the mean of
 # the patch tokens, then L2 normalisation).
 # MOOD reports Mahalanobis ahead of the logit-based scores (Li et al. 2023, ablation on the OOD metric).
@@ -28,7 +29,7 @@ prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 protocols = list(prof.ablation_protocols)  # the models of chapter 10's BEiT row: only the score changes
 scores = [Variant(name, detector=name) for name in SCORES if name != "outlier_class"]  # no outlier class here
-# the score rows use the profile's feature at this scale (prof.at_ablation_scale().eval.pool); these vary it
+# the score rows use the profile's feature at this scale (prof.at_ablation_scale().eval.pool; ViM the mean token); these vary it
 features = [Variant("mahalanobis, mean token", pool="mean"),
             Variant("mahalanobis, mean token L2-normalised", pool="mean", normalize=True),
             Variant("mahalanobis, CLS token", pool="cls"),

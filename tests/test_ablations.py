@@ -24,6 +24,9 @@ def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
     assert p.finetune.epochs == prof.finetune.epochs and prof.pretrain.pretext == "beit"  # the input is not changed
     same = configure(prof, Variant("default"))
     assert same.pretrain == prof.pretrain and same.finetune == prof.finetune
+    tokens = get_profile("cpu")  # scores the flattened tokens; ViM reads the head's input, the mean token
+    assert configure(tokens, Variant("vim", detector="vim")).eval.pool == "mean" != tokens.eval.pool
+    assert configure(tokens, Variant("knn", detector="knn")).eval.pool == tokens.eval.pool
 
 
 def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:

@@ -70,6 +70,14 @@ def test_one_class_pretrains_on_the_normal_class_only(tmp_path: Path) -> None:
         assert id_s.shape == (len(run.features.id),) and np.isfinite(id_s.numpy()).all()
 
 
+def test_vim_scores_the_head_input_whatever_the_profile_pools(tmp_path: Path) -> None:
+    prof = get_profile("smoke")
+    prof.eval = override(prof.eval, pool="tokens")  # as the cpu profile: 16 x 128 flattened tokens
+    run = run_mood("near-pair:sneaker-boot", prof, Cache(tmp_path), detector="vim")
+    assert run.features.fit.features.shape[1] == run.finetuned.backbone.embed_dim  # the mean token, 128
+    assert 0 <= run.table.loc["mean", "AUROC"] <= 100
+
+
 def test_pretext_none_and_no_finetune(tmp_path: Path) -> None:
     prof = get_profile("smoke")
     prof.pretrain = override(prof.pretrain, pretext="none")
