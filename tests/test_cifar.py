@@ -45,6 +45,7 @@ def test_the_format_follows_the_protocol_and_the_profile_can_resize(tiny_cifar: 
         replace(get_profile("smoke"), img_size=4)
 
 
+@pytest.mark.filterwarnings("ignore:Mahalanobis.*rank:RuntimeWarning")  # 60 training images, 128 dims: expected
 def test_mood_runs_on_cifar10_from_pretraining_to_scores(tiny_cifar: Path, tmp_path: Path) -> None:
     from mood.artifacts import Cache
     from mood.models import ModelConfig
