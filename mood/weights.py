@@ -16,6 +16,7 @@ researcher does the same here:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -32,8 +33,15 @@ def describe(pretrained: str) -> str:
     """What identifies ``pretrained`` in a cache key: ``"timm"`` as is; a file by its content hash."""
     if pretrained == "timm":
         return pretrained
-    digest = hashlib.sha1(Path(pretrained).read_bytes()).hexdigest()[:16]
-    return f"{Path(pretrained).name}@{digest}"
+    st = Path(pretrained).stat()
+    return f"{Path(pretrained).name}@{_file_digest(str(Path(pretrained).resolve()), st.st_size, st.st_mtime_ns)}"
+
+
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A checkpoint's content hash, computed once per file version (every stage's cache key asks for it;
+    a BEiT-L file is 1.2 GB)."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def check_pretrained(pretrained: str | None, name: str, is_preset: bool) -> None:
