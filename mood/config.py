@@ -23,7 +23,7 @@ from mood.data import ImageFormat
 from mood.engine import TrainConfig
 from mood.masking import MASK_KINDS
 from mood.models import POOLS, ModelConfig
-from mood.pretext import PRETEXTS
+from mood.pretext import MASK_DEFAULTS, PRETEXTS
 from mood.scores import get_score
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ class PretrainConfig(TrainConfig):
 
     Args:
         pretext: one of :data:`mood.pretext.PRETEXTS`.
-        mask_ratio: fraction of patches masked (None = the method's published value).
-        mask_kind: ``"block"`` or ``"random"`` (None = the method's own).
+        mask_ratio: fraction of patches masked (None = the method's published value; that value named
+            explicitly is stored as None, so both name one cached model).
+        mask_kind: ``"block"`` or ``"random"`` (None = the method's own; likewise folded).
         vocab_size: codes of the BEiT tokenizer.
         tokenizer_iters: k-means iterations of the tokenizer.
     """
@@ -58,6 +59,11 @@ class PretrainConfig(TrainConfig):
             raise ValueError(f"unknown mask kind {self.mask_kind!r}; valid: {', '.join(MASK_KINDS)} or None")
         if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie in (0, 1) or be None, got {self.mask_ratio}")
+        ratio, kind = MASK_DEFAULTS.get(self.pretext, (None, None))
+        if self.mask_ratio == ratio:
+            self.mask_ratio = None
+        if self.mask_kind == kind:
+            self.mask_kind = None
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
 

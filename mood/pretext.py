@@ -35,6 +35,9 @@ from mood.tokenizer import PatchTokenizer, patchify
 
 PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae", "classification", "simclr", "none")
 MIM_PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae")
+# Each MIM method's published masking (ratio, kind): the task's default, and what a config that names
+# it explicitly is folded back to (PretrainConfig), so both name one cached model.
+MASK_DEFAULTS: dict[str, tuple[float, str]] = {"beit": (0.4, "block"), "simmim": (0.6, "random"), "mae": (0.75, "random")}
 
 
 @dataclass
@@ -102,8 +105,8 @@ class BeitMIM(nn.Module):
         mask_kind: ``"block"`` (BEiT) or ``"random"``.
     """
 
-    def __init__(self, backbone: Backbone, tokenizer: PatchTokenizer, mask_ratio: float = 0.4,
-                 mask_kind: str = "block", seed: int = 0) -> None:
+    def __init__(self, backbone: Backbone, tokenizer: PatchTokenizer, mask_ratio: float = MASK_DEFAULTS["beit"][0],
+                 mask_kind: str = MASK_DEFAULTS["beit"][1], seed: int = 0) -> None:
         super().__init__()
         backbone._require_vit("BEiT MIM")
         if tokenizer.patch_size != backbone.patch_size:
@@ -138,7 +141,8 @@ class SimMIM(nn.Module):
         mask_kind: ``"random"`` (SimMIM) or ``"block"``.
     """
 
-    def __init__(self, backbone: Backbone, mask_ratio: float = 0.6, mask_kind: str = "random", seed: int = 0) -> None:
+    def __init__(self, backbone: Backbone, mask_ratio: float = MASK_DEFAULTS["simmim"][0],
+                 mask_kind: str = MASK_DEFAULTS["simmim"][1], seed: int = 0) -> None:
         super().__init__()
         backbone._require_vit("SimMIM")
         self.backbone, self.mask_ratio, self.mask_kind = backbone, mask_ratio, mask_kind
@@ -169,7 +173,7 @@ class MAE(nn.Module):
         norm_pix: regress per-patch normalised pixels (MAE's better variant).
     """
 
-    def __init__(self, backbone: Backbone, mask_ratio: float = 0.75, decoder_dim: int = 96,
+    def __init__(self, backbone: Backbone, mask_ratio: float = MASK_DEFAULTS["mae"][0], decoder_dim: int = 96,
                  decoder_depth: int = 2, norm_pix: bool = True) -> None:
         super().__init__()
         backbone._require_vit("MAE")

@@ -16,10 +16,10 @@ def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
     prof = get_profile("smoke").at_ablation_scale(seed=3)
     assert prof.pretrain.seed == prof.finetune.seed == 3
     assert prof.pretrain.max_images == prof.ablation.pretrain["max_images"]
-    v = Variant("x", pretext="mae", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="random",
+    v = Variant("x", pretext="simmim", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="block",
                 pretrain_epochs=4, pool="cls", normalize=True)
     p = configure(prof, v)
-    assert (p.pretrain.pretext, p.pretrain.mask_ratio, p.pretrain.mask_kind, p.pretrain.epochs) == ("mae", 0.5, "random", 4)
+    assert (p.pretrain.pretext, p.pretrain.mask_ratio, p.pretrain.mask_kind, p.pretrain.epochs) == ("simmim", 0.5, "block", 4)
     assert (p.finetune.label_smoothing, p.model.name, p.eval.pool, p.eval.normalize) == (0.0, "resnet10_narrow", "cls", True)
     assert p.finetune.epochs == prof.finetune.epochs and prof.pretrain.pretext == "beit"  # the input is not changed
     same = configure(prof, Variant("default"))

@@ -8,7 +8,7 @@ import torch
 
 from mood.engine import TrainConfig, fit
 from mood.models import create_backbone
-from mood.pretext import MAE, PRETEXTS, Rng, build_pretext
+from mood.pretext import MAE, MASK_DEFAULTS, PRETEXTS, Rng, build_pretext
 from mood.tokenizer import PatchTokenizer
 
 
@@ -79,6 +79,24 @@ def test_settings_a_task_cannot_honour_are_errors(tmp_path) -> None:
     assert build_pretext("mae", bb, mask_kind="random") is not None
     with pytest.raises(ValueError, match="simclr masks nothing"):
         build_pretext("simclr", bb, mask_ratio=0.5)
+
+
+def test_a_published_masking_named_explicitly_names_the_same_cached_model() -> None:
+    from mood.config import PretrainConfig
+
+    bb = create_backbone("vit_tiny_p4")
+    tok = PatchTokenizer(4, 1, 8)
+    for name, (ratio, kind) in MASK_DEFAULTS.items():
+        task = build_pretext(name, bb, tokenizer=tok)
+        assert task.mask_ratio == ratio  # the table is the tasks' own default
+        assert getattr(task, "mask_kind", "random") == kind
+        explicit = PretrainConfig(pretext=name, mask_ratio=ratio, mask_kind=kind)
+        assert (explicit.mask_ratio, explicit.mask_kind) == (None, None)
+        assert explicit.to_dict() == PretrainConfig(pretext=name).to_dict()  # the cache key's part
+    other = PretrainConfig(pretext="beit", mask_ratio=0.75, mask_kind="random")
+    assert (other.mask_ratio, other.mask_kind) == (0.75, "random")
+    # SimMIM's default ratio is not BEiT's: 0.4 stays a setting of its own
+    assert PretrainConfig(pretext="simmim", mask_ratio=0.4).mask_ratio == 0.4
 
 
 def test_make_task_fits_beit_tokenizer_once_and_reloads_it(tmp_path) -> None:
