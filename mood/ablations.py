@@ -21,7 +21,7 @@ from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
 from mood.parallel import Job, prefetch
-from mood.stats import paired_test, seed_gaps
+from mood.stats import holm, paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
                            id_accuracy, pretrain, score_protocol, scoring_pool, setup, training_sample)
 from mood.probes import probe_accuracies
@@ -297,13 +297,17 @@ def seed_intervals(runs: pd.DataFrame, value: str = "AUROC") -> pd.DataFrame:
 def pair_gaps(runs: pd.DataFrame, pairs: list[tuple[str, str]], value: str = "AUROC") -> pd.DataFrame:
     """Variant ``a`` minus variant ``b`` for each pair, per protocol, paired by seed (:func:`family_gap`
     with one variant per family). Index ``(comparison, protocol)`` with ``comparison = "a − b"``;
-    columns ``a``, ``b`` (their means), ``gap``, ``gap std``, ``ci_lo``, ``ci_hi``, ``p``, ``significant``."""
+    columns ``a``, ``b`` (their means), ``gap``, ``gap std``, ``ci_lo``, ``ci_hi``, ``p``, ``significant``
+    (each test alone at 5%) and ``p (Holm)``: ``p`` adjusted over the pairs of one protocol
+    (:func:`mood.stats.holm`), below 0.05 for at most 5% chance of any false call in the family."""
     parts = []
     for a, b in pairs:
         g = family_gap(runs, {a: a, b: b}, a, b, value).rename(columns={a: "a", b: "b"})
         g["significant"] = g.pop("call") != "too close to call"
         parts.append(g.assign(comparison=f"{a} − {b}").reset_index(names="protocol"))
-    return pd.concat(parts).set_index(["comparison", "protocol"])
+    out = pd.concat(parts)
+    out["p (Holm)"] = out.groupby("protocol", sort=False)["p"].transform(lambda p: holm(p.to_numpy()))
+    return out.set_index(["comparison", "protocol"])
 
 
 def ordering(gaps: pd.DataFrame, chain: list[str], protocol: str) -> dict[str, object]:

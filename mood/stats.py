@@ -168,6 +168,19 @@ def paired_test(diffs: np.ndarray, alpha: float = ALPHA) -> dict[str, float | bo
             "significant": bool(p < alpha)}
 
 
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values ``[K]`` of ``K`` tests ``p [K]``: rejecting wherever the
+    adjusted value is below alpha keeps the chance of any false rejection among the ``K`` at most
+    alpha (under any dependence). NaN p-values stay NaN and do not count as tests."""
+    p = np.asarray(p, np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    k = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (k - np.arange(k))))
+    return out
+
+
 def beats_all(versus: pd.DataFrame) -> bool:
     """Whether the reference beats every baseline of a comparison table (columns ``mean``: the
     reference minus the baseline, ``significant``; :func:`mood.baselines.versus_baselines`): each

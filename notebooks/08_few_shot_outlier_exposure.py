@@ -30,7 +30,7 @@ from mood.artifacts import save_results
 from mood.book import chapter_setup
 from mood.config import override
 from mood.metrics import results_table
-from mood.pipeline import extract_protocol, finetune, pretrain, score, setup, training_sample
+from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
 from mood.plots import image_grid
 from mood.stats import ALPHA, beats_all, versus_detectors
 
@@ -49,6 +49,7 @@ pre = pretrain(base.train, p.model, p.pretrain, p.format)  # the cached MIM back
 mood_ft = finetune(pre, base.train, p.finetune, 10, p.format)  # and chapter 3's fine-tuning
 mood_feats = extract_protocol(mood_ft, base, p.eval, p.format, train=training_sample(base.train, p.finetune))
 columns = {"MOOD (no OOD data)": auroc_column(("MOOD", "mahalanobis"), *score(mood_feats, "mahalanobis"))}
+accuracy = {"MOOD (no OOD data)": id_accuracy(mood_feats)}  # every OOD figure beside its model's ID accuracy
 
 # %%
 exposures = {}
@@ -60,7 +61,10 @@ for k in shots:
     feats = extract_protocol(oe, proto, q.eval, q.format, train=training_sample(proto.train, oe_cfg))
     columns[f"OE {k}-shot (outlier prob.)"] = auroc_column((f"OE {k}-shot", "outlier_class"), *score(feats, "outlier_class"))
     columns[f"OE {k}-shot + Mahalanobis"] = auroc_column((f"OE {k}-shot", "mahalanobis"), *score(feats, "mahalanobis"))
+    # an argmax on the outlier class counts as an error: the 11-way model's accuracy on the ten ID classes
+    accuracy |= dict.fromkeys((f"OE {k}-shot (outlier prob.)", f"OE {k}-shot + Mahalanobis"), id_accuracy(feats))
 table = pd.DataFrame(columns)
+table.loc["ID acc"] = pd.Series(accuracy)
 save_results(table, results_dir, "08_few_shot")
 table.round(2)
 

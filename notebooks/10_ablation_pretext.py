@@ -85,7 +85,10 @@ for proto in protocols:
 #
 # Each row is one variant minus another, seed by seed (both trained with the same seed on the same
 # images), with the 95% t-interval of the mean difference and a paired t-test (5% false positives
-# when there is no difference).
+# when there is no difference). That 5% holds for each row alone: six rows of true nulls would show
+# at least one "significant" about a quarter of the time. `p (Holm)` adjusts the six for one
+# another (Holm-Bonferroni): reading only the rows where it is below 0.05 keeps the chance of any
+# false call among them at most 5%.
 
 # %%
 pairs = [("BEiT MIM", "classification"), ("classification", "SimCLR"), ("BEiT MIM", "SimCLR"),

@@ -150,6 +150,9 @@ def test_pair_gaps_and_the_ordering_as_an_intersection_union_test() -> None:
     assert mc["gap"] == pytest.approx(3.0) and mc["gap std"] == pytest.approx(1.0) and bool(mc["significant"])
     assert (mc["a"], mc["b"]) == pytest.approx((93.0, 90.0))
     assert not bool(gaps.loc[("C − S", "multi-class"), "significant"])
+    # Holm over the three pairs of the protocol: never below the raw p, the smallest times three
+    assert (gaps["p (Holm)"] >= gaps["p"]).all()
+    assert gaps["p (Holm)"].min() == pytest.approx(min(1.0, 3 * gaps["p"].min()))
     # one link too close to call: the chain does not hold, though its first link does
     chain = ordering(gaps, ["M", "C", "S"], "multi-class")
     assert chain["holds"] is False and len(chain["evidence"]) == 2 and chain["evidence"][0].startswith("M − C: +3.00")

@@ -34,6 +34,18 @@ def test_false_positive_rates_of_the_rules() -> None:
     assert stats.false_positive_rate(old_rule, 2, trials=20_000) == pytest.approx(theory, abs=0.01)
 
 
+def test_holm_adjusts_by_rank_keeps_order_and_controls_the_familywise_rate() -> None:
+    # worked example: sorted p 0.01, 0.02, 0.04 times 3, 2, 1 -> 0.03, 0.04, 0.04 (monotone)
+    adj = stats.holm(np.array([0.04, 0.01, np.nan, 0.02]))
+    assert np.isnan(adj[2]) and adj[[1, 3, 0]] == pytest.approx([0.03, 0.04, 0.04])
+    assert stats.holm(np.array([0.5, 0.9])) == pytest.approx([1.0, 1.0])  # capped at 1
+    # six independent null tests: any raw p < 0.05 happens ~26% of the time, any Holm p < 0.05 <= 5%
+    p = np.random.default_rng(0).uniform(size=(20_000, 6))
+    raw = (p < 0.05).any(1).mean()
+    family = (np.apply_along_axis(stats.holm, 1, p) < 0.05).any(1).mean()
+    assert raw == pytest.approx(1 - 0.95 ** 6, abs=0.01) and family == pytest.approx(0.05, abs=0.006)
+
+
 def test_auroc_interval_covers_the_estimate_and_shrinks_with_data() -> None:
     rng = np.random.default_rng(0)
     small = rng.normal(0, 1, 100), rng.normal(1, 1, 100)
