@@ -8,7 +8,9 @@ ever left behind.
 - :class:`Trained`, :func:`save_trained`, :func:`load_trained`: a backbone after a training stage.
 - :func:`save_table`, :func:`load_table`, :func:`save_results`: result tables (CSV / JSON).
 - :func:`provenance`, :func:`save_provenance`: what produced a results folder (commit, date,
-  device, versions, wall time per chapter).
+  device, versions, wall time per chapter); :func:`save_run_of_chapters` and
+  :func:`record_partial_run` keep the record of a run of chapters 1..N beside those of chapters
+  run alone (``partial_runs``).
 """
 
 from __future__ import annotations
@@ -252,9 +254,24 @@ def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     own record with no chapters of a whole run."""
     path = Path(results_dir) / "provenance.json"
     record = json.loads(path.read_text()) if path.exists() else {**partial, "chapter_seconds": {}, "total_seconds": 0.0}
-    runs = [r for r in record.get("partial_runs", []) if not set(r["chapter_seconds"]) & set(partial["chapter_seconds"])]
     keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds")
-    record["partial_runs"] = runs + [{k: partial[k] for k in keep}]
+    record["partial_runs"] = _other_partial_runs(record, partial["chapter_seconds"]) + [{k: partial[k] for k in keep}]
+    return save_provenance(record, results_dir)
+
+
+def _other_partial_runs(record: dict, chapters) -> list[dict]:
+    """The partial runs of ``record`` that ran none of ``chapters`` (their tables still stand)."""
+    return [r for r in record.get("partial_runs", []) if not set(r["chapter_seconds"]) & set(chapters)]
+
+
+def save_run_of_chapters(record: dict, results_dir: str | os.PathLike, whole_book: bool) -> Path:
+    """Writes the :func:`provenance` of a run of record into ``results_dir``. A run of chapters 1..N
+    (not ``whole_book``) keeps the folder's partial runs of the other chapters, whose tables it
+    leaves in place; a whole-book run rewrote every table, so it keeps none."""
+    path = Path(results_dir) / "provenance.json"
+    if not whole_book and path.exists():
+        if runs := _other_partial_runs(json.loads(path.read_text()), record["chapter_seconds"]):
+            record = {**record, "partial_runs": runs}
     return save_provenance(record, results_dir)
 
 

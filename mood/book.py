@@ -112,7 +112,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         print(f"[book] {src.name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
         rows.append({"chapter": src.stem, "seconds": round(seconds, 1)})
     timings = pd.DataFrame(rows)
-    from mood.artifacts import provenance, record_partial_run, save_provenance, save_table
+    from mood.artifacts import provenance, record_partial_run, save_run_of_chapters, save_table
     from mood.summary import save_headline
 
     results = root / "results" / profile
@@ -123,7 +123,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
             save_headline(results, whole_book=head.exists() and "book_seconds" in set(pd.read_csv(head)["figure"]))
     else:
         save_table(timings.set_index("chapter"), results / "_timings.csv")
-        save_provenance(provenance(profile, timings.set_index("chapter"), root), results)
+        save_run_of_chapters(provenance(profile, timings.set_index("chapter"), root), results, whole_book=until is None)
         save_headline(results, whole_book=until is None)
     return timings
 

@@ -174,6 +174,16 @@ def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> 
     assert {"commit", "date", "device", "torch"} <= set(record["partial_runs"][0])
     head = pd.read_csv(tmp_path / "results" / "smoke" / "headline.csv").set_index("figure")["value"]
     assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index
+    # a later run of chapters 1..2 keeps chapter 10's partial run (its tables still stand) ...
+    book.run("smoke", root=tmp_path, notebooks=src, until=2)
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
+    book.run("smoke", root=tmp_path, notebooks=src, only="02_b")
+    book.run("smoke", root=tmp_path, notebooks=src, until=2)  # ... and drops the partial runs it ran again
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
+    book.run("smoke", root=tmp_path, notebooks=src)  # the whole book rewrote every table: no partial runs
+    assert "partial_runs" not in json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
 
 
 def _chromium() -> str | None:
