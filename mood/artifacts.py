@@ -154,14 +154,50 @@ def save_trained(backbone: "Backbone", run_dir: Path, history: list[dict], secon
     if is_main():
         atomic_torch_save({"backbone": backbone.state_dict(), "history": history}, run_dir / BACKBONE_FILE)
     barrier()
-    return Trained(backbone.cpu().eval(), history, run_dir, seconds, extras)
+    trained = Trained(backbone.cpu().eval(), history, run_dir, seconds, extras)
+    _ledger(trained, cached=False)
+    return trained
 
 
 def load_trained(backbone: "Backbone", run_dir: Path, **extras: Any) -> Trained:
     """Loads a finished stage's weights into ``backbone`` (same architecture) from ``run_dir``."""
     state = torch.load(run_dir / BACKBONE_FILE, map_location="cpu", weights_only=False)
     backbone.load_state_dict(state["backbone"])
-    return Trained(backbone.eval(), state["history"], run_dir, 0.0, extras)
+    trained = Trained(backbone.eval(), state["history"], run_dir, 0.0, extras)
+    _ledger(trained, cached=True)
+    return trained
+
+
+# The book runner points MOOD_LEDGER at a file per chapter: every training stage the chapter ran or
+# loaded from the cache appends a line, so a chapter's wall time can say what training it did not do.
+LEDGER_ENV = "MOOD_LEDGER"
+
+
+def _ledger(trained: Trained, cached: bool) -> None:
+    from mood.distributed import is_main
+
+    if (path := os.environ.get(LEDGER_ENV)) and is_main():
+        seconds = trained.train_seconds if cached else trained.seconds
+        with open(path, "a") as f:  # one short line per append: side-by-side workers do not interleave
+            f.write(json.dumps({"run": trained.run_id, "cached": cached, "seconds": round(seconds, 3)}) + "\n")
+
+
+def read_ledger(*paths: str | os.PathLike) -> dict[str, float]:
+    """What a chapter's (or, given every chapter's ledger, a run's) training cost: ``trained runs``
+    / ``trained s`` (stages trained there, this call's wall time) and ``cached runs`` / ``cached s``
+    (stages only loaded from the cache, with the training time their logs record). A stage counts
+    once, as trained if it was trained there at all."""
+    trained: dict[str, float] = {}
+    cached: dict[str, float] = {}
+    lines = [line for p in paths if Path(p).exists() for line in Path(p).read_text().splitlines()]
+    for entry in map(json.loads, lines):
+        if entry["cached"]:
+            cached.setdefault(entry["run"], entry["seconds"])
+        else:
+            trained[entry["run"]] = trained.get(entry["run"], 0.0) + entry["seconds"]
+    cached = {run: sec for run, sec in cached.items() if run not in trained}
+    return {"trained runs": len(trained), "trained s": round(sum(trained.values()), 1),
+            "cached runs": len(cached), "cached s": round(sum(cached.values()), 1)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,10 +263,29 @@ def device_name() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def provenance(profile: str, timings: pd.DataFrame, repo: Path) -> dict:
+LEDGER_COLUMNS = ("trained runs", "trained s", "cached runs", "cached s")  # read_ledger's figures
+
+
+def training_note(t: dict | None) -> str:
+    """One phrase for a chapter's or run's :func:`read_ledger` figures ("" when it trained nothing)."""
+    if not t or not (t.get("trained runs") or t.get("cached runs")):
+        return ""
+    parts = []
+    if t.get("trained runs"):
+        parts.append(f"{t['trained runs']:.0f} training stage(s) ran here ({t['trained s']:,.0f} s)")
+    if t.get("cached runs"):
+        parts.append(f"{t['cached runs']:.0f} came from the artifact cache (their training, {t['cached s']:,.0f} s, "
+                     f"is not in this time)")
+    return "; ".join(parts)
+
+
+def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: dict | None = None) -> dict:
     """What produced a run's results: the commit (and whether the tree had changes), the date,
     the profile, the device, the versions, and the wall time of each chapter (``timings``:
-    ``chapter`` -> ``seconds``) and in all."""
+    ``chapter`` -> ``seconds``) and in all; where ``timings`` has the :data:`LEDGER_COLUMNS`, what
+    training each chapter ran or loaded from the cache (``chapter_training``), and ``run_training``
+    (:func:`read_ledger` over the whole run: a stage one chapter trains and another loads counts
+    as trained)."""
     import datetime
     import platform
 
@@ -244,7 +299,10 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path) -> dict:
             "profile": profile, "device": device_name(), "torch": torch.__version__,
             "python": platform.python_version(),
             "chapter_seconds": {str(k): float(v) for k, v in timings["seconds"].items()},
-            "total_seconds": float(timings["seconds"].sum())}
+            "total_seconds": float(timings["seconds"].sum()),
+            **({"chapter_training": {str(ch): {c: float(r[c]) for c in LEDGER_COLUMNS} for ch, r in timings.iterrows()}}
+               if set(LEDGER_COLUMNS) <= set(timings.columns) else {}),
+            **({"run_training": run_training} if run_training is not None else {})}
 
 
 def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
@@ -254,8 +312,9 @@ def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     own record with no chapters of a whole run."""
     path = Path(results_dir) / "provenance.json"
     record = json.loads(path.read_text()) if path.exists() else {**partial, "chapter_seconds": {}, "total_seconds": 0.0}
-    keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds")
-    record["partial_runs"] = _other_partial_runs(record, partial["chapter_seconds"]) + [{k: partial[k] for k in keep}]
+    keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds", "chapter_training")
+    record["partial_runs"] = (_other_partial_runs(record, partial["chapter_seconds"])
+                              + [{k: partial[k] for k in keep if k in partial}])
     return save_provenance(record, results_dir)
 
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,30 +101,43 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     """
     from mood.config import get_profile
 
+    from mood.artifacts import (LEDGER_ENV, provenance, read_ledger, record_partial_run, save_run_of_chapters,
+                                save_table, training_note)
+    from mood.summary import save_headline
+
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
     os.environ.setdefault("MOOD_PROGRESS", "0")  # progress bars would fill the executed notebooks
     rows = []
-    for src in chapters(notebooks):
-        if (only and only not in src.name) or (until is not None and int(src.name[:2]) > until):
-            continue
-        out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"
-        print(f"[book] {src.name} (profile {profile}) ...", file=sys.stderr, flush=True)
-        seconds = execute(src, out, {"profile": profile, "seed": seed, "results_dir": f"results/{profile}"}, cwd=root)
-        print(f"[book] {src.name} done in {seconds:.0f} s", file=sys.stderr, flush=True)
-        rows.append({"chapter": src.stem, "seconds": round(seconds, 1)})
+    with tempfile.TemporaryDirectory(prefix="mood-ledger-") as ledgers:
+        for src in chapters(notebooks):
+            if (only and only not in src.name) or (until is not None and int(src.name[:2]) > until):
+                continue
+            out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"
+            print(f"[book] {src.name} (profile {profile}) ...", file=sys.stderr, flush=True)
+            ledger = Path(ledgers) / f"{src.stem}.jsonl"  # the chapter's training stages append to it
+            os.environ[LEDGER_ENV] = str(ledger)
+            try:
+                seconds = execute(src, out, {"profile": profile, "seed": seed, "results_dir": f"results/{profile}"},
+                                  cwd=root)
+            finally:
+                os.environ.pop(LEDGER_ENV, None)
+            training = read_ledger(ledger)
+            note = training_note(training)
+            print(f"[book] {src.name} done in {seconds:.0f} s" + (f" ({note})" if note else ""), file=sys.stderr, flush=True)
+            rows.append({"chapter": src.stem, "seconds": round(seconds, 1), **training})
+        run_training = read_ledger(*sorted(Path(ledgers).glob("*.jsonl")))
     timings = pd.DataFrame(rows)
-    from mood.artifacts import provenance, record_partial_run, save_run_of_chapters, save_table
-    from mood.summary import save_headline
 
     results = root / "results" / profile
     if only:
         if rows:
-            record_partial_run(results, provenance(profile, timings.set_index("chapter"), root))
+            record_partial_run(results, provenance(profile, timings.set_index("chapter"), root, run_training))
             head = results / "headline.csv"  # the chapters' figures join the headline; a whole book's time stays
             save_headline(results, whole_book=head.exists() and "book_seconds" in set(pd.read_csv(head)["figure"]))
     else:
         save_table(timings.set_index("chapter"), results / "_timings.csv")
-        save_run_of_chapters(provenance(profile, timings.set_index("chapter"), root), results, whole_book=until is None)
+        save_run_of_chapters(provenance(profile, timings.set_index("chapter"), root, run_training), results,
+                             whole_book=until is None)
         save_headline(results, whole_book=until is None)
     return timings
 

@@ -22,7 +22,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mood.artifacts import atomic_write_text, git_output
+from mood.artifacts import atomic_write_text, git_output, training_note
 
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
@@ -52,7 +52,9 @@ def provenance_cell(record: dict, chapter: str):
     import nbformat
 
     seconds = record.get("chapter_seconds", {}).get(chapter)
+    training = training_note(record.get("chapter_training", {}).get(chapter))
     ran = f"; this chapter ran {seconds:,.0f} s" if seconds is not None else ""
+    ran += f" ({training})" if seconds is not None and training else ""
     text = (f":::{{note}}\n**Edition** `{record['profile']}` — executed from commit `{str(record['commit'])[:10]}` "
             f"on {str(record['date'])[:10]}, {record['device']}, torch {record['torch']}{ran}. "
             f"The numbers below are that run's; `python -m mood book run --profile {record['profile']}` "

@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from mood.artifacts import atomic_write_text, load_table
+from mood.artifacts import atomic_write_text, load_table, training_note
 from mood.metrics import per_set
 from mood.stats import beats_all
 
@@ -223,8 +223,12 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
         lines = [f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
                  f"torch {record['torch']} (`results/{prof}/`):", "", "  | figure | value (± std over seeds [95% interval]) |", "  |---|---|"]
         lines += _rows(table)
+        if note := training_note(record.get("run_training")):
+            lines.append(f"  - the run of record: {note}")
         for run in record.get("partial_runs", []):
-            chapters = ", ".join(f"`{c}` ({sec:,.0f} s)" for c, sec in run["chapter_seconds"].items())
+            training = run.get("chapter_training", {})
+            chapters = ", ".join(f"`{c}` ({sec:,.0f} s" + (f"; {n}" if (n := training_note(training.get(c))) else "") + ")"
+                                 for c, sec in run["chapter_seconds"].items())
             lines.append(f"  - run on their own (`book run --only`): {chapters} at commit `{run['commit'][:10]}`, "
                          f"{run['date'][:10]}, {run['device']}")
         parts.append("\n".join(lines))

@@ -52,3 +52,27 @@ def test_cache_key_is_the_spec_and_trained_round_trips(tmp_path: Path) -> None:
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(other.backbone(x), bb.eval()(x))
     assert other.seconds == 0.0 and other.history == done.history
+
+
+def test_the_ledger_tells_stages_trained_from_stages_loaded_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    cache, ledger = Cache(tmp_path / "art"), tmp_path / "chapter.jsonl"
+    bb = lambda: create_backbone("vit_tiny_p4", drop_path=0.0)  # noqa: E731
+    old = cache.dir("s", {"x": 1})
+    save_trained(bb(), old, [{"seconds": 40.0}, {"seconds": 60.0}], 100.0)  # before the chapter: no ledger
+    assert not ledger.exists()
+    monkeypatch.setenv(artifacts.LEDGER_ENV, str(ledger))
+    new = cache.dir("s", {"x": 2})
+    save_trained(bb(), new, [{"seconds": 7.0}], 7.5)  # trained in the chapter ...
+    load_trained(bb(), new)  # ... and loaded again there: still one trained stage
+    load_trained(bb(), old)
+    load_trained(bb(), old)  # loaded twice, counted once, at its logged training time
+    assert artifacts.read_ledger(ledger) == {"trained runs": 1, "trained s": 7.5, "cached runs": 1, "cached s": 100.0}
+    # over two chapters: a stage one trains and the other loads counts as trained
+    other = tmp_path / "next.jsonl"
+    monkeypatch.setenv(artifacts.LEDGER_ENV, str(other))
+    load_trained(bb(), new)
+    assert artifacts.read_ledger(other)["cached runs"] == 1
+    assert artifacts.read_ledger(ledger, other) == artifacts.read_ledger(ledger)
+    note = artifacts.training_note(artifacts.read_ledger(ledger))
+    assert "1 training stage(s) ran here (8 s)" in note and "100 s" in note
+    assert artifacts.training_note(artifacts.read_ledger(tmp_path / "none.jsonl")) == ""

@@ -166,12 +166,19 @@ def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> 
     for name in ("01_a", "02_b", "10_c"):
         (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
     book.run("smoke", root=tmp_path, notebooks=src, until=2)
+    # the chapter's kernel finds its ledger (MOOD_LEDGER) and the record says what training it loaded
+    (src / "10_c.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\n'
+                                 'import json, os\nwith open(os.environ["MOOD_LEDGER"], "a") as f:\n'
+                                 '    f.write(json.dumps({"run": "finetune/ab", "cached": True, "seconds": 90.0}) + "\\n")\n')
     book.run("smoke", root=tmp_path, notebooks=src, only="10_c")
     book.run("smoke", root=tmp_path, notebooks=src, only="10_c")  # a rerun replaces its entry
     record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
     assert set(record["chapter_seconds"]) == {"01_a", "02_b"}  # the run of record's chapters, as they were
     assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
     assert {"commit", "date", "device", "torch"} <= set(record["partial_runs"][0])
+    assert record["partial_runs"][0]["chapter_training"]["10_c"] == {"trained runs": 0, "trained s": 0,
+                                                                     "cached runs": 1, "cached s": 90.0}
+    assert record["chapter_training"]["01_a"]["cached runs"] == 0  # the run of record's chapters trained nothing
     head = pd.read_csv(tmp_path / "results" / "smoke" / "headline.csv").set_index("figure")["value"]
     assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index
     # a later run of chapters 1..2 keeps chapter 10's partial run (its tables still stand) ...

@@ -59,3 +59,14 @@ def test_figures_shrink_without_changing_what_they_show() -> None:
     assert len(small) < len(data)
     back = np.asarray(Image.open(io.BytesIO(base64.b64decode(small))).convert("RGB")).astype(int)
     assert back.shape == img.shape and np.abs(back - img).max() <= 8
+
+
+def test_each_chapter_opens_with_its_time_and_the_training_it_loaded_from_the_cache() -> None:
+    record = {**_record("a" * 40), "chapter_seconds": {"06_x": 120.0, "07_y": 30.0},
+              "chapter_training": {"06_x": {"trained runs": 1, "trained s": 100.0, "cached runs": 3, "cached s": 2400.0},
+                                   "07_y": {"trained runs": 0, "trained s": 0.0, "cached runs": 0, "cached s": 0.0}}}
+    text = edition.provenance_cell(record, "06_x").source
+    assert "this chapter ran 120 s (1 training stage(s) ran here (100 s); 3 came from the artifact cache" in text
+    assert "2,400 s" in text and "commit `aaaaaaaaaa`" in text
+    assert "this chapter ran 30 s. " in edition.provenance_cell(record, "07_y").source  # trained nothing: no note
+    assert "cache" not in edition.provenance_cell(_record("b" * 40), "06_x").source  # an older record has no ledger
