@@ -99,10 +99,9 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         until: run chapters 1..``until`` in order, a run of record of those chapters (``until=9``:
             the main book), with its timings, provenance and headline.
     """
-    from mood.config import get_profile
-
     from mood.artifacts import (LEDGER_ENV, provenance, read_ledger, record_partial_run, save_run_of_chapters,
                                 save_table, training_note)
+    from mood.config import get_profile
     from mood.summary import save_headline
 
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
