@@ -216,18 +216,31 @@ def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], pr
 
 
 def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None = None) -> pd.DataFrame:
-    """``"mean ± std"`` of ``value`` over seeds: variants as rows, protocols as columns."""
+    """``"mean ± std"`` of ``value`` over seeds: variants as rows, protocols as columns; where the
+    runs carry their models' ``ID acc``, each protocol's column is followed by ``<protocol> ID acc``
+    (mean over seeds, % on the ID test images; "—" for a model without a classifier), so no figure
+    stands without the accuracy of the model that made it."""
     g = runs.groupby(["variant", "protocol"], sort=False)[value]
     stats = g.agg(["mean", "std", "count"]).reset_index()
     stats["cell"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}" for m, s, c in zip(stats["mean"], stats["std"].fillna(0), stats["count"])]
     table = stats.pivot(index="variant", columns="protocol", values="cell")
-    return table.loc[order or list(dict.fromkeys(runs["variant"]))][list(dict.fromkeys(runs["protocol"]))]
+    protocols = list(dict.fromkeys(runs["protocol"]))
+    columns: list[str] = protocols
+    if "ID acc" in runs:
+        acc = runs.groupby(["variant", "protocol"], sort=False)["ID acc"].mean().unstack("protocol")
+        for proto in protocols:
+            table[f"{proto} ID acc"] = acc[proto].map(lambda a: "—" if pd.isna(a) else f"{a:.2f}")
+        columns = [c for proto in protocols for c in (proto, f"{proto} ID acc")]
+    table.columns.name = None
+    return table.loc[order or list(dict.fromkeys(runs["variant"]))][columns]
 
 
-def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = True) -> str:
+def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = True,
+            floor: float | None = None) -> str:
     """Prose: the best variant per protocol, its margin over the runner-up, and a paired t-test of
     that margin over seeds (:func:`mood.stats.paired_test`: 5% false positives when there is no
-    difference; no test with one seed)."""
+    difference; no test with one seed). With the profile's accuracy ``floor``, a comparison whose
+    models classify below it (mean ``ID acc`` over seeds) is marked as no verdict."""
     lines = []
     for proto, df in runs.groupby("protocol", sort=False):
         s = df.groupby("variant", sort=False)[value].mean().sort_values(ascending=not higher_is_better)
@@ -241,8 +254,13 @@ def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = T
         else:
             call = (f"95% CI of the gap [{test['ci_lo']:+.2f}, {test['ci_hi']:+.2f}], paired t-test p={test['p']:.3f}: "
                     + ("significant" if test["significant"] else "not significant"))
-        lines.append(f"{proto}: {best} leads with {s[best]:.2f} {value}, {abs(s[best] - s[second]):.2f} ahead of "
-                     f"{second} — {call}")
+        line = f"{proto}: {best} leads with {s[best]:.2f} {value}, {abs(s[best] - s[second]):.2f} ahead of {second} — {call}"
+        if floor is not None and "ID acc" in df:
+            acc = df.groupby("variant", sort=False)["ID acc"].mean()
+            below = [f"{v} {acc[v]:.1f}%" for v in (best, second) if acc[v] < floor]  # NaN (no classifier): ungated
+            if below:
+                line += f"; no verdict: below the {floor}% accuracy floor ({', '.join(below)})"
+        lines.append(line)
     return "\n".join(lines)
 
 

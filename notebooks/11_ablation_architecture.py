@@ -41,7 +41,7 @@ ablation_bars(runs);
 # ## Verdict
 
 # %%
-print(verdict(runs))
+print(verdict(runs, floor=prof.accuracy_floor))
 acc = runs.groupby("variant", sort=False)[["ID acc", "train s"]].mean().round(1)  # training time from the logs
 save_results(acc, results_dir, "11_architecture_cost")
 acc

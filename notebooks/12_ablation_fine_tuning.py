@@ -57,4 +57,4 @@ ablation_bars(runs);
 # ## Verdict
 
 # %%
-print(verdict(runs))
+print(verdict(runs, floor=prof.accuracy_floor))

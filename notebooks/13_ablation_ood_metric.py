@@ -52,4 +52,4 @@ fpr
 # ## Verdict
 
 # %%
-print(verdict(runs))
+print(verdict(runs, floor=prof.accuracy_floor))

@@ -49,4 +49,4 @@ ax.set_xlabel(f"mean AUROC on {protocol}");
 # ## Verdict
 
 # %%
-print(verdict(runs))
+print(verdict(runs, floor=prof.accuracy_floor))

@@ -35,7 +35,7 @@ for stem, title in chapters.items():
     display(Markdown(f"### {title}"))
     display(load_table(res / f"{stem}.csv"))
     runs = load_table(res / f"{stem}_runs.csv").reset_index()
-    display(Markdown("```\n" + verdict(runs) + "\n```"))
+    display(Markdown("```\n" + verdict(runs, floor=prof.accuracy_floor) + "\n```"))
 
 # %% [markdown]
 # ## The headline: MIM against classification pretraining

@@ -60,6 +60,10 @@ def test_mean_std_table() -> None:
     assert table.loc["A", "p"] == f"91.00 ± {np.std([90, 92], ddof=1):.2f}"
     one_seed = mean_std(_runs()[_runs()["seed"] == 0])
     assert one_seed.loc["B", "p"] == "80.00"
+    # with the models' ID accuracy: each protocol's column is followed by it, "—" without a classifier
+    acc = mean_std(_runs().assign(**{"ID acc": [85.0, 86.0, np.nan, np.nan, 80.0, 81.0, 90.0, 90.0]}))
+    assert list(acc.columns) == ["p", "p ID acc", "q", "q ID acc"]
+    assert (acc.loc["A", "p ID acc"], acc.loc["B", "p ID acc"], acc.loc["B", "q ID acc"]) == ("85.50", "—", "90.00")
 
 
 def test_verdict_tests_the_gap_paired_by_seed() -> None:
@@ -71,6 +75,12 @@ def test_verdict_tests_the_gap_paired_by_seed() -> None:
     # q: B - A per seed = (0.5, -0.4): no evidence either way
     assert lines[1].startswith("q: B leads with 70.55") and "not significant" in lines[1]
     assert "one seed: no test" in verdict(_runs()[_runs()["seed"] == 0])
+    # the accuracy floor: a lead between models below it is no verdict; a model without a head is not gated
+    acc = runs.assign(**{"ID acc": [85.0, 86.0, np.nan, np.nan, 80.0, 81.0, 90.0, 90.0]})
+    gated = verdict(acc, floor=84.5).splitlines()
+    assert "no verdict" not in gated[0]  # A 85.5%, B without a classifier
+    assert gated[1].endswith("; no verdict: below the 84.5% accuracy floor (A 80.5%)")
+    assert verdict(acc) == verdict(runs)  # no floor given (a smoke profile): nothing gated
 
 
 def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
