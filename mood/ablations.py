@@ -235,6 +235,13 @@ def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None =
     return table.loc[order or list(dict.fromkeys(runs["variant"]))][columns]
 
 
+def below_floor(accuracy: dict[str, float], floor: float) -> str:
+    """"no verdict: below the floor (...)" naming the models (variant -> mean ID accuracy, %) under
+    the profile's accuracy ``floor``; "" when none is (NaN, a model without a classifier, is not gated)."""
+    below = [f"{v} {a:.1f}%" for v, a in accuracy.items() if a < floor]
+    return f"no verdict: below the {floor}% accuracy floor ({', '.join(below)})" if below else ""
+
+
 def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = True,
             floor: float | None = None) -> str:
     """Prose: the best variant per protocol, its margin over the runner-up, and a paired t-test of
@@ -257,9 +264,8 @@ def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = T
         line = f"{proto}: {best} leads with {s[best]:.2f} {value}, {abs(s[best] - s[second]):.2f} ahead of {second} — {call}"
         if floor is not None and "ID acc" in df:
             acc = df.groupby("variant", sort=False)["ID acc"].mean()
-            below = [f"{v} {acc[v]:.1f}%" for v in (best, second) if acc[v] < floor]  # NaN (no classifier): ungated
-            if below:
-                line += f"; no verdict: below the {floor}% accuracy floor ({', '.join(below)})"
+            if gate := below_floor({v: acc[v] for v in (best, second)}, floor):
+                line += f"; {gate}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -352,11 +358,10 @@ def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[st
     :func:`seed_intervals` table, indexed ``(variant, protocol)``). Returns ``call`` (one line),
     ``evidence`` and ``holds`` (None without a verdict)."""
     order = ordering(gaps, chain, protocol)
-    below = [f"{v} {a:.1f}%" for v in chain if floor is not None and (a := intervals.loc[(v, protocol), "ID acc"]) < floor]
     if floor is None:
         call, holds = "no verdict: this profile exercises the code only", None
-    elif below:
-        call, holds = f"no verdict: below the {floor}% accuracy floor ({', '.join(below)})", None
+    elif gate := below_floor({v: intervals.loc[(v, protocol), "ID acc"] for v in chain}, floor):
+        call, holds = gate, None
     else:
         holds = order["holds"]
         call = "holds (5% intersection-union test)" if holds else "does not hold here"
