@@ -9,7 +9,9 @@ the raw pixels (in the model's input format) of exactly the images a protocol's 
 
 And baselines at equal compute (:func:`compare_at_equal_compute`): the same ViT without
 pretraining, and a small CNN, each trained from scratch for as many optimiser steps as MOOD's
-pretraining and fine-tuning together, on the same images, scored the same ways.
+pretraining and fine-tuning together, on the same images, scored the same ways. And few-shot
+outlier exposure (:func:`compare_outlier_exposure`), which gets all of MOOD's compute plus a few
+labelled OOD images. :func:`versus_baselines` tests MOOD against any of them, paired by seed.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ import pandas as pd
 import torch
 
 from mood.artifacts import Cache
-from mood.config import EvalConfig, Profile
+from mood.config import EvalConfig, Profile, override
 from mood.data import ImageFormat, ImageSet, to_tensor
 from mood.engine import TrainConfig
 from mood.features import FeatureSet
 from mood.models import NON_VIT_POOLS, Backbone
 from mood.parallel import Job, prefetch
-from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, id_accuracy, run_mood, score, score_protocol,
-                           scores_table, setup)
+from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, extract_protocol, finetune, id_accuracy, run_mood,
+                           score, score_protocol, scores_table, setup, training_sample)
 from mood.protocols import Protocol
 from mood.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
 
@@ -96,12 +98,15 @@ def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Prof
 
 
 @dataclass
-class EqualCompute:
-    """What :func:`compare_at_equal_compute` measured.
+class Comparison:
+    """Several models, each scored several ways, once per seed, all on the same test images: what
+    :func:`compare_at_equal_compute` and :func:`compare_outlier_exposure` measured, and what
+    :func:`versus_baselines` tests.
 
     Attributes:
         table: one row per (model, score, seed): AUROC per OOD set and its group means, the ``ID acc``
-            (%) of the model that made it, its training ``steps`` and training seconds (from the logs).
+            (%) of the model that made it, its training seconds ``train s`` (from the logs, every stage
+            behind the model) and, at equal compute, its optimiser ``steps``.
         scores: ``(model, score, seed) -> (ID test scores [N], {OOD set: scores [M]})``, every model
             scored on the same images (what a paired test on the test set needs).
         groups: OOD set -> its group (the protocol's), for group means such as ``mean (far)``.
@@ -123,11 +128,21 @@ class EqualCompute:
                              f"a group mean ({', '.join(sorted({f'mean ({g})' for g in self.groups.values()}))})")
         return sets
 
+    def mean_table(self, labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+        """The mean over seeds of every (model, score): one column each (named by ``labels``, default
+        ``"model, score"``), one row per AUROC column of :attr:`table` (OOD sets, group means) and a
+        last row ``ID acc`` (%)."""
+        aurocs = list(self.groups) + [c for c in self.table.columns if c == "mean" or c.startswith("mean (")]
+        means = self.table.groupby(["model", "score"], sort=False)[aurocs + ["ID acc"]].mean()
+        labels = labels or {}
+        means.index = [labels.get(key, ", ".join(key)) for key in means.index]
+        return means.T
+
 
 def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None = None,
                              scratch_models: tuple[str, ...] = ("cnn_small",),
                              scores: tuple[str, ...] = EQUAL_COMPUTE_SCORES,
-                             seeds: tuple[int, ...] | None = None) -> EqualCompute:
+                             seeds: tuple[int, ...] | None = None) -> Comparison:
     """MOOD (the profile's pretraining + fine-tuning) against the same backbone trained from scratch
     and each of ``scratch_models``, at equal optimiser steps (:func:`from_scratch`), on ``protocol``,
     once per seed (default: ``prof.seeds``). MOOD's seeds fine-tune one shared pretrained backbone
@@ -157,7 +172,60 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
                 rows.append({"model": name, "score": det, "seed": seed, "ID acc": id_accuracy(run.features),
                              "steps": steps, "train s": run.timings["pretrain_s"] + run.timings["finetune_s"],
                              **table["AUROC"].to_dict()})
-    return EqualCompute(pd.DataFrame(rows), kept, dict(proto.ood_groups))
+    return Comparison(pd.DataFrame(rows), kept, dict(proto.ood_groups))
+
+
+OE_SCORES: tuple[str, ...] = ("outlier_class", "mahalanobis")
+MOOD_NO_OOD = "MOOD (no OOD data)"
+
+
+def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: float, cache: Cache | None = None,
+                             seeds: tuple[int, ...] | None = None) -> Comparison:
+    """MOOD, which sees no OOD image, against outlier exposure (OE; Fort et al. 2021) given ``k``
+    images of each OOD source, for each ``k`` in ``shots``, once per fine-tuning seed (default
+    ``prof.seeds``).
+
+    Per seed, MOOD is the profile's pretraining and fine-tuning (:func:`mood.pipeline.run_mood` on
+    ``few-shot:1``: the multi-class training set, scored on the test halves of the OOD sets, the
+    same for every ``k``), scored by Mahalanobis. Each OE model starts from that seed's fine-tuned
+    MOOD model and trains ``oe_epochs`` more at a quarter of the learning rate with an 11-way head
+    (the ten ID classes and an "outlier" class of the exposure images); it is scored by the
+    outlier-class probability and by Mahalanobis on its features. The exposure images are the same
+    for every seed (the protocol's split), so the spread over seeds is training noise.
+
+    Returns:
+        A :class:`Comparison` with models ``MOOD (no OOD data)`` and ``OE k-shot``; ``train s`` of
+        an OE model includes the MOOD training it starts from.
+    """
+    if not shots or min(shots) < 1:
+        raise ValueError(f"compare_outlier_exposure: shots must be positive image counts, got {shots}")
+    if oe_epochs <= 0:
+        raise ValueError(f"compare_outlier_exposure: oe_epochs must be > 0, got {oe_epochs}")
+    seeds = prof.seeds if seeds is None else seeds
+    cache = cache or Cache()
+    rows, kept, groups = [], {}, {}
+
+    def add(model: str, det: str, seed: int, scores: tuple[torch.Tensor, dict[str, torch.Tensor]], proto: Protocol,
+            cfg: EvalConfig, feats: ProtocolFeatures, train_s: float) -> None:
+        id_s, ood_s = scores
+        kept[(model, det, seed)] = (id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
+        rows.append({"model": model, "score": det, "seed": seed, "ID acc": id_accuracy(feats), "train s": train_s,
+                     **scores_table(kept[(model, det, seed)], proto, cfg)["AUROC"].to_dict()})
+
+    for seed in seeds:
+        run = run_mood("few-shot:1", prof.with_finetune_seed(seed), cache, detector="mahalanobis")
+        groups = dict(run.protocol.ood_groups)
+        mood_s = run.timings["pretrain_s"] + run.timings["finetune_s"]
+        add(MOOD_NO_OOD, "mahalanobis", seed, run.scores, run.protocol, run.profile.eval, run.features, mood_s)
+        for k in shots:
+            proto, q = setup(f"few-shot:{k}", prof.with_finetune_seed(seed))
+            cfg = override(q.finetune, epochs=oe_epochs, lr=q.finetune.lr / 4, warmup_epochs=min(0.2, oe_epochs / 2))
+            oe = finetune(run.finetuned, proto.train, cfg, proto.num_classes + 1, q.format, cache, exposure=proto.ood_train)
+            feats = extract_protocol(oe, proto, q.eval, q.format, cache, train=training_sample(proto.train, cfg))
+            for det in OE_SCORES:
+                add(f"OE {k}-shot", det, seed, score_protocol(feats, det, oe, proto, q.eval, q.format), proto, q.eval,
+                    feats, mood_s + oe.train_seconds)
+    return Comparison(pd.DataFrame(rows), kept, groups)
 
 
 def mood_name(prof: Profile) -> str:
@@ -165,7 +233,7 @@ def mood_name(prof: Profile) -> str:
     return f"MOOD ({prof.model.name}, {prof.pretrain.pretext} + fine-tune)"
 
 
-def versus_baselines(equal: EqualCompute, reference: str, reference_score: str, metric: str,
+def versus_baselines(equal: Comparison, reference: str, reference_score: str, metric: str,
                      alpha: float = ALPHA) -> pd.DataFrame:
     """``reference`` with ``reference_score`` minus every other (model, score) of ``equal`` on the
     AUROC column ``metric``, each with a paired test at ``alpha`` (the ``test`` column says which):

@@ -7,7 +7,6 @@
   false-positive rate, whatever the number of seeds (>= 2).
 - :func:`paired_bootstrap`: is the AUROC of two fixed models on the same test images different?
   Images resampled jointly; covers the test-set sample, not training seeds.
-- :func:`versus_detectors`: :func:`paired_bootstrap` of one detector against several.
 - :func:`seed_summary`: mean ± std and t-interval over seeds of each headline figure.
 - :func:`seed_gaps`: :func:`paired_test` per group of a long table of per-seed differences.
 - :func:`false_positive_rate`: the rate at which a decision rule fires on pure noise, by
@@ -120,20 +119,6 @@ def paired_bootstrap(a: tuple[np.ndarray, dict[str, np.ndarray]], b: tuple[np.nd
     p = float(min(1.0, 2 * min(np.mean(boots <= 0), np.mean(boots >= 0))))
     return {"mean": observed, "std": float(boots.std(ddof=1)), "seeds": 1, "ci_lo": float(lo), "ci_hi": float(hi),
             "p": p, "significant": bool(lo > 0 or hi < 0)}
-
-
-def versus_detectors(reference: tuple[np.ndarray, dict[str, np.ndarray]],
-                     others: dict[tuple[str, str], tuple[np.ndarray, dict[str, np.ndarray]]],
-                     alpha: float = ALPHA) -> pd.DataFrame:
-    """:func:`paired_bootstrap` of ``reference`` minus each of ``others`` (keyed ``(model, score)``),
-    all scoring the same test images of one training seed.
-
-    Returns:
-        One row per other detector (index ``baseline``, ``score``), the columns of
-        :func:`paired_bootstrap` and ``test``: the table :func:`beats_all` reads.
-    """
-    return comparison_table({key: {**paired_bootstrap(reference, s, alpha=alpha),
-                                   "test": "paired bootstrap of test images, one seed"} for key, s in others.items()})
 
 
 def comparison_table(rows: dict[tuple[str, str], dict]) -> pd.DataFrame:

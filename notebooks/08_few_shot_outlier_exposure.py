@@ -23,56 +23,47 @@ shots = [1, 5, 10]  # OOD images per source given to the OE baseline
 oe_epochs = 2  # the OE baseline's extra epochs on top of MOOD's fine-tuning
 
 # %% tags=["remove-cell"]
-import pandas as pd
 import seaborn as sns
 
 from mood.artifacts import save_results
+from mood.baselines import MOOD_NO_OOD, compare_outlier_exposure, versus_baselines
 from mood.book import chapter_setup
-from mood.config import override
-from mood.metrics import results_table
-from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
+from mood.pipeline import setup
 from mood.plots import image_grid
-from mood.stats import ALPHA, beats_all, versus_detectors
+from mood.stats import beats_all
+
+# %% [markdown]
+# Each of the profile's fine-tuning seeds (`prof.seeds`, as in chapter 6) gives one MOOD model and,
+# from it, one OE model per k: the spread over seeds is training noise, which a single run cannot
+# show. The table is the mean over seeds, with every model's ID accuracy in its last row (an
+# argmax on the outlier class counts as an error: the 11-way models' accuracy on the ten ID classes).
 
 # %%
 prof = chapter_setup(profile, seed)
-
-scored = {}  # (detector, score) -> (ID scores, {OOD set: scores}), all on the same test images
-
-def auroc_column(key, id_s, ood_s):
-    scored[key] = id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()}
-    return results_table(*scored[key])["AUROC"]
-
-# %%
-base, p = setup("few-shot:1", prof)  # the test halves are the same for every k
-pre = pretrain(base.train, p.model, p.pretrain, p.format)  # the cached MIM backbone of chapter 2
-mood_ft = finetune(pre, base.train, p.finetune, 10, p.format)  # and chapter 3's fine-tuning
-mood_feats = extract_protocol(mood_ft, base, p.eval, p.format, train=training_sample(base.train, p.finetune))
-columns = {"MOOD (no OOD data)": auroc_column(("MOOD", "mahalanobis"), *score(mood_feats, "mahalanobis"))}
-accuracy = {"MOOD (no OOD data)": id_accuracy(mood_feats)}  # every OOD figure beside its model's ID accuracy
-
-# %%
-exposures = {}
+seeds = tuple(seed + s for s in prof.seeds)
+compared = compare_outlier_exposure(prof, tuple(shots), oe_epochs, seeds=seeds)
+labels = {(MOOD_NO_OOD, "mahalanobis"): MOOD_NO_OOD}
 for k in shots:
-    proto, q = setup(f"few-shot:{k}", prof)
-    exposures[k] = proto.ood_train
-    oe_cfg = override(q.finetune, epochs=oe_epochs, lr=q.finetune.lr / 4, warmup_epochs=min(0.2, oe_epochs / 2))
-    oe = finetune(mood_ft, proto.train, oe_cfg, 11, q.format, exposure=proto.ood_train)
-    feats = extract_protocol(oe, proto, q.eval, q.format, train=training_sample(proto.train, oe_cfg))
-    columns[f"OE {k}-shot (outlier prob.)"] = auroc_column((f"OE {k}-shot", "outlier_class"), *score(feats, "outlier_class"))
-    columns[f"OE {k}-shot + Mahalanobis"] = auroc_column((f"OE {k}-shot", "mahalanobis"), *score(feats, "mahalanobis"))
-    # an argmax on the outlier class counts as an error: the 11-way model's accuracy on the ten ID classes
-    accuracy |= dict.fromkeys((f"OE {k}-shot (outlier prob.)", f"OE {k}-shot + Mahalanobis"), id_accuracy(feats))
-table = pd.DataFrame(columns)
-table.loc["ID acc"] = pd.Series(accuracy)
+    labels |= {(f"OE {k}-shot", "outlier_class"): f"OE {k}-shot (outlier prob.)",
+               (f"OE {k}-shot", "mahalanobis"): f"OE {k}-shot + Mahalanobis"}
+table = compared.mean_table(labels)
 save_results(table, results_dir, "08_few_shot")
 table.round(2)
+
+# %% [markdown]
+# Per seed, the mean AUROC over the six OOD sets, the ID accuracy and the training seconds behind
+# each model (an OE model's include the MOOD model it starts from):
+
+# %% tags=["hide-input"]
+per_seed = compared.table[["model", "score", "seed", "ID acc", "mean", "train s"]]
+save_results(per_seed, results_dir, "08_few_shot_seeds")
+per_seed.pivot_table(index=["model", "score"], columns="seed", values="mean", sort=False).round(2)
 
 # %% [markdown]
 # The images the 10-shot (or largest) baseline was given:
 
 # %%
-image_grid(exposures[max(shots)], n=min(10, max(shots)), seed=seed);
+image_grid(setup(f"few-shot:{max(shots)}", prof)[0].ood_train, n=min(10, max(shots)), seed=seed);
 
 # %% tags=["hide-input"]
 ax = sns.barplot(data=table.loc["mean"].rename("mean AUROC").reset_index(), x="mean AUROC", y="index", color="tab:blue")
@@ -80,15 +71,19 @@ ax.set_ylabel("")
 ax.set_xlim(max(0, table.loc["mean"].min() - 10), 100);
 
 # %% [markdown]
-# A difference between two means is a verdict only with a test. Every method here scores the same
-# test images, so MOOD minus each OE variant is a paired bootstrap of those images (mean AUROC over
-# all six sets, as in the table): when the two detectors are equally good it declares a difference
-# with probability about 5%. It covers the test-image sample of one training seed, not training
-# seeds. The paper's claim is against 10-shot OE: MOOD must beat each 10-shot variant
-# significantly (an intersection-union test, false-positive rate at most 5%).
+# A difference between two means is a verdict only with a test. MOOD minus each OE variant is
+# paired by seed (the OE model of a seed starts from that seed's MOOD model) on the mean AUROC over
+# all six sets, and tested with a two-sided paired t-test over the seeds: when the two detectors are
+# equally good (and the per-seed differences are roughly normal) it declares a difference with
+# probability 5%. With three seeds the test has two degrees of freedom, so its interval is wide
+# (about 2.5 standard deviations of the per-seed difference on each side): it can confirm a gap that
+# is large against training noise, not a small one. With one seed (the `smoke` profile) it falls back
+# to a paired bootstrap of that seed's test images, which covers the test sample only; the `test`
+# column says which ran. The paper's claim is against 10-shot OE: MOOD must beat each 10-shot
+# variant significantly (an intersection-union test, false-positive rate at most 5%).
 
 # %% tags=["hide-input"]
-versus = versus_detectors(scored[("MOOD", "mahalanobis")], {k: v for k, v in scored.items() if k[0] != "MOOD"}, ALPHA)
+versus = versus_baselines(compared, MOOD_NO_OOD, "mahalanobis", "mean")
 save_results(versus, results_dir, "08_versus_oe")
 largest = f"OE {max(shots)}-shot"
 holds = beats_all(versus.loc[[largest]])

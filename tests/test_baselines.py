@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mood.baselines import pixel_baselines, pixel_features
-from mood.config import EvalConfig
+from mood.config import EvalConfig, get_profile
 from mood.data import from_array
 from mood.protocols import Protocol
 
@@ -73,9 +73,52 @@ def test_equal_compute_comparison_runs_every_model_and_score(tmp_path) -> None:
     assert len(equal.scores) == len(table) and equal.sets_of("mean") == ["Coat"]
 
 
-def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "EqualCompute":
+@pytest.mark.slow
+@pytest.mark.usefixtures("require_fmnist")
+def test_outlier_exposure_starts_from_each_seeds_mood_model_and_pairs_by_seed(tmp_path) -> None:
+    from mood.artifacts import Cache
+    from mood.baselines import MOOD_NO_OOD, OE_SCORES, compare_outlier_exposure, versus_baselines
+    from mood.data import OFFLINE_OOD
+
+    compared = compare_outlier_exposure(get_profile("smoke"), (1, 3), 1, Cache(tmp_path), seeds=(0, 1))
+    t = compared.table
+    assert len(t) == 2 * (1 + 2 * len(OE_SCORES))
+    mood = t[t["model"] == MOOD_NO_OOD].set_index("seed")
+    assert mood.loc[0, "mean"] != mood.loc[1, "mean"]  # a MOOD model per fine-tuning seed
+    for seed, g in t[t["model"] != MOOD_NO_OOD].groupby("seed"):
+        assert (g["train s"] > mood.loc[seed, "train s"]).all()  # OE trains on top of that seed's MOOD model
+    assert set(compared.groups) == set(OFFLINE_OOD)
+    assert t[list(compared.groups) + ["mean", "ID acc"]].stack().between(0, 100).all()
+    versus = versus_baselines(compared, MOOD_NO_OOD, "mahalanobis", "mean")
+    assert len(versus) == 2 * len(OE_SCORES) and (versus["test"] == "paired t over seeds").all()
+    assert (versus["seeds"] == 2).all()
+
+
+def test_outlier_exposure_rejects_bad_shots_before_training(tmp_path) -> None:
+    from mood.artifacts import Cache
+    from mood.baselines import compare_outlier_exposure
+
+    for shots, epochs in (((), 1), ((0, 5), 1), ((5,), 0)):
+        with pytest.raises(ValueError, match="shots|oe_epochs"):
+            compare_outlier_exposure(get_profile("smoke"), shots, epochs, Cache(tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
+def test_mean_table_averages_seeds_per_model_and_score_with_id_accuracy_last() -> None:
+    from mood.baselines import Comparison
+
+    rows = [{"model": m, "score": "s", "seed": seed, "ID acc": 80.0 + seed, "a": base + seed, "b": base,
+             "mean": base + seed / 2, "mean (far)": base, "train s": 1.0}
+            for m, base in (("A", 90.0), ("B", 70.0)) for seed in (0, 1)]
+    table = Comparison(pd.DataFrame(rows), {}, {"a": "near", "b": "far"}).mean_table({("A", "s"): "model A"})
+    assert list(table.columns) == ["model A", "B, s"]
+    assert list(table.index) == ["a", "b", "mean", "mean (far)", "ID acc"]
+    assert table.loc["a", "model A"] == 90.5 and table.loc["ID acc", "B, s"] == 80.5 and table.loc["mean", "B, s"] == 70.25
+
+
+def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "Comparison":
     """A compare_at_equal_compute-shaped result: MOOD at 95 + seed noise, each baseline ``gap`` below."""
-    from mood.baselines import EqualCompute
+    from mood.baselines import Comparison
 
     rng = np.random.default_rng(1)
     noise = rng.normal(0, 0.3, seeds)
@@ -83,7 +126,7 @@ def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "EqualCompute":
     for name, gap in gaps.items():
         rows += [{"model": name, "score": "energy", "seed": s, "ID acc": 88.0, "mnist": 95 + noise[s] - gap[s]}
                  for s in range(seeds)]
-    return EqualCompute(pd.DataFrame(rows), {}, {"mnist": "far"})
+    return Comparison(pd.DataFrame(rows), {}, {"mnist": "far"})
 
 
 def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
@@ -100,13 +143,13 @@ def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
 
 
 def test_one_seed_falls_back_to_a_paired_bootstrap_of_the_test_images() -> None:
-    from mood.baselines import EqualCompute, versus_baselines
+    from mood.baselines import Comparison, versus_baselines
 
     rng = np.random.default_rng(0)
     id_s, ood_s = rng.normal(0, 1, 300), {"mnist": rng.normal(2, 1, 200), "noise": rng.normal(9, 1, 200)}
     worse = (id_s + rng.normal(0, 1.5, 300), {k: v + rng.normal(0, 1.5, 200) for k, v in ood_s.items()})
     rows = [{"model": m, "score": "energy", "seed": 0, "ID acc": 90.0, "mnist": 0.0, "mean (far)": 0.0} for m in ("MOOD", "cnn")]
-    equal = EqualCompute(pd.DataFrame(rows), {("MOOD", "energy", 0): (id_s, ood_s), ("cnn", "energy", 0): worse},
+    equal = Comparison(pd.DataFrame(rows), {("MOOD", "energy", 0): (id_s, ood_s), ("cnn", "energy", 0): worse},
                          {"mnist": "far", "noise": "noise"})
     v = versus_baselines(equal, "MOOD", "energy", "mean (far)")
     assert v.loc[("cnn", "energy"), "test"] == "paired bootstrap of test images, seed 0"

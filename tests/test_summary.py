@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,13 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
                            "one_class_untrained_auroc_mean": 88.0, "chapters_1_9_seconds": 30.0, "book_seconds": 60.0}
     back = pd.read_csv(save_headline(tmp_path))
     assert list(back.columns) == ["figure", "value"] and len(back) == 8
+    # a whole-book run that loaded trained stages from the artifact cache says how much training it skipped
+    (tmp_path / "provenance.json").write_text(json.dumps({"run_training": {"trained runs": 2, "trained s": 5.0,
+                                                                           "cached runs": 3, "cached s": 700.0}}))
+    h = headline(tmp_path).set_index("figure")["value"]
+    assert h["book_seconds"] == 60.0 and h["book_cached_training_seconds"] == 700.0
+    assert "book_cached_training_seconds" not in headline(tmp_path, whole_book=False)["figure"].to_list()
+    (tmp_path / "provenance.json").unlink()
     # with seeds, the means over seeds are the figures of record, with their spread and interval
     per_seed = pd.DataFrame({"ID acc": [88.0, 89.0, 90.0], "mnist": [98.0, 98.5, 99.0], "mean (far)": [97.0, 97.0, 97.0]},
                             index=pd.Index([0, 1, 2], name="seed"))
