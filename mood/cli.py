@@ -147,11 +147,14 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     from mood import book
 
-    if args.action == "readme":
-        from mood.summary import update_readme
+    from mood.summary import update_readme
 
+    def readme() -> None:
         changed = update_readme(book.REPO / "README.md", book.REPO / "results")
         print("README.md results block " + ("updated" if changed else "already up to date"))
+
+    if args.action == "readme":
+        readme()
         return 0
     if args.action in ("publish", "render"):
         from mood import edition
@@ -160,6 +163,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
         name = get_profile(args.edition or args.profile).name
         if args.action == "publish":
             print(f"edition published: {edition.publish(name)}")
+            readme()  # the README names the published editions
         else:
             print(f"book rendered from the {name} edition: {edition.render(name)}/index.html")
         return 0

@@ -120,6 +120,18 @@ def editions(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / "edition.json").exists()) if base.exists() else []
 
 
+def summary_line(profile: str, root: Path) -> str:
+    """One line on the ``profile`` edition for the README: its commit, date and size on disk, or
+    that there is none yet."""
+    folder = root / EDITION_DIR / profile
+    if not (folder / "edition.json").exists():
+        return (f"no published edition yet (after a whole-book run: `python -m mood book publish --profile {profile}`)")
+    record = json.loads((folder / "edition.json").read_text())
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return (f"published edition `{EDITION_DIR.as_posix()}/{profile}/` from commit `{str(record['commit'])[:10]}`, "
+            f"{str(record['date'])[:10]}, {size / 1e6:.1f} MB (`PROFILE={profile} make edition` renders it, executing nothing)")
+
+
 def status(root: Path, record: dict | None) -> str:
     """The first page's note: a fresh execution, or an edition and whether the code changed since."""
     head = git_output("rev-parse", "HEAD", cwd=root)

@@ -215,13 +215,17 @@ def _rows(table: pd.DataFrame) -> list[str]:
 
 def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("cpu", "gpu")) -> str:
     """The README's results section, rendered from ``results/<profile>/headline.csv`` and
-    ``provenance.json`` of each profile that has them (nothing typed by hand)."""
+    ``provenance.json`` of each profile that has them, and from its published edition, if any
+    (``book/edition/<profile>/`` beside ``results_root``; nothing typed by hand)."""
+    from mood.edition import summary_line
+
     root = Path(results_root)
     parts = []
     for prof in profiles:
         head, prov = root / prof / "headline.csv", root / prof / "provenance.json"
+        edition = f"  - {summary_line(prof, root.parent)}"
         if not head.exists() or not prov.exists():
-            parts.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).")
+            parts.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).\n{edition}")
             continue
         record = json.loads(prov.read_text())
         table = pd.read_csv(head)
@@ -236,6 +240,7 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
                                  for c, sec in run["chapter_seconds"].items())
             lines.append(f"  - run on their own (`book run --only`): {chapters} at commit `{run['commit'][:10]}`, "
                          f"{run['date'][:10]}, {run['device']}")
+        lines.append(edition)
         parts.append("\n".join(lines))
     return "\n".join([README_BEGIN, *parts, README_END])
 

@@ -62,6 +62,13 @@ def test_update_readme_renders_headline_and_provenance(tmp_path) -> None:
     text = readme.read_text()
     assert "| multi-class ID test accuracy (%) | 88.25 |" in text and "commit `0123456789`" in text
     assert "`gpu`: no run of record yet" in text and "old" not in text and text.endswith("rest\n")
+    assert text.count("no published edition yet") == 2
+    edition = tmp_path / "book" / "edition" / "cpu"
+    edition.mkdir(parents=True)
+    (edition / "edition.json").write_text(json.dumps({"commit": "fedcba9876543210", "date": "2026-11-26T18:00:00+00:00"}))
+    (edition / "chapter.ipynb").write_bytes(b"x" * 1_500_000)
+    assert update_readme(readme, tmp_path / "results")
+    assert "published edition `book/edition/cpu/` from commit `fedcba9876`, 2026-11-26, 1.5 MB" in readme.read_text()
 
 
 def test_the_scaling_commands_parse_as_written() -> None:
