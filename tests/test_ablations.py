@@ -27,6 +27,9 @@ def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
     tokens = get_profile("cpu")  # scores the flattened tokens; ViM reads the head's input, the mean token
     assert configure(tokens, Variant("vim", detector="vim")).eval.pool == "mean" != tokens.eval.pool
     assert configure(tokens, Variant("knn", detector="knn")).eval.pool == tokens.eval.pool
+    # from a random init, no layer-wise lr decay (it would only slow the random lower layers); pretrained keep it
+    assert prof.finetune.layer_decay is not None and configure(prof, Variant("none", pretext="none")).finetune.layer_decay is None
+    assert configure(prof, Variant("cls", pretext="classification")).finetune.layer_decay == prof.finetune.layer_decay
 
 
 def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:
