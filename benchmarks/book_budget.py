@@ -18,7 +18,6 @@ its time is not that of a cold run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -38,14 +37,6 @@ def totals(t: pd.DataFrame, n_chapters: int) -> dict[str, float | None]:
             "any one chapter": t["seconds"].max()}
 
 
-def cached_training(results: Path) -> dict | None:
-    """The run's training loaded from the artifact cache (``run_training`` of its provenance), or
-    None when it trained everything it used (a cold run, whose time a budget can judge)."""
-    prov = results / "provenance.json"
-    run = json.loads(prov.read_text()).get("run_training", {}) if prov.exists() else {}
-    return run if run.get("cached runs") else None
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="cpu", choices=sorted(BUDGETS_S))
@@ -58,6 +49,7 @@ def main() -> int:
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["cumulative min"] = t["minutes"].cumsum().round(1)
     print(t.to_string(index=False))
+    from mood.artifacts import cached_training
     from mood.book import chapters
 
     spans = totals(t, len(chapters()))

@@ -334,6 +334,15 @@ def save_run_of_chapters(record: dict, results_dir: str | os.PathLike, whole_boo
     return save_provenance(record, results_dir)
 
 
+def cached_training(results_dir: str | os.PathLike) -> dict | None:
+    """The :func:`read_ledger` figures of the run recorded in ``results_dir`` (its provenance's
+    ``run_training``) when that run loaded trained stages from the artifact cache, else None: a
+    cold run, or no record."""
+    path = Path(results_dir) / "provenance.json"
+    run = json.loads(path.read_text()).get("run_training", {}) if path.exists() else {}
+    return run if run.get("cached runs") else None
+
+
 def save_provenance(record: dict, results_dir: str | os.PathLike) -> Path:
     """Writes ``provenance.json`` into ``results_dir``."""
     return atomic_write_text(Path(results_dir) / "provenance.json", json.dumps(record, indent=1) + "\n")

@@ -15,7 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
-from mood.artifacts import atomic_write_text, load_table, training_note
+from mood.artifacts import atomic_write_text, cached_training, load_table, training_note
 from mood.metrics import per_set
 from mood.stats import beats_all
 
@@ -159,9 +159,7 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
         rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
         if whole_book:
             rows["book_seconds"] = float(t["seconds"].sum())
-            prov = res / "provenance.json"
-            cached = json.loads(prov.read_text()).get("run_training", {}) if prov.exists() else {}
-            if cached.get("cached runs"):  # not a cold run: say how much training it did not pay for
+            if cached := cached_training(res):  # not a cold run: say how much training it did not pay for
                 rows["book_cached_training_seconds"] = float(cached["cached s"])
     return pd.DataFrame({"figure": list(rows), "value": list(rows.values())})
 
