@@ -9,7 +9,8 @@
 # model that merely trained longer or learned the classes better.
 #
 # Same ViT, same fine-tuning, same Mahalanobis score on the same feature as the main chapters; only
-# the pretraining changes. Every variant pretrains and fine-tunes on the same sample of ID training
+# the pretraining changes (and with it one fine-tuning setting: without pretraining there is no
+# layer-wise lr decay, which would only slow the random lower layers, as for chapter 6's baselines). Every variant pretrains and fine-tunes on the same sample of ID training
 # images (the profile's *ablation scale*: 20,000 images on `cpu`), each seed trains every stage
 # anew, and the comparisons are paired by seed. Three things are read from each run:
 #
