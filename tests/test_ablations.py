@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,6 +32,9 @@ def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
     # from a random init, no layer-wise lr decay (it would only slow the random lower layers); pretrained keep it
     assert prof.finetune.layer_decay is not None and configure(prof, Variant("none", pretext="none")).finetune.layer_decay is None
     assert configure(prof, Variant("cls", pretext="classification")).finetune.layer_decay == prof.finetune.layer_decay
+    weights = get_profile("smoke").at_ablation_scale(seed=3)
+    weights.model = replace(weights.model, name="beit_base_patch16_224.in22k_ft_in22k", pretrained="timm")  # published: kept
+    assert configure(weights, Variant("none", pretext="none")).finetune.layer_decay == prof.finetune.layer_decay
 
 
 def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:
