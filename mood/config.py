@@ -399,12 +399,14 @@ PROFILES: dict[str, Profile] = {
                                  finetune={"epochs": 2, "batch_size": 128, "label_smoothing": 0.1, "warmup_epochs": 0.5},
                                  eval={"n_ood": None}),
         # The ablations at a scale where the models learn their task: every variant pretrains (5 epochs)
-        # and fine-tunes (14 epochs, batch 128) on the same 20,000 training images, every seed anew, scored
-        # on the main chapters' feature. Measured here (BEiT, seed 0): 84.1% ID accuracy after 12
-        # fine-tuning epochs (79.9% after 6 at batch 256; logistic regression on the same 20,000 images'
-        # pixels: 81.6%), ~4.5 min a run. One protocol: each protocol pretrains on its own training set.
+        # and fine-tunes (20 epochs, batch 128) on the same 20,000 training images, every seed anew, scored
+        # on the main chapters' feature. Measured here (seed 0, 20,000 images; logistic regression on
+        # their pixels: 81.6%): at 14 fine-tuning epochs BEiT reached 84.4%, classification pretraining
+        # 83.5% and no pretraining 84.1%, under the 84.5% floor; at 20 epochs classification 84.9% and
+        # no pretraining 85.2% (~4.2 min a fine-tuning). One protocol: each protocol pretrains on its own
+        # training set.
         ablation=StageOverrides(pretrain={"epochs": 5, "batch_size": 256, "max_images": 20_000},
-                                finetune={"epochs": 14, "batch_size": 128, "max_images": 20_000}),
+                                finetune={"epochs": 20, "batch_size": 128, "max_images": 20_000}),
         ablation_seeds=(0, 1, 2),
         ablation_protocols=("multi-class",),
         # Unleashing Mask in the regime its mechanism needs: a CNN with a dense layer memorises 5,000
