@@ -134,6 +134,28 @@ def test_fewer_samples_than_dimensions_warns_and_stays_in_the_span() -> None:
     assert shrunk.rank == 128
 
 
+def test_fewer_samples_than_dimensions_decomposes_the_sample_gram_and_matches_the_pseudo_inverse(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    n, d, k = 60, 300, 4
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * 0.1 + 5.0  # correlated, off-centre
+    y = rng.integers(0, k, n)
+    q = rng.normal(size=(7, d)) + 5.0
+    sizes = []
+    eigh = torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda m: sizes.append(m.shape) or eigh(m))
+    with pytest.warns(RuntimeWarning, match="rank 56"):
+        det = scores.Mahalanobis(class_conditional=True).fit(torch.from_numpy(x), torch.from_numpy(y))
+    assert sizes == [(n, n)]  # the N x N problem, never the D x D covariance
+    means = np.stack([x[y == c].mean(0) for c in range(k)])
+    prec = np.linalg.pinv(np.cov((x - means[y]).T, bias=True), rcond=d * np.finfo(np.float64).eps, hermitian=True)
+    want = np.min([np.einsum("nd,de,ne->n", q - m, prec, q - m) for m in means], axis=0)
+    np.testing.assert_allclose(det.score(torch.from_numpy(q)).numpy(), want, rtol=1e-4)
+    assert det.rank == n - k
+    # shrinkage is a full-rank estimate: the D x D path
+    scores.Mahalanobis(shrinkage=0.1).fit(torch.from_numpy(x))
+    assert sizes[-1] == (d, d)
+
+
 def test_degenerate_fits_are_errors() -> None:
     with pytest.raises(ValueError, match=r"1 sample\(s\) for 1 mean"):
         scores.Mahalanobis().fit(torch.randn(1, 8))
