@@ -289,10 +289,12 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: di
     import datetime
     import platform
 
-    status = git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
-    # A copy of the tree without its git history (a device machine, an unpacked archive) may name its
-    # commit in MOOD_COMMIT.
-    commit = git_output("rev-parse", "HEAD", cwd=repo) or os.environ.get("MOOD_COMMIT") or "unknown"
+    # A copy of the tree whose git history is missing or another commit's (a device machine is sent the
+    # session's first checkout beside the current files; an unpacked archive) names the commit whose
+    # tree it is in MOOD_COMMIT: that wins, and the copy is taken to be that commit's tree.
+    stated = os.environ.get("MOOD_COMMIT")
+    status = None if stated else git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
+    commit = stated or git_output("rev-parse", "HEAD", cwd=repo) or "unknown"
     return {"commit": commit,
             "code_changed_since_commit": bool(status),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -309,9 +311,11 @@ def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     """Adds a partial run's :func:`provenance` (``partial``: chapters run with ``--only``) to the
     folder's ``provenance.json`` under ``partial_runs``, one entry per chapter (a rerun replaces the
     chapter's entry), leaving the whole run's record as it was; a folder without one gets ``partial``'s
-    own record with no chapters of a whole run."""
+    own header (commit, date, device, ...) with no chapters and no training of a whole run."""
     path = Path(results_dir) / "provenance.json"
-    record = json.loads(path.read_text()) if path.exists() else {**partial, "chapter_seconds": {}, "total_seconds": 0.0}
+    record = (json.loads(path.read_text()) if path.exists() else
+              {**{k: v for k, v in partial.items() if k not in ("chapter_training", "run_training")},
+               "chapter_seconds": {}, "total_seconds": 0.0})
     keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds", "chapter_training")
     record["partial_runs"] = (_other_partial_runs(record, partial["chapter_seconds"])
                               + [{k: partial[k] for k in keep if k in partial}])

@@ -429,8 +429,10 @@ PROFILES: dict[str, Profile] = {
     # ID accuracy 93.41 +- 0.06, but MOOD's feature gave MNIST 98.1 / 93.5 / 97.7 (mean AUROC 98.2); on
     # seed 0's backbone the mean token (the head's input) gave MNIST 99.45 and mean AUROC 99.76 (blocks
     # 99.02 / 99.79), so the main feature is the mean token. That choice was made on seed 0's test sets:
-    # seeds 1-2 and chapter 6's feature table are where it is tested (one-class, where the cpu profile
-    # measured position-keeping features far ahead of pooled ones, is not measured at this scale yet).
+    # seeds 1-2 and chapter 6's feature table are where it is tested.
+    # One-class keeps the positions at this scale too: chapter 5 at this profile on one H200 (results/gpu/05_*,
+    # commit 7758512, pool "mean") gave mean AUROC 88.95 on the mean token, 83.46 on MOOD's, 91.36 on every
+    # block's, 92.72 on the last block's tokens (raw-pixel 1-NN 92.26): the order the cpu profile measured.
     # benchmarks/results/train_speed_h200.csv: batch 2048 with compiled blocks runs 2.7x faster than
     # batch 512 eager; the chapters' budget of 10 minutes each needs it for the ablations (chapter 10 at
     # this scale: ~54 runs of ~1 minute at batch 512).
@@ -444,7 +446,7 @@ PROFILES: dict[str, Profile] = {
                                 label_smoothing=0.0),
         eval=EvalConfig(pool="mean", max_fit=None, max_test=None, n_ood=None),
         one_class=StageOverrides(pretrain={"epochs": 80}, finetune={"epochs": 10, "label_smoothing": 0.1},
-                                 eval={"n_ood": None}),
+                                 eval={"n_ood": None, "pool": "tokens"}),
         ablation=StageOverrides(pretrain={"epochs": 30, "max_images": 20_000}, finetune={"epochs": 10, "max_images": 20_000},
                                 eval={"max_fit": 20_000, "n_ood": 2000}),
         ablation_seeds=(0, 1, 2),

@@ -227,10 +227,14 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
             continue
         record = json.loads(prov.read_text())
         table = pd.read_csv(head)
-        lines = [f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
-                 f"torch {record['torch']} (`results/{prof}/`):", "", "  | figure | value (± std over seeds [95% interval]) |", "  |---|---|"]
+        whole = bool(record.get("chapter_seconds"))  # else only chapters run on their own, listed below
+        lines = [(f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
+                  f"torch {record['torch']} (`results/{prof}/`):" if whole else
+                  f"- `{prof}`: no whole-book run of record yet; the chapters below ran on their own "
+                  f"(`results/{prof}/`, torch {record['torch']}):"),
+                 "", "  | figure | value (± std over seeds [95% interval]) |", "  |---|---|"]
         lines += _rows(table)
-        if note := training_note(record.get("run_training")):
+        if whole and (note := training_note(record.get("run_training"))):
             lines.append(f"  - the run of record: {note}")
         for run in record.get("partial_runs", []):
             training = run.get("chapter_training", {})

@@ -165,6 +165,10 @@ def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> 
     src.mkdir()
     for name in ("01_a", "02_b", "10_c"):
         (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
+    book.run("smoke", root=tmp_path, notebooks=src, only="02_b")  # no record yet: a header, no whole run
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert record["chapter_seconds"] == {} and "run_training" not in record and "chapter_training" not in record
+    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"02_b"}]
     book.run("smoke", root=tmp_path, notebooks=src, until=2)
     # the chapter's kernel finds its ledger (MOOD_LEDGER) and the record says what training it loaded
     (src / "10_c.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\n'

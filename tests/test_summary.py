@@ -132,6 +132,10 @@ def test_provenance_outside_git_takes_the_commit_it_is_told(tmp_path: Path, monk
     assert provenance("smoke", timings, tmp_path)["commit"] == "unknown"  # no repository, no word
     monkeypatch.setenv("MOOD_COMMIT", "c" * 40)
     assert provenance("smoke", timings, tmp_path)["commit"] == "c" * 40
+    # inside a repository whose HEAD is another commit (the device's copy), the stated commit still wins
+    repo = Path(__file__).resolve().parents[1]
+    rec = provenance("smoke", timings, repo)
+    assert rec["commit"] == "c" * 40 and rec["code_changed_since_commit"] is False
 
 
 def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> None:
@@ -152,6 +156,12 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
                                "chapter_seconds": {"10_pretext": 4321.0}}]
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
     assert "`10_pretext` (4,321 s) at commit `bbbbbbbbbb`, 2026-11-27" in readme_block(tmp_path, profiles=("cpu",))
+    # a folder holding only chapters run on their own says there is no whole run, and gives no run totals
+    record.update(chapter_seconds={}, run_training={"trained runs": 2, "trained s": 5.0, "cached runs": 0, "cached s": 0})
+    (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
+    block = readme_block(tmp_path, profiles=("cpu",))
+    assert "no whole-book run of record yet" in block and "commit `aaaaaaaaaa`" not in block
+    assert "the run of record:" not in block and "`10_pretext` (4,321 s) at commit `bbbbbbbbbb`" in block
 
 
 def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
