@@ -227,7 +227,7 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
             continue
         record = json.loads(prov.read_text())
         table = pd.read_csv(head)
-        whole = bool(record.get("chapter_seconds"))  # else only chapters run on their own, listed below
+        whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own, listed below
         lines = [(f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
                   f"torch {record['torch']} (`results/{prof}/`):" if whole else
                   f"- `{prof}`: no whole-book run of record yet; the chapters below ran on their own "
