@@ -66,16 +66,12 @@ class Variant:
 
 
 def configure(prof: Profile, v: Variant) -> Profile:
-    """The profile with the variant's knobs applied. From a random init (no pretraining, no published
-    weights), fine-tuning drops the layer-wise lr decay, as the equal-compute baselines of
-    :func:`mood.baselines.from_scratch` do: it would only slow the random lower layers, handicapping
-    the variant the others are measured against."""
+    """The profile with the variant's knobs applied (from a random init, :func:`mood.pipeline.setup`
+    then drops the layer-wise lr decay, as for every model that starts from one)."""
     p = copy.deepcopy(prof)
     pre = {k: val for k, val in (("pretext", v.pretext), ("mask_ratio", v.mask_ratio), ("mask_kind", v.mask_kind),
                                  ("epochs", v.pretrain_epochs)) if val is not None}
     p.pretrain = override(p.pretrain, **pre)
-    if p.pretrain.pretext == "none" and p.model.pretrained is None:  # a random init: no pretrained lower layers to keep
-        p.finetune = override(p.finetune, layer_decay=None)
     if v.label_smoothing is not None:
         p.finetune = override(p.finetune, label_smoothing=v.label_smoothing)
     if v.model is not None:

@@ -83,13 +83,13 @@ def _steps(n_images: int, cfg: TrainConfig) -> int:
 def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Profile:
     """``prof`` without pretraining, its fine-tuning from a random initialisation as many optimiser
     steps long as ``prof``'s pretraining and fine-tuning together on ``n_images`` training images
-    (same batch size as the fine-tuning; no layer-wise lr decay, which only makes sense on top of a
-    pretrained network). ``model`` swaps the backbone (e.g. ``cnn_small``)."""
+    (same batch size as the fine-tuning; :func:`mood.pipeline.setup` drops the layer-wise lr decay,
+    which only makes sense on top of a pretrained network). ``model`` swaps the backbone (e.g. ``cnn_small``)."""
     p = copy.deepcopy(prof)
     total = _steps(n_images, prof.pretrain) + _steps(n_images, prof.finetune)
     per_epoch = _steps(n_images, replace(prof.finetune, epochs=1))
     p.pretrain = replace(p.pretrain, pretext="none")
-    p.finetune = replace(p.finetune, epochs=max(1, round(total / per_epoch)), layer_decay=None)
+    p.finetune = replace(p.finetune, epochs=max(1, round(total / per_epoch)))
     if model is not None:
         p.model = replace(p.model, name=model)
         if p.eval.pool not in NON_VIT_POOLS and not Backbone(copy.deepcopy(p.model)).is_vit:

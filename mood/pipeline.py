@@ -280,7 +280,8 @@ class MoodRun:
 def setup(protocol: str | Protocol, profile: str | Profile | None = None, **protocol_kwargs) -> tuple[Protocol, Profile]:
     """The protocol object and the profile adapted to it (one-class overrides; the image format the
     protocol's data call for, resized to ``profile.img_size`` when set; the model's head, size and
-    channels set from the protocol and that format). Every chapter, the CLI and the
+    channels set from the protocol and that format; no layer-wise lr decay when fine-tuning starts
+    from a random init: pretext ``none`` without published weights). Every chapter, the CLI and the
     tests start here, so they all key the cache the same way and share trained backbones."""
     prof = get_profile(profile) if profile is None or isinstance(profile, str) else copy.deepcopy(profile)
     if isinstance(protocol, str):
@@ -293,6 +294,10 @@ def setup(protocol: str | Protocol, profile: str | Profile | None = None, **prot
     prof.format = replace(fmt, size=prof.img_size) if prof.img_size else fmt
     prof.model.num_classes = protocol.num_classes
     prof.model.img_size, prof.model.in_chans = prof.format.size, prof.format.channels
+    if prof.pretrain.pretext == "none" and prof.model.pretrained is None:
+        # A random init has no pretrained lower layers for layer-wise lr decay to keep: it would only
+        # slow them, handicapping every from-scratch model against the pretrained ones.
+        prof.finetune = replace(prof.finetune, layer_decay=None)
     return protocol, prof
 
 

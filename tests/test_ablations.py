@@ -11,6 +11,7 @@ import pytest
 from mood.ablations import Variant, configure, family_gap, intermediate_corpus, mean_std, verdict
 from mood.config import get_profile
 from mood.data import ImageFormat, concat, from_array
+from mood.pipeline import setup
 from mood.protocols import Protocol
 
 
@@ -29,12 +30,14 @@ def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
     tokens = get_profile("cpu")  # scores the flattened tokens; ViM reads the head's input, the mean token
     assert configure(tokens, Variant("vim", detector="vim")).eval.pool == "mean" != tokens.eval.pool
     assert configure(tokens, Variant("knn", detector="knn")).eval.pool == tokens.eval.pool
-    # from a random init, no layer-wise lr decay (it would only slow the random lower layers); pretrained keep it
-    assert prof.finetune.layer_decay is not None and configure(prof, Variant("none", pretext="none")).finetune.layer_decay is None
-    assert configure(prof, Variant("cls", pretext="classification")).finetune.layer_decay == prof.finetune.layer_decay
+    # from a random init, setup drops the layer-wise lr decay (it would only slow the random lower layers);
+    # pretrained models, and a random init given published weights, keep it
+    decay = lambda q: setup("multi-class", q)[1].finetune.layer_decay  # noqa: E731
+    assert prof.finetune.layer_decay is not None and decay(configure(prof, Variant("none", pretext="none"))) is None
+    assert decay(configure(prof, Variant("cls", pretext="classification"))) == prof.finetune.layer_decay
     weights = get_profile("smoke").at_ablation_scale(seed=3)
     weights.model = replace(weights.model, name="beit_base_patch16_224.in22k_ft_in22k", pretrained="timm")  # published: kept
-    assert configure(weights, Variant("none", pretext="none")).finetune.layer_decay == prof.finetune.layer_decay
+    assert decay(configure(weights, Variant("none", pretext="none"))) == prof.finetune.layer_decay
 
 
 def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:

@@ -46,11 +46,13 @@ def test_pixel_baselines_separate_what_pixels_separate() -> None:
 
 def test_from_scratch_matches_the_optimiser_steps() -> None:
     from mood.baselines import _steps, from_scratch
+    from mood.pipeline import setup
     from mood.config import get_profile
 
     cpu = get_profile("cpu")
     scratch = from_scratch(cpu, 60_000, "cnn_small")
-    assert scratch.pretrain.pretext == "none" and scratch.model.name == "cnn_small" and scratch.finetune.layer_decay is None
+    assert scratch.pretrain.pretext == "none" and scratch.model.name == "cnn_small"
+    assert cpu.finetune.layer_decay is not None and setup("multi-class", scratch)[1].finetune.layer_decay is None
     mood_steps = _steps(60_000, cpu.pretrain) + _steps(60_000, cpu.finetune)
     one_epoch = _steps(60_000, replace(scratch.finetune, epochs=1))
     assert abs(_steps(60_000, scratch.finetune) - mood_steps) <= one_epoch / 2  # equal up to rounding to epochs
