@@ -22,7 +22,7 @@ from mood.artifacts import Cache, Trained, fingerprint, is_finished, load_traine
 from mood.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
 from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
 from mood.distributed import barrier, is_main
-from mood.engine import TrainConfig, fit
+from mood.engine import TrainConfig, fit, resolve_device
 from mood.features import FeatureSet, extract_pools
 from mood.metrics import results_table
 from mood.models import Backbone, ModelConfig
@@ -162,7 +162,7 @@ def extract_protocol_pools(trained: Trained, protocol: Protocol, cfg: EvalConfig
     cache = cache or Cache()
     pools = tuple(dict.fromkeys(pools))
     t0 = time.perf_counter()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device()
 
     def one(s: ImageSet, limit: int | None, what: str) -> dict[str, FeatureSet]:
         s = eval_sample(s, limit, seed)
@@ -231,9 +231,9 @@ def score(feats: ProtocolFeatures, detector: str = "mahalanobis", backbone: Back
         det = spec.build(w, b, **params)
     else:
         det = spec.build(**params)
-    # Fit and score where the backbone runs: on a GPU the float64 covariance work of wide features
-    # (a ViT-S/4's 18,816 token dimensions) takes a second instead of many on the host's cores.
-    dev = next(backbone.parameters()).device if backbone is not None else torch.device("cpu")
+    # Fit and score on the GPU when there is one, as features are extracted: the float64 covariance
+    # work of wide features (a ViT-S/4's 18,816 token dimensions) then takes a second, not many.
+    dev = resolve_device()
     det.fit(feats.fit.features.to(dev), feats.fit.labels.to(dev))
     return (det.score(feats.id.features.to(dev)).cpu(),
             {k: det.score(v.features.to(dev)).cpu() for k, v in feats.ood.items()})
