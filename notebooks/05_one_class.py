@@ -72,15 +72,16 @@ per_class.round(2)
 # the mean token of every block, concatenated (`blocks`), and on the last block's 16 patch tokens
 # side by side (`tokens`, 2,048 dimensions). The first three average over positions: a boot and a
 # sandal can have the same mean token while their tokens sit in different places, which is exactly
-# what a raw-pixel distance sees. The main column above is the profile's pool (`prof.eval.pool`).
-# The pool was chosen on these same test images (and chapter 6's), so the winner's margin over the
-# others is optimistic by the choice itself; the table shows every candidate.
+# what a raw-pixel distance sees. The main column above is the pool of the profile's one-class
+# settings (`run.profile.eval.pool`). The pool was chosen on these same test images (and chapter
+# 6's), so the winner's margin over the others is optimistic by the choice itself; the table shows
+# every candidate.
 
 # %%
 by_feature = pd.DataFrame(features).rename_axis("class")
 by_feature.loc["mean"] = by_feature.mean()
 save_results(by_feature, results_dir, "05_one_class_features")
-print(f"main column: pool {prof.eval.pool!r}")
+print(f"main column: pool {run.profile.eval.pool!r}")
 by_feature.round(2)
 
 # %% tags=["hide-input"]
@@ -123,7 +124,7 @@ best, pixel_mean = max(ANCHORS.values()), per_class.loc["mean", "pixel 1-NN AURO
 print(f"hardest class: {per_class.drop('mean')['AUROC'].idxmin()}, easiest: {per_class.drop('mean')['AUROC'].idxmax()}")
 top_pool, top = by_feature.loc["mean"].idxmax(), by_feature.loc["mean"].max()
 if ours <= pixel_mean < top:
-    print(f"mean AUROC {ours:.1f} on the main feature (pool {prof.eval.pool!r}) is {pixel_mean - ours:.1f} points below "
+    print(f"mean AUROC {ours:.1f} on the main feature (pool {run.profile.eval.pool!r}) is {pixel_mean - ours:.1f} points below "
           f"the raw-pixel 1-NN baseline ({pixel_mean:.1f}), but the same backbones give {top:.1f} on pool {top_pool!r}: "
           "the main feature discards what they learned. No verdict on MOOD from the main column; the feature table "
           "above is the evidence (chosen on these test images).")
