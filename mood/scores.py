@@ -73,7 +73,7 @@ def _add_lower_gram(gram: Array, x: Array) -> None:
         gram[a:b, :b].addmm_(x[:, a:b].T, x[:, :b])
 
 
-def _dual_spectrum(x: Array, index: Array, k: int, shift: Array) -> tuple[Array, Array, Array]:
+def _dual_spectrum(x: Array, index: Array, counts: Array, shift: Array) -> tuple[Array, Array, Array]:
     """As :meth:`Mahalanobis._spectrum` (no shrinkage), from the ``[N, N]`` Gram matrix of the
     within-class residuals ``A`` (``[N, D]``, ``N < D``): ``A A^T / N = U diag(l) U^T`` has the nonzero
     eigenvalues of the covariance ``A^T A / N``, whose eigenvectors are ``A^T U diag(N l)^-1/2``.
@@ -81,8 +81,8 @@ def _dual_spectrum(x: Array, index: Array, k: int, shift: Array) -> tuple[Array,
     eigenvalues at rounding level are not unit vectors; the fit's tolerance drops them)."""
     n = len(x)
     resid = x.to(torch.float64, copy=True).sub_(shift)  # [N, D]: smaller than the primal [D, D] Gram
-    sums = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, index, resid)
-    resid.sub_((sums / torch.bincount(index, minlength=k).double()[:, None])[index])
+    sums = torch.zeros(len(counts), x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, index, resid)
+    resid.sub_((sums / counts)[index])
     evals, u = torch.linalg.eigh(resid @ resid.T / n)
     evecs = resid.T @ (u / (n * evals.clamp_min(torch.finfo(torch.float64).tiny)).sqrt())
     return sums, evals, evecs
@@ -160,9 +160,10 @@ class Mahalanobis(Detector):
         # Fewer samples than dimensions: the N x N Gram matrix of the within-class residuals has the
         # covariance's nonzero spectrum, at O(N^2 D) instead of O(D^3) (a ViT-S/4's 18,816 token
         # features on one class's 6,000 images: seconds, not many minutes).
+        counts = torch.bincount(index, minlength=k).double()[:, None]  # [K, 1]
         spectrum = _dual_spectrum if n < d and not self.shrinkage else self._spectrum
-        sums, evals, evecs = spectrum(x, index, k, shift)  # ascending eigenvalues
-        means = sums / torch.bincount(index, minlength=k).double()[:, None]  # [K, D], shifted
+        sums, evals, evecs = spectrum(x, index, counts, shift)  # ascending eigenvalues
+        means = sums / counts  # [K, D], shifted
         center = sums.sum(0) / n  # the global mean, shifted
         top = float(evals[-1])
         # Variance below float64 resolution of the features' own magnitude is no variance at all.
@@ -182,22 +183,22 @@ class Mahalanobis(Detector):
         self.fitted = True
         return self
 
-    def _spectrum(self, x: Array, index: Array, k: int, shift: Array) -> tuple[Array, Array, Array]:
-        """The class sums ``[K, D]`` of ``x - shift`` and the eigenvalues ``[D]`` (ascending) and
-        eigenvectors ``[D, D]`` of the shared within-class covariance (shrunk when asked)."""
+    def _spectrum(self, x: Array, index: Array, counts: Array, shift: Array) -> tuple[Array, Array, Array]:
+        """The class sums ``[K, D]`` of ``x - shift`` (``counts``: ``[K, 1]`` images per class) and the
+        eigenvalues ``[D]`` (ascending) and eigenvectors ``[D, D]`` of the shared within-class
+        covariance (shrunk when asked)."""
         d = x.shape[1]
         # One pass over the data in float64 chunks: the Gram matrix and the class sums, both of the
         # features minus a fixed shift. The within-class scatter is shift-invariant; a shift near the
         # mean keeps the subtraction ``Gram - sum_k n_k mu_k mu_k^T`` free of float64 cancellation.
         gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
-        sums = torch.zeros(k, d, dtype=torch.float64, device=x.device)
+        sums = torch.zeros(len(counts), d, dtype=torch.float64, device=x.device)
         for part, idx in zip(x.split(self.chunk), index.split(self.chunk)):
             part = part.to(torch.float64, copy=True).sub_(shift)  # never the caller's tensor in place
             _add_lower_gram(gram, part)
             sums.index_add_(0, idx, part)
         gram = gram.tril() + gram.tril(-1).T
-        means = sums / torch.bincount(index, minlength=k).double()[:, None]
-        cov = (gram - sums.T @ means) / len(x)
+        cov = (gram - sums.T @ (sums / counts)) / len(x)
         if self.shrinkage:
             cov = (1 - self.shrinkage) * cov + self.shrinkage * cov.trace() / d * torch.eye(d, dtype=cov.dtype,
                                                                                             device=cov.device)

@@ -46,8 +46,8 @@ def test_pixel_baselines_separate_what_pixels_separate() -> None:
 
 def test_from_scratch_matches_the_optimiser_steps() -> None:
     from mood.baselines import _steps, from_scratch
-    from mood.pipeline import setup
     from mood.config import get_profile
+    from mood.pipeline import setup
 
     cpu = get_profile("cpu")
     scratch = from_scratch(cpu, 60_000, "cnn_small")
