@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.ablations import Variant, configure, family_gap, intermediate_corpus, mean_std, verdict
+from mood.ablations import Variant, configure, family_gap, intermediate_corpus, leader_test, mean_std, verdict
 from mood.config import get_profile
 from mood.data import ImageFormat, concat, from_array
 from mood.pipeline import setup
@@ -92,6 +92,27 @@ def test_verdict_tests_the_gap_paired_by_seed() -> None:
     assert "no verdict" not in gated[0]  # A 85.5%, B without a classifier
     assert gated[1].endswith("; no verdict: below the 84.5% accuracy floor (A 80.5%)")
     assert verdict(acc) == verdict(runs)  # no floor given (a smoke profile): nothing gated
+
+
+def test_leader_test_keeps_its_false_positive_rate_though_it_picks_the_pair() -> None:
+    """The verdict tests the gap between the two variants it ranked first on the same runs: with
+    equal variants (a seed effect shared by all, as training seeds are), "significant" stays at or
+    under 5%, and a real lead is found."""
+    rng = np.random.default_rng(0)
+
+    def rate(k: int, lead: float = 0.0, trials: int = 3000) -> float:
+        hits = 0
+        for _ in range(trials):
+            x = rng.normal(size=(3, k)) + rng.normal(size=(3, 1))
+            x[:, 0] += lead
+            best, _, test = leader_test(pd.DataFrame(x, columns=[f"v{i}" for i in range(k)]))
+            hits += bool(test["significant"]) and (lead == 0 or best == "v0")
+        return hits / trials
+
+    two, five = rate(2), rate(5)
+    assert abs(two - 0.05) < 0.015  # two equal variants: exactly the test's 5% (sign-blind)
+    assert five < two  # more equal variants: the top two are closer than a random pair
+    assert rate(5, lead=6.0, trials=300) > 0.5
 
 
 def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
