@@ -20,6 +20,7 @@ from mood.artifacts import Cache, Trained, save_results
 from mood.config import Profile, override
 from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
+from mood.models import training_flops
 from mood.parallel import Job, prefetch
 from mood.stats import holm, paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
@@ -321,6 +322,26 @@ def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUR
 
 
 PER_RUN_MEANS = ("ID acc", "images seen", "train s", "linear probe acc", "kNN acc")
+
+
+def training_cost(runs: pd.DataFrame, variants: list[Variant], prof: Profile) -> pd.DataFrame:
+    """Per variant (rows in ``variants``' order): its model, the seed-mean ID accuracy, images
+    seen and training seconds of ``runs`` (:func:`run_grid`), the model's training FLOPs per image
+    (:func:`mood.models.training_flops`, in MFLOP) and their product with the images seen
+    (``train TFLOP``: an estimate that prices every pretraining and fine-tuning image at one
+    classifier step; a pretext head adds a little)."""
+    m = prof.model
+    rows = []
+    for v in variants:
+        g = runs[runs["variant"] == v.name]
+        if g.empty:
+            raise ValueError(f"no runs of variant {v.name!r}; the runs have {sorted(runs['variant'].unique())}")
+        name = v.model or m.name
+        mflop = training_flops(name, m.img_size, m.in_chans, m.num_classes) / 1e6
+        rows.append({"variant": v.name, "model": name, "ID acc": g["ID acc"].mean(),
+                     "images seen": g["images seen"].mean(), "MFLOP per image": mflop,
+                     "train TFLOP": mflop * g["images seen"].mean() / 1e6, "train s": g["train s"].mean()})
+    return pd.DataFrame(rows).set_index("variant")
 
 
 def seed_intervals(runs: pd.DataFrame, value: str = "AUROC") -> pd.DataFrame:

@@ -184,6 +184,24 @@ def test_seed_intervals_give_each_variant_its_t_interval_and_means() -> None:
     assert t.loc[("C", "multi-class"), "std"] == 0.0
 
 
+def test_training_cost_prices_each_variant_by_its_own_models_flops() -> None:
+    from mood.ablations import training_cost
+    from mood.models import training_flops
+
+    runs = _pretext_runs().assign(**{"train s": 10.0})
+    prof = get_profile("cpu")
+    variants = [Variant("C", model="resnet10_quarter"), Variant("M")]  # M: the profile's ViT
+    cost = training_cost(runs, variants, prof)
+    assert list(cost.index) == ["C", "M"] and list(cost["model"]) == ["resnet10_quarter", prof.model.name]
+    assert cost.loc["M", "MFLOP per image"] == pytest.approx(training_flops(prof.model.name) / 1e6)
+    assert cost.loc["C", "MFLOP per image"] > cost.loc["M", "MFLOP per image"]
+    c = cost.loc["C"]
+    assert c["images seen"] == 2000.0 and c["train TFLOP"] == pytest.approx(c["MFLOP per image"] * 2000.0 / 1e6)
+    assert c["ID acc"] == pytest.approx(86.0) and c["train s"] == 10.0
+    with pytest.raises(ValueError, match="no runs of variant 'X'"):
+        training_cost(runs, [Variant("X")], prof)
+
+
 def test_pair_gaps_and_the_ordering_as_an_intersection_union_test() -> None:
     from mood.ablations import ordering, pair_gaps
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mood.models import MODEL_PRESETS, Backbone, ModelConfig, create_backbone
+from mood.models import (MODEL_PRESETS, Backbone, ModelConfig, create_backbone, nearest_in_flops, resnet_presets,
+                         training_flops)
 
 
 @pytest.mark.parametrize("name", [n for n in MODEL_PRESETS if n != "vit_s_p4"])
@@ -65,6 +66,31 @@ def test_small_resnets_keep_full_resolution_and_narrow_halves_the_width() -> Non
     for bb in (wide, narrow):
         assert bb.net.conv1.stride == (1, 1) and isinstance(bb.net.maxpool, torch.nn.Identity)
         assert bb.net.forward_features(torch.randn(1, 1, 28, 28)).shape[-1] == 4  # 28 -> 28, 14, 7, 4
+
+
+def test_training_flops_count_a_step_and_pick_the_resnet_nearest_the_vit() -> None:
+    vit = training_flops("vit_tiny_p7")
+    assert 6e7 < vit < 1e8 and vit == training_flops("vit_tiny_p7")
+    quarter, narrow, small = (training_flops(n) for n in ("resnet10_quarter", "resnet10_narrow", "resnet10_small"))
+    # doubling the width: ~4x the FLOPs (the stem, reading one channel, grows only 2x)
+    assert 3 < narrow / quarter < 4.2 and 3 < small / narrow < 4.2
+    assert set(resnet_presets()) >= {"resnet10_quarter", "resnet10_narrow", "resnet10_small", "resnet18_small"}
+    assert "vit_tiny_p7" not in resnet_presets()
+    assert nearest_in_flops(ModelConfig("vit_tiny_p7"), resnet_presets()) == "resnet10_quarter"
+    assert nearest_in_flops(ModelConfig("vit_s_p4"), resnet_presets()) == "resnet18_small"
+    assert nearest_in_flops(ModelConfig("vit_tiny_p7"), ["resnet10_narrow"]) == "resnet10_narrow"
+    with pytest.raises(ValueError, match="at least one candidate"):
+        nearest_in_flops(ModelConfig("vit_tiny_p7"), [])
+
+
+def test_convolutional_backbones_run_channels_last_with_the_same_outputs() -> None:
+    torch.manual_seed(0)
+    bb = create_backbone("resnet10_quarter").eval()
+    assert bb.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 28, 28)
+    reference = bb.net.to(memory_format=torch.contiguous_format)(x)
+    assert torch.allclose(bb.to(memory_format=torch.channels_last)(x), reference, atol=1e-5)
+    assert create_backbone("vit_tiny_p7").net.patch_embed.proj.weight.is_contiguous()  # ViTs left as they are
 
 
 def test_mood_feature_is_a_norm_of_the_mean_then_l2() -> None:
