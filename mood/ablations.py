@@ -405,3 +405,27 @@ def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[st
         holds = order["holds"]
         call = "holds (5% intersection-union test)" if holds else "does not hold here"
     return {"call": call, "evidence": order["evidence"], "holds": holds}
+
+
+def pair_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, a: str, b: str, protocol: str,
+                 floor: float | None) -> str:
+    """One line on ``a`` against ``b`` on ``protocol``: their paired gap from ``gaps`` (:func:`pair_gaps`)
+    with its 95% interval, and the call at the Holm-adjusted ``p`` (at most 5% chance of any false
+    call among the protocol's pairs): ``a`` or ``b`` is better, or too close to call. No call where
+    the profile has no accuracy ``floor`` or either model classifies below it (``intervals``: a
+    :func:`seed_intervals` table)."""
+    key = (f"{a} − {b}", protocol)
+    if key not in gaps.index:
+        raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
+    r = gaps.loc[key]
+    line = (f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], "
+            f"p = {r['p']:.3f}, Holm p = {r['p (Holm)']:.3f}")
+    if floor is None:
+        return f"{line} — no verdict: this profile exercises the code only"
+    if gate := below_floor({v: intervals.loc[(v, protocol), "ID acc"] for v in (a, b)}, floor):
+        return f"{line} — {gate}"
+    if np.isnan(r["p"]):
+        return f"{line} — one seed: no test"
+    if r["p (Holm)"] >= 0.05:
+        return f"{line} — too close to call"
+    return f"{line} — {a if r['gap'] > 0 else b} is better"

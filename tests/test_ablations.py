@@ -248,6 +248,30 @@ def test_ordering_verdict_is_given_only_where_the_chain_passes_the_floor() -> No
     assert ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", None)["holds"] is None
 
 
+def test_pair_verdict_calls_at_the_holm_p_and_only_above_the_floor() -> None:
+    from mood.ablations import pair_gaps, pair_verdict, seed_intervals
+
+    runs = _pretext_runs()
+    gaps, intervals = pair_gaps(runs, [("M", "C"), ("C", "S"), ("N", "M")]), seed_intervals(runs)
+    assert pair_verdict(gaps, intervals, "N", "M", "multi-class", 84.5).endswith("— M is better")  # negative gap
+    assert pair_verdict(gaps, intervals, "C", "S", "multi-class", 84.5).endswith("too close to call")
+    # M − C: p 0.035 alone, 0.070 once Holm adjusts it for the protocol's three pairs
+    mc = gaps.loc[("M − C", "multi-class")]
+    assert mc["p"] < 0.05 <= mc["p (Holm)"]
+    assert pair_verdict(gaps, intervals, "M", "C", "multi-class", 84.5).endswith("too close to call")
+    alone = pair_gaps(runs, [("M", "C")])
+    line = pair_verdict(alone, intervals, "M", "C", "multi-class", 84.5)
+    assert line.startswith("M − C: +3.00 AUROC, 95% CI [") and line.endswith("— M is better")
+    one = runs[runs["seed"] == 0]
+    assert pair_verdict(pair_gaps(one, [("M", "C")]), seed_intervals(one), "M", "C", "multi-class", 84.5).endswith(
+        "one seed: no test")
+    gaps = alone
+    assert "below the 90.0% accuracy floor" in pair_verdict(gaps, intervals, "M", "C", "multi-class", 90.0)
+    assert pair_verdict(gaps, intervals, "M", "C", "multi-class", None).endswith("exercises the code only")
+    with pytest.raises(ValueError, match="pass the pair"):
+        pair_verdict(gaps, intervals, "C", "M", "multi-class", 84.5)
+
+
 def test_training_waves_train_each_model_once_and_never_two_at_once() -> None:
     from mood.ablations import training_waves
 
