@@ -74,9 +74,10 @@ class _TopK(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: torch.Tensor, keep: float) -> torch.Tensor:  # type: ignore[override]
         k = max(1, round(keep * scores.numel()))
-        mask = torch.zeros_like(scores)
-        mask.view(-1)[scores.flatten().topk(k, sorted=False).indices] = 1.0
-        return mask
+        # flatten() and the flat mask both follow the logical order, whatever the memory format
+        mask = torch.zeros(scores.numel(), dtype=scores.dtype, device=scores.device)
+        mask[scores.flatten().topk(k, sorted=False).indices] = 1.0
+        return mask.view(scores.shape)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
