@@ -6,9 +6,10 @@ the same images for the same steps; each is timed over its second epoch (the fir
 autotuning and compilation).
 
 - ``plain fp32 eager``: what a first training loop looks like: fp32, masks drawn image by image on
-  the host and copied over, the loss read back (``.item()``) at every step, the per-image crop loop.
+  the host and copied over, the loss read back (``.item()``) at every step, the per-image crop loop,
+  convolutions in the default (contiguous) memory format.
 - ``mood``: :func:`mood.engine.fit` as the chapters run it (on CUDA: bf16 autocast, masks and views
-  drawn on the device, metrics read once per epoch).
+  drawn on the device, metrics read once per epoch; a convolutional backbone channels-last).
 - ``mood + compile``: the same with ``TrainConfig(compile=True)`` (every transformer block compiled).
 
 On a GPU the table also gives the model FLOP utilisation: FLOPs of one training step (counted by
@@ -16,6 +17,7 @@ On a GPU the table also gives the model FLOP utilisation: FLOPs of one training 
 
     python benchmarks/train_speed.py --profile cpu
     python benchmarks/train_speed.py --profile gpu --batch 512 1024 --compile --out speed.csv
+    python benchmarks/train_speed.py --profile cpu --model resnet10_quarter --stages finetune
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def plain_loss(task: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch
 def plain_fit(task: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> float:
     """Two epochs of the plain loop; images per second of the second."""
     device = resolve_device(cfg.device)
-    task.to(device)
+    task.to(device, memory_format=torch.contiguous_format)
     x, y = x.to(device), y.to(device)
     opt = make_optimizer(task, cfg)
     steps, g = len(x) // cfg.batch_size, torch.Generator().manual_seed(0)
@@ -138,9 +140,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per epoch")
     ap.add_argument("--stages", nargs="+", default=["pretrain", "finetune"], choices=["pretrain", "finetune"])
     ap.add_argument("--compile", action="store_true", help="also time TrainConfig(compile=True)")
+    ap.add_argument("--model", default=None, help="another backbone than the profile's (a convolutional one: "
+                                                  "--stages finetune, BEiT pretraining needs patch tokens)")
     ap.add_argument("--out", default=None, help="write the table to this CSV")
     args = ap.parse_args()
     prof = get_profile(args.profile)
+    if args.model:
+        try:
+            prof = replace(prof, model=replace(prof.model, name=args.model))
+        except ValueError as err:  # ModelConfig names the presets
+            ap.error(str(err))
+        if "pretrain" in args.stages and not Backbone(prof.model).is_vit:
+            ap.error(f"--model {args.model} has no patch tokens for BEiT pretraining: add --stages finetune")
     device = resolve_device("auto")
     rows = []
     columns = ["stage", "model", "device", "batch", "loop", "img_per_s", "ratio_to_plain", "tflop_per_s", "mfu"]
