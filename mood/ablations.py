@@ -378,16 +378,29 @@ def ordering(gaps: pd.DataFrame, chain: list[str], protocol: str) -> dict[str, o
     (:func:`pair_gaps`) positive and significant. An intersection-union test: when any one of the
     orderings is false, it concludes "holds" with probability at most the paired test's 5%.
     Returns ``holds`` and ``evidence`` (one line per link)."""
-    links = []
-    for a, b in zip(chain, chain[1:]):
-        key = (f"{a} − {b}", protocol)
-        if key not in gaps.index:
-            raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
-        links.append((a, b, gaps.loc[key]))
+    links = [(a, b, _pair_row(gaps, a, b, protocol)) for a, b in zip(chain, chain[1:])]
     holds = all(r["gap"] > 0 and bool(r["significant"]) for _, _, r in links)
-    evidence = [f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
-                for a, b, r in links]
-    return {"holds": holds, "evidence": evidence}
+    return {"holds": holds, "evidence": [_evidence(a, b, r) for a, b, r in links]}
+
+
+def _pair_row(gaps: pd.DataFrame, a: str, b: str, protocol: str) -> pd.Series:
+    """The :func:`pair_gaps` row of ``a − b`` on ``protocol``, or an error saying how to get it."""
+    key = (f"{a} − {b}", protocol)
+    if key not in gaps.index:
+        raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
+    return gaps.loc[key]
+
+
+def _evidence(a: str, b: str, r: pd.Series) -> str:
+    return f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
+
+
+def _no_verdict(intervals: pd.DataFrame, variants: list[str], protocol: str, floor: float | None) -> str:
+    """Why no verdict is drawn: the profile has no accuracy ``floor``, or a model of ``variants``
+    classifies below it (``intervals``: a :func:`seed_intervals` table); "" when a verdict stands."""
+    if floor is None:
+        return "no verdict: this profile exercises the code only"
+    return below_floor({v: intervals.loc[(v, protocol), "ID acc"] for v in variants}, floor)
 
 
 def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[str], protocol: str,
@@ -397,9 +410,7 @@ def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[st
     :func:`seed_intervals` table, indexed ``(variant, protocol)``). Returns ``call`` (one line),
     ``evidence`` and ``holds`` (None without a verdict)."""
     order = ordering(gaps, chain, protocol)
-    if floor is None:
-        call, holds = "no verdict: this profile exercises the code only", None
-    elif gate := below_floor({v: intervals.loc[(v, protocol), "ID acc"] for v in chain}, floor):
+    if gate := _no_verdict(intervals, chain, protocol, floor):
         call, holds = gate, None
     else:
         holds = order["holds"]
@@ -414,15 +425,9 @@ def pair_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, a: str, b: str, pr
     call among the protocol's pairs): ``a`` or ``b`` is better, or too close to call. No call where
     the profile has no accuracy ``floor`` or either model classifies below it (``intervals``: a
     :func:`seed_intervals` table)."""
-    key = (f"{a} − {b}", protocol)
-    if key not in gaps.index:
-        raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
-    r = gaps.loc[key]
-    line = (f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], "
-            f"p = {r['p']:.3f}, Holm p = {r['p (Holm)']:.3f}")
-    if floor is None:
-        return f"{line} — no verdict: this profile exercises the code only"
-    if gate := below_floor({v: intervals.loc[(v, protocol), "ID acc"] for v in (a, b)}, floor):
+    r = _pair_row(gaps, a, b, protocol)
+    line = f"{_evidence(a, b, r)}, Holm p = {r['p (Holm)']:.3f}"
+    if gate := _no_verdict(intervals, [a, b], protocol, floor):
         return f"{line} — {gate}"
     if np.isnan(r["p"]):
         return f"{line} — one seed: no test"
