@@ -94,6 +94,10 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 PRETEXT_HEADLINE = "BEiT MIM − classification"  # chapter 10's comparison behind pretext_mim_minus_classification
+ARCHITECTURE_HEADLINE = "ViT + classification − ResNet + classification"  # chapter 11's, behind architecture_vit_minus_resnet
+# headline figure <- (gaps table, comparison): a paired-by-seed gap, multi-class where it ran
+GAP_FIGURES = {"pretext_mim_minus_classification": ("10_pretext_gaps", PRETEXT_HEADLINE),
+               "architecture_vit_minus_resnet": ("11_architecture_gaps", ARCHITECTURE_HEADLINE)}
 
 
 def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.DataFrame:
@@ -127,16 +131,17 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
                                ("one_class_untrained_auroc_mean", "untrained AUROC")):
             if column in o.columns:
                 rows[figure] = float(o.loc["mean", column])
-    if (g := table("10_pretext_gaps")) is not None:  # chapter 10: paired by seed, multi-class where it ran
+    for figure, (stem, comparison) in GAP_FIGURES.items():
+        if (g := table(stem)) is None:
+            continue
         g = g.reset_index()
-        g = g[g["comparison"] == PRETEXT_HEADLINE]
+        g = g[g["comparison"] == comparison]
         if len(g):
             r = g[g["protocol"] == "multi-class"].iloc[0] if (g["protocol"] == "multi-class").any() else g.iloc[0]
-            rows["pretext_mim_minus_classification"] = float(r["gap"])
+            rows[figure] = float(r["gap"])
             if pd.notna(r["ci_lo"]):  # one seed has no interval
-                rows |= {"pretext_mim_minus_classification_std": float(r["gap std"]),
-                         "pretext_mim_minus_classification_ci_lo": float(r["ci_lo"]),
-                         "pretext_mim_minus_classification_ci_hi": float(r["ci_hi"])}
+                rows |= {f"{figure}_std": float(r["gap std"]), f"{figure}_ci_lo": float(r["ci_lo"]),
+                         f"{figure}_ci_hi": float(r["ci_hi"])}
 
     def suffix(condition: str) -> str:  # chapter 16's label-noise conditions: clean, and the noisy one
         return "" if condition == "clean" else "_noisy"
@@ -181,6 +186,8 @@ FIGURE_LABELS = {
     "one_class_untrained_auroc_mean": "one-class, the same network untrained (random init), mean AUROC",
     "pretext_mim_minus_classification": "pretext ablation: BEiT MIM minus classification pretraining, mean AUROC "
                                         "(paired by seed, multi-class)",
+    "architecture_vit_minus_resnet": "architecture ablation: ViT minus a ResNet of similar training FLOPs, both "
+                                     "classification-pretrained, mean AUROC (paired by seed, multi-class)",
     "um_train_accuracy_final": "Unleashing Mask: final training accuracy, clean labels (%)",
     "um_train_accuracy_final_noisy": "Unleashing Mask: final training accuracy, 20% label noise (%)",
     "um_energy_auroc_gain": "Unleashing Mask: Energy AUROC, UM minus the last epoch, clean labels",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from mood.ablations import ordering_verdict, verdict
+from mood.ablations import ordering_verdict, pair_verdict, seed_intervals, verdict
 from mood.artifacts import load_table
 from mood.book import chapter_setup
 from mood.summary import FIGURE_LABELS, headline
@@ -41,12 +41,12 @@ for stem, title in chapters.items():
 # ## The headline: MIM against classification pretraining
 #
 # BEiT-style MIM minus supervised classification pretraining, mean AUROC, paired by seed (chapter
-# 10's `10_pretext_gaps`), as `headline.csv` records it; then MOOD's full ordering with its
-# evidence. Every figure here is read from the files chapter 10 wrote.
+# 10's `10_pretext_gaps`), as `headline.csv` records it beside chapter 11's ViT-minus-ResNet gap;
+# then MOOD's full ordering with its evidence. Every figure here is read from the files chapter 10 wrote.
 
 # %% tags=["hide-input"]
 figures = headline(res, whole_book=False).set_index("figure")["value"]
-pretext = figures[[f for f in figures.index if f.startswith("pretext_")]]
+pretext = figures[[f for f in figures.index if f.startswith(("pretext_", "architecture_"))]]
 display(pretext.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
 gaps = load_table(res / "10_pretext_gaps.csv").reset_index().set_index(["comparison", "protocol"])
 intervals = load_table(res / "10_pretext_intervals.csv").reset_index().set_index(["variant", "protocol"])
@@ -56,3 +56,18 @@ for proto in gaps.index.get_level_values("protocol").unique():
     display(Markdown(f"**{proto}** — MIM > classification > contrastive: {result['call']}. "
                      + "; ".join(result["evidence"]) + ". ID accuracy: "
                      + ", ".join(f"{v} {a:.1f}%" for v, a in acc.items()) + "."))
+
+# %% [markdown]
+# ## The architecture at equal compute
+#
+# Chapter 11's question, read from its files: with the same pretext, images and seed, and a ResNet
+# whose training FLOPs per image are nearest the ViT's, which architecture detects OOD better? Each
+# line is the paired gap with its 95% interval and the call at the Holm-adjusted p; no call where
+# either model is under the accuracy floor.
+
+# %% tags=["hide-input"]
+arch_gaps = load_table(res / "11_architecture_gaps.csv").reset_index().set_index(["comparison", "protocol"])
+arch_intervals = seed_intervals(load_table(res / "11_architecture_runs.csv").reset_index())
+for comparison, proto in arch_gaps.index:
+    a, b = comparison.split(" − ")
+    display(Markdown(f"**{proto}** — {pair_verdict(arch_gaps, arch_intervals, a, b, proto, prof.accuracy_floor)}."))

@@ -177,3 +177,22 @@ def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
     assert h["pretext_mim_minus_classification"] == pytest.approx(2.5)
     assert h["pretext_mim_minus_classification_std"] == pytest.approx(0.5)
     assert h["pretext_mim_minus_classification_ci_lo"] < 2.5 < h["pretext_mim_minus_classification_ci_hi"]
+    assert not any(f.startswith("architecture_") for f in h.index)  # chapter 11 did not run
+
+
+def test_headline_takes_chapter_11s_vit_minus_resnet_gap_not_its_other_pair(tmp_path: Path) -> None:
+    from mood.ablations import pair_gaps
+    from mood.summary import ARCHITECTURE_HEADLINE, headline
+
+    a, b = ARCHITECTURE_HEADLINE.split(" − ")
+    variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT, no pretraining", 70.0, 0.0), ("ResNet, no pretraining", 60.0, 2.0))
+    runs = pd.DataFrame([{"variant": v, "protocol": "multi-class", "seed": s, "AUROC": x + s * slope}
+                         for s in range(3) for v, x, slope in variants])
+    save_results(pair_gaps(runs, [(a, b), ("ViT, no pretraining", "ResNet, no pretraining")]), tmp_path,
+                 "11_architecture_gaps")
+    h = headline(tmp_path).set_index("figure")["value"]
+    # the classification pair, paired by seed: (-4, -3, -2); the other pair is (10, 8, 6)
+    assert h["architecture_vit_minus_resnet"] == pytest.approx(-3.0)
+    assert h["architecture_vit_minus_resnet_std"] == pytest.approx(1.0)
+    assert h["architecture_vit_minus_resnet_ci_lo"] < -3.0 < h["architecture_vit_minus_resnet_ci_hi"] < 0
+    assert "pretext_mim_minus_classification" not in h
