@@ -42,12 +42,13 @@ for stem, title in chapters.items():
 #
 # BEiT-style MIM minus supervised classification pretraining, mean AUROC, paired by seed (chapter
 # 10's `10_pretext_gaps`), as `headline.csv` records it beside chapter 11's ViT-minus-ResNet gap;
-# then MOOD's full ordering with its evidence. Every figure here is read from the files chapter 10 wrote.
+# then MOOD's full ordering with its evidence. Every figure here is read from the files chapters 10
+# and 11 wrote.
 
 # %% tags=["hide-input"]
 figures = headline(res, whole_book=False).set_index("figure")["value"]
-pretext = figures[[f for f in figures.index if f.startswith(("pretext_", "architecture_"))]]
-display(pretext.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
+gap_figures = figures[[f for f in figures.index if f.startswith(("pretext_", "architecture_"))]]
+display(gap_figures.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
 gaps = load_table(res / "10_pretext_gaps.csv").reset_index().set_index(["comparison", "protocol"])
 intervals = load_table(res / "10_pretext_intervals.csv").reset_index().set_index(["variant", "protocol"])
 for proto in gaps.index.get_level_values("protocol").unique():
