@@ -22,7 +22,7 @@ from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.metrics import results_table
 from mood.models import training_flops
 from mood.parallel import Job, prefetch
-from mood.stats import holm, paired_test, seed_gaps
+from mood.stats import holm, pair_label, paired_test, seed_gaps
 from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
                            id_accuracy, pretrain, score_protocol, scoring_pool, setup, training_sample)
 from mood.probes import probe_accuracies
@@ -367,7 +367,7 @@ def pair_gaps(runs: pd.DataFrame, pairs: list[tuple[str, str]], value: str = "AU
     for a, b in pairs:
         g = family_gap(runs, {a: a, b: b}, a, b, value).rename(columns={a: "a", b: "b"})
         g["significant"] = g.pop("call") != "too close to call"
-        parts.append(g.assign(comparison=f"{a} − {b}").reset_index(names="protocol"))
+        parts.append(g.assign(comparison=pair_label(a, b)).reset_index(names="protocol"))
     out = pd.concat(parts)
     out["p (Holm)"] = out.groupby("protocol", sort=False)["p"].transform(lambda p: holm(p.to_numpy()))
     return out.set_index(["comparison", "protocol"])
@@ -385,14 +385,14 @@ def ordering(gaps: pd.DataFrame, chain: list[str], protocol: str) -> dict[str, o
 
 def _pair_row(gaps: pd.DataFrame, a: str, b: str, protocol: str) -> pd.Series:
     """The :func:`pair_gaps` row of ``a − b`` on ``protocol``, or an error saying how to get it."""
-    key = (f"{a} − {b}", protocol)
+    key = (pair_label(a, b), protocol)
     if key not in gaps.index:
         raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
     return gaps.loc[key]
 
 
 def _evidence(a: str, b: str, r: pd.Series) -> str:
-    return f"{a} − {b}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
+    return f"{pair_label(a, b)}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
 
 
 def _no_verdict(intervals: pd.DataFrame, variants: list[str], protocol: str, floor: float | None) -> str:

@@ -201,3 +201,19 @@ def false_positive_rate(rule: Callable[[np.ndarray], bool], seeds: int, trials: 
     there is none: differences drawn i.i.d. from N(0, 1), ``trials`` times."""
     rng = np.random.default_rng(seed)
     return float(np.mean([rule(rng.normal(size=seeds)) for _ in range(trials)]))
+
+
+PAIR_SEP = " − "  # between the two variants of a paired comparison's label
+
+
+def pair_label(a: str, b: str) -> str:
+    """The label of ``a`` minus ``b`` in :func:`mood.ablations.pair_gaps`' ``comparison`` index: ``"a − b"``."""
+    return f"{a}{PAIR_SEP}{b}"
+
+
+def pair_names(label: str) -> tuple[str, str]:
+    """The two variants ``(a, b)`` of a :func:`pair_label`."""
+    a, sep, b = label.partition(PAIR_SEP)
+    if not sep:
+        raise ValueError(f"{label!r} is not a paired comparison; its label has the form 'a{PAIR_SEP}b'")
+    return a, b

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mood.artifacts import atomic_write_text, cached_training, load_table, training_note
 from mood.metrics import per_set
-from mood.stats import beats_all
+from mood.stats import beats_all, pair_label
 
 SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
 CHAPTER_FILES = ("05_one_class", "06_multi_class", "06_validity", "06_versus_baselines", "07_near_distribution",
@@ -93,8 +93,8 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("claim (Li et al. 2023)")
 
 
-PRETEXT_HEADLINE = "BEiT MIM − classification"  # chapter 10's comparison behind pretext_mim_minus_classification
-ARCHITECTURE_HEADLINE = "ViT + classification − ResNet + classification"  # chapter 11's, behind architecture_vit_minus_resnet
+PRETEXT_HEADLINE = pair_label("BEiT MIM", "classification")  # chapter 10's comparison behind pretext_mim_minus_classification
+ARCHITECTURE_HEADLINE = pair_label("ViT + classification", "ResNet + classification")  # chapter 11's, behind architecture_vit_minus_resnet
 # headline figure <- (gaps table, comparison): a paired-by-seed gap, multi-class where it ran
 GAP_FIGURES = {"pretext_mim_minus_classification": ("10_pretext_gaps", PRETEXT_HEADLINE),
                "architecture_vit_minus_resnet": ("11_architecture_gaps", ARCHITECTURE_HEADLINE)}

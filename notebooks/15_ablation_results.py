@@ -20,6 +20,7 @@ from IPython.display import Markdown, display
 from mood.ablations import ordering_verdict, pair_verdict, seed_intervals, verdict
 from mood.artifacts import load_table
 from mood.book import chapter_setup
+from mood.stats import pair_names
 from mood.summary import FIGURE_LABELS, headline
 
 # %% tags=["hide-input"]
@@ -70,5 +71,5 @@ for proto in gaps.index.get_level_values("protocol").unique():
 arch_gaps = load_table(res / "11_architecture_gaps.csv").reset_index().set_index(["comparison", "protocol"])
 arch_intervals = seed_intervals(load_table(res / "11_architecture_runs.csv").reset_index())
 for comparison, proto in arch_gaps.index:
-    a, b = comparison.split(" − ")
+    a, b = pair_names(comparison)
     display(Markdown(f"**{proto}** — {pair_verdict(arch_gaps, arch_intervals, a, b, proto, prof.accuracy_floor)}."))

@@ -120,3 +120,12 @@ def test_resampled_auroc_equals_sklearn_on_the_resampled_scores_ties_included() 
         i, o = rng.integers(0, 300, 300), rng.integers(0, 120, 120)
         y = np.r_[np.zeros(300), np.ones(120)]
         assert resampled(i, o) == pytest.approx(roc_auc_score(y, np.r_[s_id[i], s_ood[o]]), abs=1e-12)
+
+
+def test_pair_names_inverts_pair_label_and_refuses_a_label_without_the_separator() -> None:
+    from mood.stats import pair_label, pair_names
+
+    assert pair_label("ViT + classification", "ResNet, none") == "ViT + classification − ResNet, none"
+    assert pair_names(pair_label("ViT + classification", "ResNet, none")) == ("ViT + classification", "ResNet, none")
+    with pytest.raises(ValueError, match="not a paired comparison"):
+        pair_names("ViT - ResNet")  # an ASCII hyphen is not the separator

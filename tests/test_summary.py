@@ -182,9 +182,10 @@ def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
 
 def test_headline_takes_chapter_11s_vit_minus_resnet_gap_not_its_other_pair(tmp_path: Path) -> None:
     from mood.ablations import pair_gaps
+    from mood.stats import pair_names
     from mood.summary import ARCHITECTURE_HEADLINE, headline
 
-    a, b = ARCHITECTURE_HEADLINE.split(" − ")
+    a, b = pair_names(ARCHITECTURE_HEADLINE)
     variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT, no pretraining", 70.0, 0.0), ("ResNet, no pretraining", 60.0, 2.0))
     runs = pd.DataFrame([{"variant": v, "protocol": "multi-class", "seed": s, "AUROC": x + s * slope}
                          for s in range(3) for v, x, slope in variants])
