@@ -10,7 +10,9 @@ palette PNGs where that is smaller), the result tables the run wrote (``results/
 every chapter). Each published chapter opens with that provenance; the book's first page
 (``book/_edition.md``, included by ``book/intro.md``) says whether the code has changed since the
 edition was produced: the edition's commit against the checkout's, and which of ``mood/`` and
-``notebooks/`` changed.
+``notebooks/`` changed. Chapters run again since (``results/<profile>/provenance.json`` records a
+newer run of them: :func:`superseded`) are named on the first page, in the README, and at the top of
+the chapter itself when the edition is rendered.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mood.artifacts import atomic_write_text, git_output, training_note
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
 PROVENANCE_TAG = "edition-provenance"
+SUPERSEDED_TAG = "edition-superseded"
 WATCHED = ("mood", "notebooks")  # the code an edition's numbers depend on
 
 
@@ -60,6 +63,44 @@ def provenance_cell(record: dict, chapter: str):
             f"The numbers below are that run's; `python -m mood book run --profile {record['profile']}` "
             f"recomputes them.\n:::")
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": [PROVENANCE_TAG]})
+
+
+def _when(date: str) -> datetime:
+    when = datetime.fromisoformat(str(date))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def superseded(record: dict, root: Path) -> dict[str, dict]:
+    """The chapters of the edition ``record`` whose results of record are newer than the edition:
+    ``results/<profile>/provenance.json`` holds a later run of them (a later whole run, or chapters
+    run on their own since, its ``partial_runs``). Maps each chapter to that run's header
+    (``commit``, ``date``); empty when the edition shows the results of record."""
+    prov = root / "results" / str(record.get("profile")) / "provenance.json"
+    if not prov.exists() or "date" not in record:
+        return {}
+    current = json.loads(prov.read_text())
+    published = _when(record["date"])
+    newer: dict[str, dict] = {}
+    for run in [current, *current.get("partial_runs", [])]:
+        if "date" in run and _when(run["date"]) > published:
+            for chapter in run.get("chapter_seconds", {}):
+                newer[chapter] = {"commit": str(run.get("commit", "")), "date": str(run["date"])}
+    return newer
+
+
+def _runs_since(newer: dict[str, dict]) -> str:
+    return ", ".join(f"`{ch}` (commit `{r['commit'][:10]}`, {r['date'][:10]})" for ch, r in sorted(newer.items()))
+
+
+def superseded_cell(profile: str, run: dict):
+    """The warning a rendered chapter carries when its results of record are newer than the edition."""
+    import nbformat
+
+    text = (f":::{{warning}}\nThis chapter was run again after the edition (commit `{run['commit'][:10]}`, "
+            f"{run['date'][:10]}): its results of record are in `results/{profile}/` and the README, and "
+            f"differ from the numbers below, which are the edition's. `python -m mood book run --profile {profile}` "
+            f"followed by `python -m mood book publish --profile {profile}` brings the edition up to date.\n:::")
+    return nbformat.v4.new_markdown_cell(text, metadata={"tags": [SUPERSEDED_TAG]})
 
 
 def publish(profile: str, root: Path | None = None) -> Path:
@@ -128,8 +169,11 @@ def summary_line(profile: str, root: Path) -> str:
         return (f"no published edition yet (after a whole-book run: `python -m mood book publish --profile {profile}`)")
     record = json.loads((folder / "edition.json").read_text())
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    return (f"published edition `{EDITION_DIR.as_posix()}/{profile}/` from commit `{str(record['commit'])[:10]}`, "
+    line = (f"published edition `{EDITION_DIR.as_posix()}/{profile}/` from commit `{str(record['commit'])[:10]}`, "
             f"{str(record['date'])[:10]}, {size / 1e6:.1f} MB (`PROFILE={profile} make edition` renders it, executing nothing)")
+    if newer := superseded({"profile": profile, **record}, root):
+        line += f"; chapters run again since, whose results of record above it does not show: {_runs_since(newer)}"
+    return line
 
 
 def status(root: Path, record: dict | None) -> str:
@@ -139,15 +183,19 @@ def status(root: Path, record: dict | None) -> str:
         return (f":::{{note}}\nExecuted now from commit `{(head or 'unknown')[:10]}`: every number was computed by "
                 f"the code of this checkout.\n:::\n")
     commit = str(record.get("commit", ""))
+    newer = superseded(record, root)
+    since = (f":::{{warning}}\nChapters run again after this edition: {_runs_since(newer)}. Their results of "
+             f"record (`results/{record['profile']}/`, the README) are newer than the numbers in those chapters "
+             f"here, and each of them says so at its top.\n:::\n") if newer else ""
     lead = (f":::{{note}}\nThis is the published `{record['profile']}` edition: executed from commit `{commit[:10]}` "
             f"on {str(record['date'])[:10]} ({record['device']}), rendered from commit `{(head or 'unknown')[:10]}` "
             f"without executing anything.")
     changed = git_output("diff", "--name-only", commit, "--", *WATCHED, cwd=root) if commit else None
     if changed is None:
-        return lead + " Whether the code changed since is unknown here (no git history of that commit).\n:::\n"
+        return lead + " Whether the code changed since is unknown here (no git history of that commit).\n:::\n" + since
     files = [f for f in changed.splitlines() if f]
     if not files:
-        return lead + f" `{'/`, `'.join(WATCHED)}/` are unchanged since.\n:::\n"
+        return lead + f" `{'/`, `'.join(WATCHED)}/` are unchanged since.\n:::\n" + since
     parts = []
     for top in WATCHED:
         mine = [f for f in files if f.startswith(top + "/")]
@@ -156,7 +204,7 @@ def status(root: Path, record: dict | None) -> str:
                          f"{', ...' if len(mine) > 6 else ''})")
     return (lead.replace(":::{note}", ":::{warning}") + " **The code has changed since:** " + "; ".join(parts)
             + f". Its numbers are the edition's; `python -m mood book run --profile {record['profile']}` "
-              f"recomputes them with the current code.\n:::\n")
+              f"recomputes them with the current code.\n:::\n" + since)
 
 
 def write_status(root: Path, record: dict | None) -> Path:
@@ -164,12 +212,14 @@ def write_status(root: Path, record: dict | None) -> Path:
     return atomic_write_text(root / STATUS_FILE, status(root, record))
 
 
-def render(profile: str, root: Path | None = None) -> Path:
-    """Builds the HTML book from the ``profile`` edition, executing nothing: its notebooks become
-    the chapters, its provenance the first page's note. Returns the HTML folder."""
+def stage(profile: str, root: Path) -> dict:
+    """Puts the ``profile`` edition's notebooks in ``root/book/chapters`` (replacing what is there)
+    and its note on the first page, executing nothing; a chapter run again since the edition
+    (:func:`superseded`) gets a warning after its provenance. Returns the edition's record."""
+    import nbformat
+
     from mood import book
 
-    root = Path(root or book.REPO)
     folder = root / EDITION_DIR / profile
     if not (folder / "edition.json").exists():
         have = editions(root)
@@ -180,7 +230,24 @@ def render(profile: str, root: Path | None = None) -> Path:
     chapters.mkdir(parents=True, exist_ok=True)
     for old in chapters.glob("*.ipynb"):
         old.unlink()
-    for nb in sorted(folder.glob("*.ipynb")):
-        shutil.copy2(nb, chapters / nb.name)
+    newer = superseded(record, root)
+    for src in sorted(folder.glob("*.ipynb")):
+        if src.stem not in newer:
+            shutil.copy2(src, chapters / src.name)
+            continue
+        nb = nbformat.read(src, as_version=4)
+        at = next((i + 1 for i, c in enumerate(nb.cells) if PROVENANCE_TAG in c.metadata.get("tags", [])), 0)
+        nb.cells.insert(at, superseded_cell(record["profile"], newer[src.stem]))
+        nbformat.write(nb, chapters / src.name)
     write_status(root, record)
+    return record
+
+
+def render(profile: str, root: Path | None = None) -> Path:
+    """Builds the HTML book from the ``profile`` edition (:func:`stage`), executing nothing.
+    Returns the HTML folder."""
+    from mood import book
+
+    root = Path(root or book.REPO)
+    stage(profile, root)
     return book.build_html(root)

@@ -70,3 +70,50 @@ def test_each_chapter_opens_with_its_time_and_the_training_it_loaded_from_the_ca
     assert "2,400 s" in text and "commit `aaaaaaaaaa`" in text
     assert "this chapter ran 30 s. " in edition.provenance_cell(record, "07_y").source  # trained nothing: no note
     assert "cache" not in edition.provenance_cell(_record("b" * 40), "06_x").source  # an older record has no ledger
+
+
+def _notebook(path: Path, record: dict) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {path.stem}"),
+                                         nbformat.v4.new_code_cell("x = 1")])
+    nb.cells.insert(1, edition.provenance_cell(record, path.stem))
+    nbformat.write(nb, path)
+
+
+def test_chapters_run_again_since_the_edition_are_named_on_the_first_page_in_the_readme_and_atop_the_chapter(
+        repo: Path) -> None:
+    import json
+
+    import nbformat
+
+    record = {**_record(_git(repo, "rev-parse", "HEAD")), "chapter_seconds": {"06_x": 10.0, "07_y": 20.0}}
+    folder = repo / edition.EDITION_DIR / "cpu"
+    folder.mkdir(parents=True)
+    (folder / "edition.json").write_text(json.dumps(record))
+    for name in record["chapter_seconds"]:
+        _notebook(folder / f"{name}.ipynb", record)
+    assert edition.superseded(record, repo) == {}  # no results of record at all
+    results = repo / "results" / "cpu"
+    results.mkdir(parents=True)
+    whole = {**record, "date": "2026-11-26T00:00:00+00:00"}  # the run the edition was published from
+    whole["partial_runs"] = [{"commit": "c" * 40, "date": "2026-11-27T09:00:00+00:00", "chapter_seconds": {"07_y": 5.0}},
+                             {"commit": "d" * 40, "date": "2026-11-25T09:00:00+00:00", "chapter_seconds": {"06_x": 5.0}}]
+    (results / "provenance.json").write_text(json.dumps(whole))
+
+    assert edition.superseded(record, repo) == {"07_y": {"commit": "c" * 40, "date": "2026-11-27T09:00:00+00:00"}}
+    note = edition.status(repo, record)
+    assert "are unchanged since" in note and "Chapters run again after this edition: `07_y` (commit `cccccccccc`, 2026-11-27)." in note
+    assert "06_x" not in note  # its only other run is older than the edition
+    assert "chapters run again since" in edition.summary_line("cpu", repo) and "`07_y`" in edition.summary_line("cpu", repo)
+
+    edition.stage("cpu", repo)
+    staged = {n: nbformat.read(repo / "book" / "chapters" / f"{n}.ipynb", as_version=4) for n in ("06_x", "07_y")}
+    tags = {n: [c.metadata.get("tags", []) for c in nb.cells] for n, nb in staged.items()}
+    assert tags["07_y"][1] == [edition.PROVENANCE_TAG] and tags["07_y"][2] == [edition.SUPERSEDED_TAG]
+    assert "commit `cccccccccc`" in staged["07_y"].cells[2].source
+    assert [edition.SUPERSEDED_TAG] not in tags["06_x"] and len(staged["06_x"].cells) == 3
+
+    (results / "provenance.json").write_text(json.dumps({**whole, "date": "2026-11-28T00:00:00+00:00", "partial_runs": []}))
+    assert set(edition.superseded(record, repo)) == {"06_x", "07_y"}  # a newer whole run, not yet published
+    assert "chapters run again since" not in edition.summary_line("gpu", repo)  # no gpu edition: says so, nothing else
