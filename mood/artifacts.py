@@ -7,8 +7,8 @@ ever left behind.
 - :func:`fingerprint` / :func:`hash_ids`: what identifies an image set's content in a cache key.
 - :class:`Trained`, :func:`save_trained`, :func:`load_trained`: a backbone after a training stage.
 - :func:`save_table`, :func:`load_table`, :func:`save_results`: result tables (CSV / JSON).
-- :func:`provenance`, :func:`save_provenance`: what produced a results folder (commit, date,
-  device, versions, wall time per chapter); :func:`save_run_of_chapters` and
+- :func:`provenance`, :func:`save_provenance`, :func:`load_provenance`: what produced a results
+  folder (commit, date, device, versions, wall time per chapter); :func:`save_run_of_chapters` and
   :func:`record_partial_run` keep the record of a run of chapters 1..N beside those of chapters
   run alone (``partial_runs``).
 """
@@ -312,10 +312,9 @@ def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     folder's ``provenance.json`` under ``partial_runs``, one entry per chapter (a rerun replaces the
     chapter's entry), leaving the whole run's record as it was; a folder without one gets ``partial``'s
     own header (commit, date, device, ...) with no chapters and no training of a whole run."""
-    path = Path(results_dir) / "provenance.json"
-    record = (json.loads(path.read_text()) if path.exists() else
-              {**{k: v for k, v in partial.items() if k not in ("chapter_training", "run_training")},
-               "chapter_seconds": {}, "total_seconds": 0.0})
+    if (record := load_provenance(results_dir)) is None:
+        record = {**{k: v for k, v in partial.items() if k not in ("chapter_training", "run_training")},
+                  "chapter_seconds": {}, "total_seconds": 0.0}
     keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds", "chapter_training")
     record["partial_runs"] = (_other_partial_runs(record, partial["chapter_seconds"])
                               + [{k: partial[k] for k in keep if k in partial}])
@@ -331,9 +330,8 @@ def save_run_of_chapters(record: dict, results_dir: str | os.PathLike, whole_boo
     """Writes the :func:`provenance` of a run of record into ``results_dir``. A run of chapters 1..N
     (not ``whole_book``) keeps the folder's partial runs of the other chapters, whose tables it
     leaves in place; a whole-book run rewrote every table, so it keeps none."""
-    path = Path(results_dir) / "provenance.json"
-    if not whole_book and path.exists():
-        if runs := _other_partial_runs(json.loads(path.read_text()), record["chapter_seconds"]):
+    if not whole_book and (current := load_provenance(results_dir)) is not None:
+        if runs := _other_partial_runs(current, record["chapter_seconds"]):
             record = {**record, "partial_runs": runs}
     return save_provenance(record, results_dir)
 
@@ -342,11 +340,21 @@ def cached_training(results_dir: str | os.PathLike) -> dict | None:
     """The :func:`read_ledger` figures of the run recorded in ``results_dir`` (its provenance's
     ``run_training``) when that run loaded trained stages from the artifact cache, else None: a
     cold run, or no record."""
-    path = Path(results_dir) / "provenance.json"
-    run = json.loads(path.read_text()).get("run_training", {}) if path.exists() else {}
+    run = (load_provenance(results_dir) or {}).get("run_training", {})
     return run if run.get("cached runs") else None
+
+
+def provenance_path(results_dir: str | os.PathLike) -> Path:
+    """Where a results folder keeps its :func:`provenance`: ``results_dir/provenance.json``."""
+    return Path(results_dir) / "provenance.json"
+
+
+def load_provenance(results_dir: str | os.PathLike) -> dict | None:
+    """The record :func:`save_provenance` wrote into ``results_dir``, or None when there is none."""
+    path = provenance_path(results_dir)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def save_provenance(record: dict, results_dir: str | os.PathLike) -> Path:
     """Writes ``provenance.json`` into ``results_dir``."""
-    return atomic_write_text(Path(results_dir) / "provenance.json", json.dumps(record, indent=1) + "\n")
+    return atomic_write_text(provenance_path(results_dir), json.dumps(record, indent=1) + "\n")

@@ -24,7 +24,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mood.artifacts import atomic_write_text, git_output, training_note
+from mood.artifacts import atomic_write_text, git_output, load_provenance, provenance_path, training_note
 
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
@@ -75,10 +75,9 @@ def superseded(record: dict, root: Path) -> dict[str, dict]:
     ``results/<profile>/provenance.json`` holds a later run of them (a later whole run, or chapters
     run on their own since, its ``partial_runs``). Maps each chapter to that run's header
     (``commit``, ``date``); empty when the edition shows the results of record."""
-    prov = root / "results" / str(record.get("profile")) / "provenance.json"
-    if not prov.exists() or "date" not in record:
+    current = load_provenance(root / "results" / str(record.get("profile")))
+    if current is None or "date" not in record:
         return {}
-    current = json.loads(prov.read_text())
     published = _when(record["date"])
     newer: dict[str, dict] = {}
     for run in [current, *current.get("partial_runs", [])]:
@@ -118,10 +117,9 @@ def publish(profile: str, root: Path | None = None) -> Path:
 
     root = Path(root or book.REPO)
     results = root / "results" / profile
-    prov = results / "provenance.json"
-    if not prov.exists():
+    prov = provenance_path(results)
+    if (record := load_provenance(results)) is None:
         raise FileNotFoundError(f"{prov} is missing: run the whole book first (python -m mood book run --profile {profile})")
-    record = json.loads(prov.read_text())
     names = [src.stem for src in book.chapters(root / "notebooks")]
     missing = [n for n in names if not (root / book.CHAPTERS_DIR / f"{n}.ipynb").exists()]
     unrecorded = [n for n in names if n not in record.get("chapter_seconds", {})]
@@ -212,10 +210,10 @@ def write_status(root: Path, record: dict | None) -> Path:
     return atomic_write_text(root / STATUS_FILE, status(root, record))
 
 
-def stage(profile: str, root: Path) -> dict:
+def stage(profile: str, root: Path) -> None:
     """Puts the ``profile`` edition's notebooks in ``root/book/chapters`` (replacing what is there)
     and its note on the first page, executing nothing; a chapter run again since the edition
-    (:func:`superseded`) gets a warning after its provenance. Returns the edition's record."""
+    (:func:`superseded`) gets a warning after its provenance."""
     import nbformat
 
     from mood import book
@@ -240,7 +238,6 @@ def stage(profile: str, root: Path) -> dict:
         nb.cells.insert(at, superseded_cell(record["profile"], newer[src.stem]))
         nbformat.write(nb, chapters / src.name)
     write_status(root, record)
-    return record
 
 
 def render(profile: str, root: Path | None = None) -> Path:

@@ -8,14 +8,13 @@ trivial raw-pixel baseline where one was run. Otherwise the cell says why there 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from mood.artifacts import atomic_write_text, cached_training, load_table, training_note
+from mood.artifacts import atomic_write_text, cached_training, load_provenance, load_table, training_note
 from mood.metrics import per_set
 from mood.stats import beats_all, pair_label
 
@@ -227,12 +226,11 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
     root = Path(results_root)
     parts = []
     for prof in profiles:
-        head, prov = root / prof / "headline.csv", root / prof / "provenance.json"
+        head, record = root / prof / "headline.csv", load_provenance(root / prof)
         edition = f"  - {summary_line(prof, root.parent)}"
-        if not head.exists() or not prov.exists():
+        if not head.exists() or record is None:
             parts.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).\n{edition}")
             continue
-        record = json.loads(prov.read_text())
         table = pd.read_csv(head)
         whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own, listed below
         lines = [(f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
