@@ -307,6 +307,17 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: di
             **({"run_training": run_training} if run_training is not None else {})}
 
 
+def run_dates(record: dict) -> str:
+    """When a :func:`provenance` record's run happened, for a reader: its day, or, for a run of record
+    resumed in parts (``book run --resume``: its ``starts``), the first start to the end and the
+    number of parts."""
+    end = str(record["date"])[:10]
+    starts = record.get("starts", [])
+    if len(starts) < 2:
+        return end
+    return f"{str(starts[0])[:10]} to {end}, in {len(starts)} parts (`book run --resume`)"
+
+
 def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     """Adds a partial run's :func:`provenance` (``partial``: chapters run with ``--only``) to the
     folder's ``provenance.json`` under ``partial_runs``, one entry per chapter (a rerun replaces the

@@ -4,16 +4,23 @@
 py:percent) in order into ``book/chapters/NN_*.ipynb``; ``python -m mood book build`` does that and
 then renders ``_build/html`` with Jupyter Book 1 (execution off, warnings as errors). A failing
 chapter stops the run, names the notebook and cell, and keeps the partly executed notebook.
+
+A run of record (the whole book, or ``--until N``) keeps a journal of the chapters it finished
+(``book/chapters/.unfinished-run.json``, with their training ledgers): ``book run --resume`` goes on
+from the first chapter it did not finish, on the same machine and code, and the record says when
+each part of the run began. A run without ``--resume`` starts over.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +29,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 CHAPTERS_DIR = Path("book") / "chapters"
+JOURNAL = CHAPTERS_DIR / ".unfinished-run.json"  # a run of record in progress: the chapters it finished
+LEDGERS = CHAPTERS_DIR / ".ledgers"  # each chapter's training ledger (mood.artifacts.read_ledger)
 
 
 class NotebookFailed(RuntimeError):
@@ -88,8 +97,57 @@ def show_one_parameters_cell(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def code_fingerprint(notebooks: Path = NOTEBOOKS) -> str:
+    """sha256 over the chapter sources in ``notebooks`` and the modules of the ``mood`` package that
+    runs them (file names and contents): the code a chapter's output came from, committed or not."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for base, files in ((package, sorted(package.rglob("*.py"))), (notebooks, chapters(notebooks))):
+        for f in files:
+            digest.update(f"{f.relative_to(base)}\0".encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def open_journal(root: Path, key: dict, resume: bool) -> dict:
+    """The journal of the run about to start: with ``resume``, the unfinished run's journal in
+    ``root`` (its ``key``: profile, seed, chapters, code, device, torch, must be this run's), with
+    this start added; else a new one, and any earlier journal and ledgers are dropped.
+
+    Raises:
+        FileNotFoundError: ``resume`` and there is no unfinished run in ``root``.
+        ValueError: ``resume`` and the unfinished run's key differs, naming what differs.
+    """
+    from mood.artifacts import atomic_write_text
+
+    path = root / JOURNAL
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if not resume:
+        path.unlink(missing_ok=True)
+        shutil.rmtree(root / LEDGERS, ignore_errors=True)
+        return {**key, "starts": [now], "done": {}}
+    if not path.exists():
+        raise FileNotFoundError(f"--resume: no unfinished run of record in {root / CHAPTERS_DIR} (the last one "
+                                "finished, or none began there); run without --resume to start one")
+    journal = json.loads(path.read_text())
+    show = lambda k, v: f"{v[:10]}..." if k == "code" and v else repr(v)  # noqa: E731
+    if differs := [f"{k} ({show(k, journal.get(k))} there, {show(k, v)} now)" for k, v in key.items()
+                   if journal.get(k) != v]:
+        why = (" (code: the chapters or the mood package changed since it began, and its finished chapters "
+               "did not come from this code)" if journal.get("code") != key["code"] else "")
+        raise ValueError(f"--resume: the unfinished run in {path} differs in {', '.join(differs)}{why}; "
+                         "resume it as it began, or run without --resume to start over")
+    journal["starts"].append(now)
+    atomic_write_text(path, json.dumps(journal, indent=1) + "\n")
+    return journal
+
+
 def run(profile: str | None = None, root: Path = REPO, only: str | None = None, seed: int = 0,
-        notebooks: Path = NOTEBOOKS, until: int | None = None) -> pd.DataFrame:
+        notebooks: Path = NOTEBOOKS, until: int | None = None, resume: bool = False) -> pd.DataFrame:
     """Executes the chapters of ``notebooks`` at ``profile`` (default: ``MOOD_PROFILE``, else ``cpu``)
     into ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times.
 
@@ -98,33 +156,55 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
             provenance joins ``provenance.json`` under ``partial_runs``; the whole run's timings stay).
         until: run chapters 1..``until`` in order, a run of record of those chapters (``until=9``:
             the main book), with its timings, provenance and headline.
+        resume: go on with the unfinished run of record in ``root`` (same profile, seed, ``until``,
+            code, device and torch): its finished chapters, whose executed notebooks are as it wrote
+            them, are kept with their wall times; the others run. The record's ``starts`` lists when
+            each part began.
     """
-    from mood.artifacts import (LEDGER_ENV, provenance, read_ledger, record_partial_run, save_run_of_chapters,
-                                save_table, training_note)
+    import torch
+
+    from mood.artifacts import (LEDGER_ENV, atomic_write_text, device_name, provenance, read_ledger,
+                                record_partial_run, save_run_of_chapters, save_table, training_note)
     from mood.config import get_profile
     from mood.summary import save_headline
 
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
+    if resume and only:
+        raise ValueError("--resume goes on with a run of record (the whole book, or --until N); "
+                         "a run of --only chapters is not resumed: run it again")
+    key = {"profile": profile, "seed": seed, "until": until, "code": code_fingerprint(notebooks),
+           "device": device_name(), "torch": torch.__version__}
+    journal = open_journal(root, key, resume)
     os.environ.setdefault("MOOD_PROGRESS", "0")  # progress bars would fill the executed notebooks
     rows = []
-    with tempfile.TemporaryDirectory(prefix="mood-ledger-") as ledgers:
-        for src in chapters(notebooks):
-            if (only and only not in src.name) or (until is not None and int(src.name[:2]) > until):
-                continue
-            out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"
-            print(f"[book] {src.name} (profile {profile}) ...", file=sys.stderr, flush=True)
-            ledger = Path(ledgers) / f"{src.stem}.jsonl"  # the chapter's training stages append to it
-            os.environ[LEDGER_ENV] = str(ledger)
-            try:
-                seconds = execute(src, out, {"profile": profile, "seed": seed, "results_dir": f"results/{profile}"},
-                                  cwd=root)
-            finally:
-                os.environ.pop(LEDGER_ENV, None)
-            training = read_ledger(ledger)
-            note = training_note(training)
-            print(f"[book] {src.name} done in {seconds:.0f} s" + (f" ({note})" if note else ""), file=sys.stderr, flush=True)
-            rows.append({"chapter": src.stem, "seconds": round(seconds, 1), **training})
-        run_training = read_ledger(*sorted(Path(ledgers).glob("*.jsonl")))
+    for src in chapters(notebooks):
+        if (only and only not in src.name) or (until is not None and int(src.name[:2]) > until):
+            continue
+        out = root / CHAPTERS_DIR / f"{src.stem}.ipynb"
+        ledger = root / LEDGERS / f"{src.stem}.jsonl"  # the chapter's training stages append to it
+        done = journal["done"].get(src.stem)
+        if done and out.exists() and _sha256(out) == done["sha256"]:
+            print(f"[book] {src.name}: finished in an earlier part of this run ({done['seconds']:.0f} s)",
+                  file=sys.stderr, flush=True)
+            rows.append({"chapter": src.stem, "seconds": done["seconds"], **read_ledger(ledger)})
+            continue
+        print(f"[book] {src.name} (profile {profile}) ...", file=sys.stderr, flush=True)
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        ledger.unlink(missing_ok=True)  # an interrupted attempt's stages are in the cache now
+        os.environ[LEDGER_ENV] = str(ledger)
+        try:
+            seconds = execute(src, out, {"profile": profile, "seed": seed, "results_dir": f"results/{profile}"},
+                              cwd=root)
+        finally:
+            os.environ.pop(LEDGER_ENV, None)
+        training = read_ledger(ledger)
+        note = training_note(training)
+        print(f"[book] {src.name} done in {seconds:.0f} s" + (f" ({note})" if note else ""), file=sys.stderr, flush=True)
+        rows.append({"chapter": src.stem, "seconds": round(seconds, 1), **training})
+        if not only:
+            journal["done"][src.stem] = {"seconds": round(seconds, 1), "sha256": _sha256(out)}
+            atomic_write_text(root / JOURNAL, json.dumps(journal, indent=1) + "\n")
+    run_training = read_ledger(*(root / LEDGERS / f"{row['chapter']}.jsonl" for row in rows))
     timings = pd.DataFrame(rows)
 
     results = root / "results" / profile
@@ -135,9 +215,11 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
             save_headline(results, whole_book=head.exists() and "book_seconds" in set(pd.read_csv(head)["figure"]))
     else:
         save_table(timings.set_index("chapter"), results / "_timings.csv")
-        save_run_of_chapters(provenance(profile, timings.set_index("chapter"), root, run_training), results,
-                             whole_book=until is None)
+        record = provenance(profile, timings.set_index("chapter"), root, run_training)
+        save_run_of_chapters({**record, "starts": journal["starts"]}, results, whole_book=until is None)
         save_headline(results, whole_book=until is None)
+    (root / JOURNAL).unlink(missing_ok=True)
+    shutil.rmtree(root / LEDGERS, ignore_errors=True)
     return timings
 
 
@@ -156,11 +238,12 @@ def build_html(root: Path = REPO) -> Path:
     return root / "_build" / "html"
 
 
-def build(profile: str | None = None, root: Path = REPO, seed: int = 0) -> Path:
-    """:func:`run` then :func:`build_html` (the first page says the book was executed now)."""
+def build(profile: str | None = None, root: Path = REPO, seed: int = 0, resume: bool = False) -> Path:
+    """:func:`run` (``resume``: going on with an unfinished run) then :func:`build_html` (the first
+    page says the book was executed now)."""
     from mood.edition import write_status
 
-    run(profile, root, seed=seed)
+    run(profile, root, seed=seed, resume=resume)
     write_status(root, None)
     return build_html(root)
 

@@ -169,9 +169,10 @@ def _cmd_book(args: argparse.Namespace) -> int:
         return 0
     try:
         if args.action == "run":
-            print(book.run(args.profile, only=args.only, seed=args.seed, until=args.until).to_string(index=False))
+            print(book.run(args.profile, only=args.only, seed=args.seed, until=args.until,
+                           resume=args.resume).to_string(index=False))
         else:
-            print(f"book built: {book.build(args.profile, seed=args.seed)}/index.html")
+            print(f"book built: {book.build(args.profile, seed=args.seed, resume=args.resume)}/index.html")
     except book.NotebookFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--until", type=int, default=None,
                    help="run: chapters 1..N, a run of record of those (e.g. 9: the main book), with provenance")
     b.add_argument("--seed", type=int, default=0, help="seed passed to every chapter")
+    b.add_argument("--resume", action="store_true",
+                   help="run/build: go on with the unfinished run of record (whole book or --until) from the first "
+                        "chapter it did not finish, on the same machine and code")
     b.set_defaults(func=_cmd_book)
     helps = {"pretrain": "pretrain a backbone on the protocol's training images (cached)",
              "finetune": "pretrain (cached), then fine-tune on the ID labels",

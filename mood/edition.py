@@ -24,7 +24,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mood.artifacts import atomic_write_text, git_output, load_provenance, provenance_path, training_note
+from mood.artifacts import (atomic_write_text, git_output, load_provenance, provenance_path, run_dates,
+                            training_note)
 
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
@@ -59,7 +60,7 @@ def provenance_cell(record: dict, chapter: str):
     ran = f"; this chapter ran {seconds:,.0f} s" if seconds is not None else ""
     ran += f" ({training})" if seconds is not None and training else ""
     text = (f":::{{note}}\n**Edition** `{record['profile']}` — executed from commit `{str(record['commit'])[:10]}` "
-            f"on {str(record['date'])[:10]}, {record['device']}, torch {record['torch']}{ran}. "
+            f"on {run_dates(record)}, {record['device']}, torch {record['torch']}{ran}. "
             f"The numbers below are that run's; `python -m mood book run --profile {record['profile']}` "
             f"recomputes them.\n:::")
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": [PROVENANCE_TAG]})

@@ -14,7 +14,8 @@ from typing import Callable
 
 import pandas as pd
 
-from mood.artifacts import atomic_write_text, cached_training, load_provenance, load_table, training_note
+from mood.artifacts import (atomic_write_text, cached_training, load_provenance, load_table, run_dates,
+                            training_note)
 from mood.metrics import per_set
 from mood.stats import beats_all, pair_label
 
@@ -233,7 +234,7 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
             continue
         table = pd.read_csv(head)
         whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own, listed below
-        lines = [(f"- `{prof}`: commit `{record['commit'][:10]}`, {record['date'][:10]}, {record['device']}, "
+        lines = [(f"- `{prof}`: commit `{record['commit'][:10]}`, {run_dates(record)}, {record['device']}, "
                   f"torch {record['torch']} (`results/{prof}/`):" if whole else
                   f"- `{prof}`: no whole-book run of record yet; the chapters below ran on their own "
                   f"(`results/{prof}/`, torch {record['torch']}):"),

@@ -197,6 +197,60 @@ def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> 
     assert "partial_runs" not in json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
 
 
+def test_an_interrupted_run_of_record_resumes_from_the_first_chapter_it_did_not_finish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mood.artifacts import run_dates
+
+    src, log = tmp_path / "notebooks", tmp_path / "executed.txt"
+    src.mkdir()
+    head = '# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nimport json, os\n'
+    for name in ("01_a", "02_b", "03_c"):
+        (src / f"{name}.py").write_text(head + f"open({str(log)!r}, 'a').write('{name}\\n')\n")
+    with (src / "01_a.py").open("a") as f:  # chapter 1 trains a stage: the record counts it after the resume
+        f.write('open(os.environ["MOOD_LEDGER"], "a").write(json.dumps({"run": "pretrain/x", "cached": False, '
+                '"seconds": 5.0}) + "\\n")\n')
+    with (src / "02_b.py").open("a") as f:  # the session ends during chapter 2
+        f.write("if os.environ.get('STOP_IN_B'):\n    raise KeyboardInterrupt('session over')\n")
+    monkeypatch.setenv("STOP_IN_B", "1")
+    with pytest.raises(book.NotebookFailed):
+        book.run("smoke", root=tmp_path, notebooks=src)
+    journal = json.loads((tmp_path / book.JOURNAL).read_text())
+    assert set(journal["done"]) == {"01_a"} and not (tmp_path / "results" / "smoke" / "provenance.json").exists()
+    with pytest.raises(ValueError, match=r"seed \(0 there, 1 now\)"):
+        book.run("smoke", root=tmp_path, notebooks=src, seed=1, resume=True)
+    with pytest.raises(ValueError, match="not resumed"):
+        book.run("smoke", root=tmp_path, notebooks=src, only="02", resume=True)
+    assert not (tmp_path / "results" / "smoke").exists()  # refused before any chapter ran
+
+    monkeypatch.delenv("STOP_IN_B")
+    timings = book.run("smoke", root=tmp_path, notebooks=src, resume=True)
+    assert log.read_text().split() == ["01_a", "02_b", "02_b", "03_c"]  # chapter 1 did not run again
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert record["chapter_seconds"]["01_a"] == journal["done"]["01_a"]["seconds"] == timings["seconds"].iloc[0]
+    assert set(record["chapter_seconds"]) == {"01_a", "02_b", "03_c"} and len(record["starts"]) == 2
+    assert record["run_training"]["trained runs"] == 1 and record["chapter_training"]["01_a"]["trained s"] == 5.0
+    assert run_dates(record).endswith("in 2 parts (`book run --resume`)")
+    assert not (tmp_path / book.JOURNAL).exists() and not (tmp_path / book.LEDGERS).exists()
+    with pytest.raises(FileNotFoundError, match="no unfinished run"):
+        book.run("smoke", root=tmp_path, notebooks=src, resume=True)
+
+    monkeypatch.setenv("STOP_IN_B", "1")
+    with pytest.raises(book.NotebookFailed):
+        book.run("smoke", root=tmp_path, notebooks=src)
+    (tmp_path / book.CHAPTERS_DIR / "01_a.ipynb").write_text("{}")  # not the notebook the run wrote ...
+    monkeypatch.delenv("STOP_IN_B")
+    book.run("smoke", root=tmp_path, notebooks=src, resume=True)
+    assert log.read_text().split()[4:] == ["01_a", "02_b", "01_a", "02_b", "03_c"]  # ... so it runs again
+
+    monkeypatch.setenv("STOP_IN_B", "1")
+    with pytest.raises(book.NotebookFailed):
+        book.run("smoke", root=tmp_path, notebooks=src)
+    with (src / "03_c.py").open("a") as f:
+        f.write("y = 2\n")
+    with pytest.raises(ValueError, match=r"differs in code .* did not come from this code"):
+        book.run("smoke", root=tmp_path, notebooks=src, resume=True)
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
