@@ -169,7 +169,7 @@ def summary_line(profile: str, root: Path) -> str:
     record = json.loads((folder / "edition.json").read_text())
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     line = (f"published edition `{EDITION_DIR.as_posix()}/{profile}/` from commit `{str(record['commit'])[:10]}`, "
-            f"{str(record['date'])[:10]}, {size / 1e6:.1f} MB (`PROFILE={profile} make edition` renders it, executing nothing)")
+            f"{run_dates(record)}, {size / 1e6:.1f} MB (`PROFILE={profile} make edition` renders it, executing nothing)")
     if newer := superseded({"profile": profile, **record}, root):
         line += f"; chapters run again since, whose results of record above it does not show: {_runs_since(newer)}"
     return line
@@ -187,7 +187,7 @@ def status(root: Path, record: dict | None) -> str:
              f"record (`results/{record['profile']}/`, the README) are newer than the numbers in those chapters "
              f"here, and each of them says so at its top.\n:::\n") if newer else ""
     lead = (f":::{{note}}\nThis is the published `{record['profile']}` edition: executed from commit `{commit[:10]}` "
-            f"on {str(record['date'])[:10]} ({record['device']}), rendered from commit `{(head or 'unknown')[:10]}` "
+            f"on {run_dates(record)} ({record['device']}), rendered from commit `{(head or 'unknown')[:10]}` "
             f"without executing anything.")
     changed = git_output("diff", "--name-only", commit, "--", *WATCHED, cwd=root) if commit else None
     if changed is None:

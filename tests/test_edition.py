@@ -72,6 +72,14 @@ def test_each_chapter_opens_with_its_time_and_the_training_it_loaded_from_the_ca
     assert "cache" not in edition.provenance_cell(_record("b" * 40), "06_x").source  # an older record has no ledger
 
 
+def test_a_run_resumed_in_parts_says_when_it_began_and_in_how_many_parts(repo: Path) -> None:
+    resumed = {**_record(_git(repo, "rev-parse", "HEAD")), "starts": ["2026-11-24T10:00:00", "2026-11-25T09:00:00"]}
+    for text in (edition.provenance_cell(resumed, "06_x").source, edition.status(repo, resumed)):
+        assert "on 2026-11-24 to 2026-11-26, in 2 parts (`book run --resume`)" in text
+    one = {**_record("a" * 40), "starts": ["2026-11-26T00:00:00"]}  # a run in one go: its day
+    assert "on 2026-11-26, a CPU" in edition.provenance_cell(one, "06_x").source
+
+
 def _notebook(path: Path, record: dict) -> None:
     import nbformat
 
