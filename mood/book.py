@@ -137,8 +137,8 @@ def open_journal(root: Path, key: dict, resume: bool) -> dict:
     show = lambda k, v: f"{v[:10]}..." if k == "code" and v else repr(v)  # noqa: E731
     if differs := [f"{k} ({show(k, journal.get(k))} there, {show(k, v)} now)" for k, v in key.items()
                    if journal.get(k) != v]:
-        why = (" (code: the chapters or the mood package changed since it began, and its finished chapters "
-               "did not come from this code)" if journal.get("code") != key["code"] else "")
+        why = ("; the chapters or the mood package changed since it began, so its finished chapters did not "
+               "come from this code" if journal.get("code") != key["code"] else "")
         raise ValueError(f"--resume: the unfinished run in {path} differs in {', '.join(differs)}{why}; "
                          "resume it as it began, or run without --resume to start over")
     journal["starts"].append(now)
