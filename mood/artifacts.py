@@ -279,6 +279,13 @@ def training_note(t: dict | None) -> str:
     return "; ".join(parts)
 
 
+def utc_now() -> str:
+    """Now, in UTC, to the second (ISO 8601): the time stamp of every record."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: dict | None = None) -> dict:
     """What produced a run's results: the commit (and whether the tree had changes), the date,
     the profile, the device, the versions, and the wall time of each chapter (``timings``:
@@ -297,7 +304,7 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: di
     commit = stated or git_output("rev-parse", "HEAD", cwd=repo) or "unknown"
     return {"commit": commit,
             "code_changed_since_commit": bool(status),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": utc_now(),
             "profile": profile, "device": device_name(), "torch": torch.__version__,
             "python": platform.python_version(),
             "chapter_seconds": {str(k): float(v) for k, v in timings["seconds"].items()},

@@ -13,7 +13,6 @@ each part of the run began. A run without ``--resume`` starts over.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -122,10 +121,10 @@ def open_journal(root: Path, key: dict, resume: bool) -> dict:
         FileNotFoundError: ``resume`` and there is no unfinished run in ``root``.
         ValueError: ``resume`` and the unfinished run's key differs, naming what differs.
     """
-    from mood.artifacts import atomic_write_text
+    from mood.artifacts import utc_now
 
     path = root / JOURNAL
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = utc_now()
     if not resume:
         path.unlink(missing_ok=True)
         shutil.rmtree(root / LEDGERS, ignore_errors=True)
@@ -142,8 +141,16 @@ def open_journal(root: Path, key: dict, resume: bool) -> dict:
         raise ValueError(f"--resume: the unfinished run in {path} differs in {', '.join(differs)}{why}; "
                          "resume it as it began, or run without --resume to start over")
     journal["starts"].append(now)
-    atomic_write_text(path, json.dumps(journal, indent=1) + "\n")
+    save_journal(root, journal)
     return journal
+
+
+def save_journal(root: Path, journal: dict) -> None:
+    """Writes the :func:`open_journal` record into ``root`` (atomically: a run cut short mid-write
+    leaves the last one)."""
+    from mood.artifacts import atomic_write_text
+
+    atomic_write_text(root / JOURNAL, json.dumps(journal, indent=1) + "\n")
 
 
 def run(profile: str | None = None, root: Path = REPO, only: str | None = None, seed: int = 0,
@@ -163,7 +170,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     """
     import torch
 
-    from mood.artifacts import (LEDGER_ENV, atomic_write_text, device_name, provenance, read_ledger,
+    from mood.artifacts import (LEDGER_ENV, device_name, provenance, read_ledger,
                                 record_partial_run, save_run_of_chapters, save_table, training_note)
     from mood.config import get_profile
     from mood.summary import save_headline
@@ -203,7 +210,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         rows.append({"chapter": src.stem, "seconds": round(seconds, 1), **training})
         if not only:
             journal["done"][src.stem] = {"seconds": round(seconds, 1), "sha256": _sha256(out)}
-            atomic_write_text(root / JOURNAL, json.dumps(journal, indent=1) + "\n")
+            save_journal(root, journal)
     run_training = read_ledger(*(root / LEDGERS / f"{row['chapter']}.jsonl" for row in rows))
     timings = pd.DataFrame(rows)
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mood.artifacts import (atomic_write_text, git_output, load_provenance, provenance_path, run_dates,
-                            training_note)
+                            training_note, utc_now)
 
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
@@ -145,7 +145,7 @@ def publish(profile: str, root: Path | None = None) -> Path:
         nbformat.write(nb, staging / f"{name}.ipynb")
     for table in sorted(results.glob("*.csv")) + [prov]:
         shutil.copy2(table, staging / "results" / table.name)
-    edition = {**record, "chapters": names, "published": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    edition = {**record, "chapters": names, "published": utc_now()}
     (staging / "edition.json").write_text(json.dumps(edition, indent=1) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
