@@ -8,6 +8,8 @@ on several features side by side (:func:`mood.pipeline.feature_table`). Writes i
 t-interval), ``<name>_features.csv`` and ``<name>_seeds.json`` (code, device, software, times).
 
     python benchmarks/seed_probe.py --profile gpu --out benchmarks/results --name gpu_multi_class
+    python benchmarks/seed_probe.py --profile gpu --set pretrain.batch_size=2048 pretrain.compile=true \
+        --out benchmarks/results --name gpu_b2048   # a candidate setting, against the profile's own
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import timm
 import torch
 
 from mood.artifacts import device_name, git_output
-from mood.config import get_profile
+from mood.config import StageOverrides, get_profile
 from mood.pipeline import feature_table, run_seeds, seed_table, training_sample
 from mood.stats import seed_summary
 
@@ -31,11 +33,14 @@ def main() -> None:
     ap.add_argument("--profile", default="gpu")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: the profile's)")
     ap.add_argument("--pools", nargs="+", default=["mood", "mean", "blocks"], help="features of the side-by-side table")
+    ap.add_argument("--set", nargs="+", default=[], metavar="STAGE.FIELD=VALUE",
+                    help="change the profile's stage settings, e.g. pretrain.batch_size=2048 finetune.compile=true")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default="multi_class")
     args = ap.parse_args()
     t0 = time.time()
-    prof = get_profile(args.profile)
+    changes = StageOverrides.parse(args.set)  # checked before any data is loaded
+    prof = changes.apply(get_profile(args.profile))
     args.out.mkdir(parents=True, exist_ok=True)
     runs = run_seeds("multi-class", prof, tuple(args.seeds) if args.seeds else None)
     per_seed = seed_table(runs)
@@ -45,7 +50,7 @@ def main() -> None:
     feature_table(first.finetuned, first.protocol, first.profile, tuple(args.pools), ("mahalanobis", "knn"),
                   train=training_sample(first.protocol.train, first.profile.finetune)
                   ).to_csv(args.out / f"{args.name}_features.csv")
-    info = {"profile": args.profile, "code": git_output("rev-parse", "HEAD", cwd=Path(__file__).parent),
+    info = {"profile": args.profile, "settings": args.set, "code": git_output("rev-parse", "HEAD", cwd=Path(__file__).parent),
             "date": time.strftime("%Y-%m-%d"), "device": device_name(),
             "software": f"torch {torch.__version__} timm {timm.__version__}",
             "timings_s": {s: {k: round(v, 1) for k, v in r.timings.items()} for s, r in runs.items()},

@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mood.data import ImageFormat
 from mood.engine import TrainConfig
@@ -255,6 +256,27 @@ class StageOverrides:
     def __post_init__(self) -> None:
         for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig), ("eval", EvalConfig)):
             check_changes(cls, getattr(self, stage), where=f"StageOverrides.{stage}")
+
+    @classmethod
+    def parse(cls, settings: Sequence[str]) -> "StageOverrides":
+        """Overrides from command-line settings ``stage.field=value`` (e.g. ``pretrain.batch_size=2048``,
+        ``finetune.compile=true``); a value is a Python literal (``true``/``false``/``none`` spelled
+        either way) or else a string, and is checked against the field's type."""
+        stages: dict[str, dict[str, Any]] = {"pretrain": {}, "finetune": {}, "eval": {}}
+        for text in settings:
+            key, sep, raw = text.partition("=")
+            stage, dot, name = key.strip().partition(".")
+            if not sep or not dot or stage not in stages or not name:
+                raise ValueError(f"setting {text!r}: write stage.field=value with stage one of "
+                                 f"{', '.join(stages)}, e.g. pretrain.batch_size=2048")
+            raw = raw.strip()
+            literal = {"true": "True", "false": "False", "none": "None"}.get(raw.lower(), raw)
+            try:
+                value = ast.literal_eval(literal)
+            except (ValueError, SyntaxError):
+                value = raw
+            stages[stage][name] = value
+        return cls(**stages)
 
     def apply(self, prof: "Profile") -> "Profile":
         """A copy of ``prof`` with these changes made."""

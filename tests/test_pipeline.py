@@ -100,6 +100,14 @@ def test_profiles_and_overrides() -> None:
         StageOverrides(pretrain={"max_image": 10})
     with pytest.raises(ValueError, match=r"EvalConfig.n_ood must be int \| None, got 2.5"):
         StageOverrides(eval={"n_ood": 2.5})
+    cli = StageOverrides.parse(["pretrain.batch_size=2048", "pretrain.compile=true", "finetune.lr=1e-3",
+                                "eval.pool=mean", "eval.n_ood=None"]).apply(get_profile("gpu"))
+    assert (cli.pretrain.batch_size, cli.pretrain.compile, cli.finetune.lr) == (2048, True, 1e-3)
+    assert (cli.eval.pool, cli.eval.n_ood, cli.finetune.batch_size) == ("mean", None, get_profile("gpu").finetune.batch_size)
+    with pytest.raises(ValueError, match=r"PretrainConfig.batch_size must be int, got 2.5"):
+        StageOverrides.parse(["pretrain.batch_size=2.5"])
+    with pytest.raises(ValueError, match="write stage.field=value with stage one of pretrain, finetune, eval"):
+        StageOverrides.parse(["model.name=vit"])
     cpu = get_profile("cpu")
     one, multi = make_protocol("one-class:2"), make_protocol("multi-class", ood=("gaussian",), n_ood=10)
     assert (one.kind, multi.kind) == ("one-class", "multi-class")
