@@ -22,7 +22,7 @@ from pathlib import Path
 import timm
 import torch
 
-from mood.artifacts import device_name, git_output
+from mood.artifacts import code_commit, device_name
 from mood.config import StageOverrides, get_profile
 from mood.pipeline import feature_table, run_seeds, seed_table, training_sample
 from mood.stats import seed_summary
@@ -50,7 +50,7 @@ def main() -> None:
     feature_table(first.finetuned, first.protocol, first.profile, tuple(args.pools), ("mahalanobis", "knn"),
                   train=training_sample(first.protocol.train, first.profile.finetune)
                   ).to_csv(args.out / f"{args.name}_features.csv")
-    info = {"profile": args.profile, "settings": args.set, "code": git_output("rev-parse", "HEAD", cwd=Path(__file__).parent),
+    info = {"profile": args.profile, "settings": args.set, "code": code_commit(Path(__file__).parents[1])[0],
             "date": time.strftime("%Y-%m-%d"), "device": device_name(),
             "software": f"torch {torch.__version__} timm {timm.__version__}",
             "timings_s": {s: {k: round(v, 1) for k, v in r.timings.items()} for s, r in runs.items()},

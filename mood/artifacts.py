@@ -286,6 +286,19 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def code_commit(repo: Path) -> tuple[str, bool]:
+    """The commit whose code runs in ``repo`` ("unknown" without git) and whether ``mood/`` or
+    ``notebooks/`` differ from it. A copy of the tree whose git history is missing or another
+    commit's (a device machine is sent the session's first checkout beside the current files; an
+    unpacked archive) names the commit whose tree it is in ``MOOD_COMMIT``: that wins, and the copy
+    is taken to be that commit's tree."""
+    stated = os.environ.get("MOOD_COMMIT")
+    if stated:
+        return stated, False
+    status = git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
+    return git_output("rev-parse", "HEAD", cwd=repo) or "unknown", bool(status)
+
+
 def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: dict | None = None) -> dict:
     """What produced a run's results: the commit (and whether the tree had changes), the date,
     the profile, the device, the versions, and the wall time of each chapter (``timings``:
@@ -296,14 +309,9 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: di
     import datetime
     import platform
 
-    # A copy of the tree whose git history is missing or another commit's (a device machine is sent the
-    # session's first checkout beside the current files; an unpacked archive) names the commit whose
-    # tree it is in MOOD_COMMIT: that wins, and the copy is taken to be that commit's tree.
-    stated = os.environ.get("MOOD_COMMIT")
-    status = None if stated else git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
-    commit = stated or git_output("rev-parse", "HEAD", cwd=repo) or "unknown"
+    commit, changed = code_commit(repo)
     return {"commit": commit,
-            "code_changed_since_commit": bool(status),
+            "code_changed_since_commit": changed,
             "date": utc_now(),
             "profile": profile, "device": device_name(), "torch": torch.__version__,
             "python": platform.python_version(),
