@@ -306,7 +306,6 @@ def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: di
     training each chapter ran or loaded from the cache (``chapter_training``), and ``run_training``
     (:func:`read_ledger` over the whole run: a stage one chapter trains and another loads counts
     as trained)."""
-    import datetime
     import platform
 
     commit, changed = code_commit(repo)
