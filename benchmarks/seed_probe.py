@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     changes = StageOverrides.parse(args.set)  # checked before any data is loaded
-    prof = changes.apply(get_profile(args.profile))
+    prof = get_profile(args.profile).with_changes(changes)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = run_seeds("multi-class", prof, tuple(args.seeds) if args.seeds else None)
     per_seed = seed_table(runs)

@@ -6,6 +6,7 @@ Examples::
     python -m mood run --protocol multi-class            # pretrain -> fine-tune -> Mahalanobis
     python -m mood run --protocol one-class:all --profile smoke --out results/smoke/one_class.csv
     python -m mood pretrain --protocol multi-class --pretext mae --seed 1
+    python -m mood run --protocol one-class:0 --set pretrain.batch_size=512 --set finetune.lr=1e-3
     python -m mood unleash --model cnn_dense --seed 1 --noise 0.2   # Unleashing Mask: stages, UM, UMAP, verdict
 """
 
@@ -47,26 +48,28 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace):
     """The profile with the command line's overrides, every one checked (names and values) before
-    any data is loaded or any model trained."""
+    any data is loaded or any model trained. Stage settings (the epoch, pool, device flags and
+    ``--set stage.field=value``) win over the profile's one-class overrides too: what a command asks
+    for holds whatever the protocol."""
     from dataclasses import replace
 
-    from mood.config import get_profile, override
+    from mood.config import StageOverrides, get_profile
 
     prof = get_profile(args.profile).with_seed(args.seed)
     if getattr(args, "model", None) or getattr(args, "pretrained", None):
         prof.model = replace(prof.model, name=args.model or prof.model.name, pretrained=args.pretrained)
-    if getattr(args, "pool", None):
-        prof.eval = override(prof.eval, pool=args.pool)
     if getattr(args, "img_size", None) is not None:
         prof = replace(prof, img_size=args.img_size)
-    pre = {k: v for k, v in (("pretext", args.pretext), ("epochs", args.pretrain_epochs)) if v is not None}
-    prof.pretrain = override(prof.pretrain, **pre)
-    if getattr(args, "finetune_epochs", None) is not None:
-        prof.finetune = override(prof.finetune, epochs=args.finetune_epochs)
-    if args.device:
-        prof.pretrain = override(prof.pretrain, device=args.device)
-        prof.finetune = override(prof.finetune, device=args.device)
-    return prof
+    device = {"device": args.device} if args.device else {}
+    flags = StageOverrides(
+        pretrain={k: v for k, v in (("pretext", args.pretext), ("epochs", args.pretrain_epochs)) if v is not None} | device,
+        finetune=({"epochs": args.finetune_epochs} if getattr(args, "finetune_epochs", None) is not None else {}) | device,
+        eval={"pool": args.pool} if getattr(args, "pool", None) else {})
+    settings = StageOverrides.parse(args.set or [])
+    twice = sorted(flags.settings() & settings.settings())
+    if twice:
+        raise ValueError(f"{', '.join(twice)} set both by a flag and by --set: give each setting once")
+    return prof.with_changes(flags.then(settings))
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -231,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--pool", default=None, help=f"the scored feature: {', '.join(POOLS)} (default: the profile's)")
             s.add_argument("--out", default=None, help="save the results table here (.csv or .json)")
         s.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+        s.add_argument("--set", action="append", default=None, metavar="STAGE.FIELD=VALUE",
+                       help="change any stage setting of the profile, e.g. --set pretrain.batch_size=512 "
+                            "--set finetune.lr=1e-3 (repeatable; stage: pretrain, finetune or eval; checked against "
+                            "the field's type)")
         s.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
         s.set_defaults(func=_cmd_stage)
     text = "Unleashing Mask: train from scratch keeping every epoch, estimate the loss floor, UM, UMAP, control"

@@ -238,6 +238,9 @@ def override(cfg, **changes):
     return replace(cfg, **check_changes(type(cfg), changes))
 
 
+STAGES = ("pretrain", "finetune", "eval")  # the stages a StageOverrides changes, as its fields are named
+
+
 @dataclass(frozen=True)
 class StageOverrides:
     """Changes to the stage configurations for one kind of run (the one-class protocols, the
@@ -262,7 +265,7 @@ class StageOverrides:
         """Overrides from command-line settings ``stage.field=value`` (e.g. ``pretrain.batch_size=2048``,
         ``finetune.compile=true``); a value is a Python literal (``true``/``false``/``none`` spelled
         either way) or else a string, and is checked against the field's type."""
-        stages: dict[str, dict[str, Any]] = {"pretrain": {}, "finetune": {}, "eval": {}}
+        stages: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
         for text in settings:
             key, sep, raw = text.partition("=")
             stage, dot, name = key.strip().partition(".")
@@ -277,6 +280,14 @@ class StageOverrides:
                 value = raw
             stages[stage][name] = value
         return cls(**stages)
+
+    def then(self, later: "StageOverrides") -> "StageOverrides":
+        """These changes followed by ``later``'s: a field both set takes ``later``'s value."""
+        return StageOverrides(**{stage: {**getattr(self, stage), **getattr(later, stage)} for stage in STAGES})
+
+    def settings(self) -> set[str]:
+        """The fields these changes set, as ``stage.field``."""
+        return {f"{stage}.{name}" for stage in STAGES for name in getattr(self, stage)}
 
     def apply(self, prof: "Profile") -> "Profile":
         """A copy of ``prof`` with these changes made."""
@@ -351,6 +362,13 @@ class Profile:
     def at_ablation_scale(self, seed: int = 0) -> "Profile":
         """This profile at its ablation scale (``ablation`` overrides win over per-protocol ones), with ``seed``."""
         return self.ablation.apply(self.with_seed(seed))
+
+    def with_changes(self, changes: StageOverrides) -> "Profile":
+        """This profile with ``changes`` made to its stages and winning over its one-class and ablation
+        overrides: a setting asked for (on the command line, say) holds whatever the protocol's kind."""
+        p = changes.apply(self)
+        p.one_class, p.ablation = self.one_class.then(changes), self.ablation.then(changes)
+        return p
 
     def with_seed(self, seed: int) -> "Profile":
         p = copy.deepcopy(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -124,6 +125,29 @@ def test_profiles_and_overrides() -> None:
         replace(cpu, baseline_seeds=4)
     with pytest.raises(ValueError, match="ablation_protocols must name at least one protocol"):
         replace(cpu, ablation_protocols=())
+
+
+def test_command_line_settings_hold_for_every_protocol_kind(tmp_path: Path, capsys) -> None:
+    from mood.cli import _profile, build_parser, main
+    from mood.pipeline import setup
+
+    cpu = get_profile("cpu")
+    args = build_parser().parse_args(["run", "--profile", "cpu", "--protocol", "one-class:0", "--pretrain-epochs", "3",
+                                      "--set", "finetune.batch_size=64", "--set", "eval.pool=mean"])
+    for name in ("one-class:0", "multi-class"):  # the one-class overrides set both epochs and batch size
+        _, prof = setup(name, _profile(args))
+        assert (prof.pretrain.epochs, prof.finetune.batch_size, prof.eval.pool) == (3, 64, "mean"), name
+    _, prof = setup("one-class:0", _profile(args))
+    assert prof.finetune.label_smoothing == cpu.one_class.finetune["label_smoothing"]  # the rest still holds
+    assert _profile(args).at_ablation_scale().pretrain.epochs == 3 != cpu.at_ablation_scale().pretrain.epochs
+    artifacts = tmp_path / "a"
+    for argv, message in ((["--pretrain-epochs", "3", "--set", "pretrain.epochs=4"],
+                           "pretrain.epochs set both by a flag and by --set"),
+                          (["--set", "pretrain.batchsize=4"], r"PretrainConfig has no field\(s\) \['batchsize'\]"),
+                          (["--set", "finetune.epochs=0"], "epochs must be > 0, got 0")):
+        assert main(["run", "--profile", "smoke", "--artifacts", str(artifacts), *argv]) == 2
+        assert re.search(message, capsys.readouterr().err), argv
+    assert not artifacts.exists()  # refused before any work
 
 
 def test_cli_run_writes_a_table(tmp_path: Path) -> None:

@@ -86,3 +86,16 @@ def test_the_scaling_commands_parse_as_written() -> None:
         assert ns.command == "run" and expand(ns.protocol)
         _profile(ns)  # every override checked, as the command does before any work
     assert {a[a.index("--protocol") + 1] for a in mood_args} >= {"cifar10", "cifar100-near", "cifar10-one-class:all"}
+
+
+def test_the_command_line_examples_parse_as_written() -> None:
+    import shlex
+
+    from mood.cli import _profile, build_parser
+
+    section = README[README.index("## Command line"):README.index("## Scoring your own backbone")]
+    stages = [shlex.split(line.split("#")[0])[3:] for line in section.splitlines()
+              if re.match(r"python -m mood (pretrain|finetune|evaluate|run) --(?!help)", line)]
+    assert len(stages) == 4 and any("--set" in args for args in stages)
+    for args in stages:
+        _profile(build_parser().parse_args(args))  # every override checked, as the command does
