@@ -361,7 +361,7 @@ class Profile:
 
     def at_ablation_scale(self, seed: int = 0) -> "Profile":
         """This profile at its ablation scale (``ablation`` overrides win over per-protocol ones), with ``seed``."""
-        return self.ablation.apply(self.with_seed(seed))
+        return self.with_seed(seed).with_changes(self.ablation)
 
     def with_changes(self, changes: StageOverrides) -> "Profile":
         """This profile with ``changes`` made to its stages and winning over its one-class and ablation

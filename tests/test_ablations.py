@@ -19,6 +19,9 @@ def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
     prof = get_profile("smoke").at_ablation_scale(seed=3)
     assert prof.pretrain.seed == prof.finetune.seed == 3
     assert prof.pretrain.max_images == prof.ablation.pretrain["max_images"]
+    _, one = setup("one-class:0", prof)  # the ablation scale wins over the one-class overrides (both set these)
+    assert (one.pretrain.max_images, one.eval.max_test) == (prof.ablation.pretrain["max_images"], prof.ablation.eval["max_test"])
+    assert one.pretrain.max_images != get_profile("smoke").one_class.pretrain["max_images"]
     v = Variant("x", pretext="simmim", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="block",
                 pretrain_epochs=4, pool="cls", normalize=True)
     p = configure(prof, v)
