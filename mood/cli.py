@@ -127,14 +127,14 @@ def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: 
 def _cmd_unleash(args: argparse.Namespace) -> int:
     """Unleashing Mask for each backbone and seed: per-epoch curve, the method x score table, the verdict."""
     from mood.artifacts import Cache
-    from mood.config import get_profile
+    from mood.config import get_profile, override
     from mood.protocols import parse_protocol
     from mood.unleash import run_study, summarize
 
     parse_protocol(args.protocol)
     prof = get_profile(args.profile)
-    if args.floor is not None:
-        prof.unleash.floor = args.floor
+    if args.floor is not None:  # checked here: tune() would refuse it only after every stage had trained
+        prof.unleash = override(prof.unleash, floor=args.floor)
     study = run_study(prof, args.model, args.seed, protocol=args.protocol, cache=Cache(args.artifacts),
                       noise=tuple(args.noise) if args.noise else None)
     with pd.option_context("display.width", 200, "display.max_columns", 30):

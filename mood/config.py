@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import os
 import types
 import typing
@@ -184,6 +185,9 @@ class UnleashConfig:
                 raise ValueError(f"UnleashConfig.noise: rates must lie in [0, 1), got {rate}")
         if not self.noise:
             raise ValueError("UnleashConfig.noise: give at least one condition (0.0 = clean labels)")
+        if self.floor is not None and not (math.isfinite(self.floor) and self.floor >= 0):
+            raise ValueError(f"UnleashConfig.floor: the loss floor b must be a finite number >= 0 (or None to estimate "
+                             f"it), got {self.floor!r}")
         if any(s <= 0 for s in self.floor_scales):
             raise ValueError(f"UnleashConfig.floor_scales must be > 0, got {self.floor_scales}")
         if self.val_id < 1 or self.val_ood < 1:

@@ -223,6 +223,15 @@ def test_effect_against_another_method_and_bad_names() -> None:
         effect(runs, method="+UMAP")
 
 
+def test_cli_unleash_refuses_a_bad_floor_before_training(tmp_path: Path, capsys) -> None:
+    from mood.cli import main
+
+    for floor in ("-0.5", "nan"):
+        assert main(["unleash", "--profile", "smoke", "--floor", floor, "--artifacts", str(tmp_path / "a")]) == 2
+        assert "UnleashConfig.floor: the loss floor b must be a finite number >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("require_fmnist")
 def test_cli_unleash_on_fashion_mnist(tmp_path: Path) -> None:
