@@ -334,29 +334,54 @@ def run_dates(record: dict) -> str:
 
 def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     """Adds a partial run's :func:`provenance` (``partial``: chapters run with ``--only``) to the
-    folder's ``provenance.json`` under ``partial_runs``, one entry per chapter (a rerun replaces the
-    chapter's entry), leaving the whole run's record as it was; a folder without one gets ``partial``'s
-    own header (commit, date, device, ...) with no chapters and no training of a whole run."""
+    folder's ``provenance.json`` under ``partial_runs``, one entry per partial run (a rerun of a
+    chapter takes it out of the entry that ran it before), leaving the whole run's record as it was;
+    a folder without one gets ``partial``'s own header (commit, date, device, ...) with no chapters and
+    no training of a whole run."""
     if (record := load_provenance(results_dir)) is None:
         record = {**{k: v for k, v in partial.items() if k not in ("chapter_training", "run_training")},
                   "chapter_seconds": {}, "total_seconds": 0.0}
-    keep = ("commit", "code_changed_since_commit", "date", "device", "torch", "chapter_seconds", "chapter_training")
-    record["partial_runs"] = (_other_partial_runs(record, partial["chapter_seconds"])
-                              + [{k: partial[k] for k in keep if k in partial}])
+    ran = partial["chapter_seconds"]
+    record["partial_runs"] = [*_other_partial_runs(record, ran), _only(partial, ran)]
     return save_provenance(record, results_dir)
 
 
+# "source": "run of record" marks an entry carried over from an earlier run of record (a partial run has none)
+_RUN_HEADER = ("commit", "code_changed_since_commit", "date", "device", "torch", "source")
+
+
+def _only(run: dict, chapters) -> dict | None:
+    """``run``'s header (:data:`_RUN_HEADER`) with its wall times and training of ``chapters`` only;
+    None when it ran none of them."""
+    seconds = {ch: s for ch, s in run.get("chapter_seconds", {}).items() if ch in set(chapters)}
+    if not seconds:
+        return None
+    entry = {k: run[k] for k in _RUN_HEADER if k in run} | {"chapter_seconds": seconds}
+    if "chapter_training" in run:
+        entry["chapter_training"] = {ch: t for ch, t in run["chapter_training"].items() if ch in seconds}
+    return entry
+
+
 def _other_partial_runs(record: dict, chapters) -> list[dict]:
-    """The partial runs of ``record`` that ran none of ``chapters`` (their tables still stand)."""
-    return [r for r in record.get("partial_runs", []) if not set(r["chapter_seconds"]) & set(chapters)]
+    """The partial runs of ``record``, each without ``chapters`` (run again since); those left with
+    no chapter are dropped. The tables of the chapters they keep still stand."""
+    runs = [_only(r, set(r["chapter_seconds"]) - set(chapters)) for r in record.get("partial_runs", [])]
+    return [r for r in runs if r is not None]
 
 
 def save_run_of_chapters(record: dict, results_dir: str | os.PathLike, whole_book: bool) -> Path:
     """Writes the :func:`provenance` of a run of record into ``results_dir``. A run of chapters 1..N
-    (not ``whole_book``) keeps the folder's partial runs of the other chapters, whose tables it
-    leaves in place; a whole-book run rewrote every table, so it keeps none."""
+    (not ``whole_book``) leaves the tables of the other chapters in place, so it keeps their
+    provenance: the folder's partial runs of them, and the previous run of record's own chapters
+    (a whole book's 10-16, say) as one more partial run under that run's header. A whole-book run
+    rewrote every table, so it keeps none."""
     if not whole_book and (current := load_provenance(results_dir)) is not None:
-        if runs := _other_partial_runs(current, record["chapter_seconds"]):
+        ran = set(record["chapter_seconds"])
+        runs = _other_partial_runs(current, ran)
+        newer = ran.union(*(r["chapter_seconds"] for r in runs))  # a partial run is newer than the record it joined
+        if (rest := _only(current, set(current.get("chapter_seconds", {})) - newer)) is not None:
+            runs = [rest | {"source": "run of record"}, *runs]
+        if runs:
             record = {**record, "partial_runs": runs}
     return save_provenance(record, results_dir)
 

@@ -246,7 +246,9 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
             training = run.get("chapter_training", {})
             chapters = ", ".join(f"`{c}` ({sec:,.0f} s" + (f"; {n}" if (n := training_note(training.get(c))) else "") + ")"
                                  for c, sec in run["chapter_seconds"].items())
-            lines.append(f"  - run on their own (`book run --only`): {chapters} at commit `{run['commit'][:10]}`, "
+            how = ("from an earlier run of record" if run.get("source") == "run of record"
+                   else "run on their own (`book run --only`)")
+            lines.append(f"  - {how}: {chapters} at commit `{run['commit'][:10]}`, "
                          f"{run['date'][:10]}, {run['device']}")
         lines.append(edition)
         parts.append("\n".join(lines))

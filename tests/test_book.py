@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from mood import book
+from mood import book, summary
 from mood.artifacts import load_table
 
 pytestmark = [pytest.mark.book, pytest.mark.slow, pytest.mark.usefixtures("require_fmnist")]
@@ -195,6 +195,34 @@ def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> 
     assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
     book.run("smoke", root=tmp_path, notebooks=src)  # the whole book rewrote every table: no partial runs
     assert "partial_runs" not in json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+
+
+def test_a_run_of_chapters_keeps_the_provenance_of_the_tables_it_left(tmp_path: Path) -> None:
+    """Chapters 1..N run after a whole book: the whole run's later chapters keep their provenance
+    (their tables stand), and a chapter run again on its own leaves the other chapters of its old
+    entry in place."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    for name in ("01_a", "02_b", "10_c", "11_d"):
+        (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
+    book.run("smoke", root=tmp_path, notebooks=src)
+    whole = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    book.run("smoke", root=tmp_path, notebooks=src, only="1_d")
+    book.run("smoke", root=tmp_path, notebooks=src, until=2)
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert set(record["chapter_seconds"]) == {"01_a", "02_b"}
+    kept, alone = record["partial_runs"]
+    assert kept["chapter_seconds"] == {"10_c": whole["chapter_seconds"]["10_c"]}  # 11_d ran alone since
+    assert kept["date"] == whole["date"] and kept["source"] == "run of record"
+    assert set(kept["chapter_training"]) == {"10_c"}
+    assert set(alone["chapter_seconds"]) == {"11_d"} and "source" not in alone
+    readme = summary.readme_block(tmp_path / "results", profiles=("smoke",))
+    assert "from an earlier run of record: `10_c`" in readme and "run on their own (`book run --only`): `11_d`" in readme
+    # --only matching two chapters, then one of them again: the other keeps its entry
+    book.run("smoke", root=tmp_path, notebooks=src, only="_")
+    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")
+    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
+    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"01_a", "02_b", "11_d"}, {"10_c"}]
 
 
 def test_an_interrupted_run_of_record_resumes_from_the_first_chapter_it_did_not_finish(
