@@ -97,8 +97,8 @@ def superseded_cell(profile: str, run: dict):
     import nbformat
 
     text = (f":::{{warning}}\nThis chapter was run again after the edition (commit `{run['commit'][:10]}`, "
-            f"{run['date'][:10]}): its results of record are in `results/{profile}/` and the README, and "
-            f"differ from the numbers below, which are the edition's. `python -m mood book run --profile {profile}` "
+            f"{run['date'][:10]}): its results of record are in `results/{profile}/` and the README; the numbers "
+            f"below are the edition's and may differ from them. `python -m mood book run --profile {profile}` "
             f"followed by `python -m mood book publish --profile {profile}` brings the edition up to date.\n:::")
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": [SUPERSEDED_TAG]})
 
