@@ -346,14 +346,16 @@ def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
     return save_provenance(record, results_dir)
 
 
-# "source": "run of record" marks an entry carried over from an earlier run of record (a partial run has none)
+# the "source" of an entry of partial_runs carried over from an earlier run of record (a partial run has none)
+FROM_RUN_OF_RECORD = "run of record"
 _RUN_HEADER = ("commit", "code_changed_since_commit", "date", "device", "torch", "source")
 
 
 def _only(run: dict, chapters) -> dict | None:
     """``run``'s header (:data:`_RUN_HEADER`) with its wall times and training of ``chapters`` only;
     None when it ran none of them."""
-    seconds = {ch: s for ch, s in run.get("chapter_seconds", {}).items() if ch in set(chapters)}
+    wanted = set(chapters)
+    seconds = {ch: s for ch, s in run.get("chapter_seconds", {}).items() if ch in wanted}
     if not seconds:
         return None
     entry = {k: run[k] for k in _RUN_HEADER if k in run} | {"chapter_seconds": seconds}
@@ -365,7 +367,8 @@ def _only(run: dict, chapters) -> dict | None:
 def _other_partial_runs(record: dict, chapters) -> list[dict]:
     """The partial runs of ``record``, each without ``chapters`` (run again since); those left with
     no chapter are dropped. The tables of the chapters they keep still stand."""
-    runs = [_only(r, set(r["chapter_seconds"]) - set(chapters)) for r in record.get("partial_runs", [])]
+    again = set(chapters)
+    runs = [_only(r, set(r["chapter_seconds"]) - again) for r in record.get("partial_runs", [])]
     return [r for r in runs if r is not None]
 
 
@@ -380,7 +383,7 @@ def save_run_of_chapters(record: dict, results_dir: str | os.PathLike, whole_boo
         runs = _other_partial_runs(current, ran)
         newer = ran.union(*(r["chapter_seconds"] for r in runs))  # a partial run is newer than the record it joined
         if (rest := _only(current, set(current.get("chapter_seconds", {})) - newer)) is not None:
-            runs = [rest | {"source": "run of record"}, *runs]
+            runs = [rest | {"source": FROM_RUN_OF_RECORD}, *runs]
         if runs:
             record = {**record, "partial_runs": runs}
     return save_provenance(record, results_dir)

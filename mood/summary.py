@@ -14,8 +14,8 @@ from typing import Callable
 
 import pandas as pd
 
-from mood.artifacts import (atomic_write_text, cached_training, load_provenance, load_table, run_dates,
-                            training_note)
+from mood.artifacts import (FROM_RUN_OF_RECORD, atomic_write_text, cached_training, load_provenance, load_table,
+                            run_dates, training_note)
 from mood.metrics import per_set
 from mood.stats import beats_all, pair_label
 
@@ -246,7 +246,7 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
             training = run.get("chapter_training", {})
             chapters = ", ".join(f"`{c}` ({sec:,.0f} s" + (f"; {n}" if (n := training_note(training.get(c))) else "") + ")"
                                  for c, sec in run["chapter_seconds"].items())
-            how = ("from an earlier run of record" if run.get("source") == "run of record"
+            how = ("from an earlier run of record" if run.get("source") == FROM_RUN_OF_RECORD
                    else "run on their own (`book run --only`)")
             lines.append(f"  - {how}: {chapters} at commit `{run['commit'][:10]}`, "
                          f"{run['date'][:10]}, {run['device']}")
