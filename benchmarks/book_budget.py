@@ -49,8 +49,8 @@ def main() -> int:
     t["minutes"] = (t["seconds"] / 60).round(1)
     t["cumulative min"] = t["minutes"].cumsum().round(1)
     print(t.to_string(index=False))
-    from mood.artifacts import cached_training
-    from mood.book import chapters
+    from mood.book.records import cached_training
+    from mood.book.runner import chapters
 
     spans = totals(t, len(chapters()))
     cached = cached_training(path.parent)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from sklearn.covariance import EmpiricalCovariance
 
-from mood.scores import Mahalanobis
+from mood.core.scores import Mahalanobis
 
 
 def baseline(train: np.ndarray, labels: np.ndarray, test: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """A profile's multi-class pipeline over its fine-tuning seeds, outside the book: what a device call of
 a few minutes can measure when a whole chapter does not fit (not a run of record).
 
-One shared pretraining, one fine-tuning per seed (:func:`mood.pipeline.run_seeds`, side by side when
+One shared pretraining, one fine-tuning per seed (:func:`mood.experiments.pipeline.run_seeds`, side by side when
 the profile has workers), each scored on the profile's feature; then the first seed's backbone scored
-on several features side by side (:func:`mood.pipeline.feature_table`). Writes into ``--out``:
+on several features side by side (:func:`mood.experiments.pipeline.feature_table`). Writes into ``--out``:
 ``<name>_seeds.csv`` (ID accuracy and AUROC per seed), ``<name>_summary.csv`` (mean, std, 95%
 t-interval), ``<name>_features.csv`` and ``<name>_seeds.json`` (code, device, software, times).
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import timm
 import torch
 
-from mood.artifacts import code_commit, device_name
-from mood.config import StageOverrides, get_profile
-from mood.pipeline import feature_table, run_seeds, seed_table, training_sample
-from mood.stats import seed_summary
+from mood.book.records import code_commit, device_name
+from mood.experiments.config import StageOverrides, get_profile
+from mood.experiments.pipeline import feature_table, run_seeds, seed_table, training_sample
+from mood.core.stats import seed_summary
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Two independent trainings one after the other (every core each) against side by side
-(:func:`mood.parallel.prefetch`, one core each), measured in one run on this machine.
+(:func:`mood.experiments.parallel.prefetch`, one core each), measured in one run on this machine.
 
 Each training is the ``cpu`` profile's fine-tuning stage (model, batch, augmentation) for one epoch
 on ``--images`` Fashion-MNIST training images, from a random initialisation, into a fresh cache
@@ -18,10 +18,10 @@ from dataclasses import replace
 
 import torch
 
-from mood.artifacts import Cache
-from mood.config import get_profile
-from mood.parallel import Job, prefetch
-from mood.pipeline import finetune, pretrain, setup
+from mood.core.cache import Cache
+from mood.experiments.config import get_profile
+from mood.experiments.parallel import Job, prefetch
+from mood.experiments.pipeline import finetune, pretrain, setup
 
 
 def start(protocol: str, prof, root: str):

@@ -8,7 +8,7 @@ autotuning and compilation).
 - ``plain fp32 eager``: what a first training loop looks like: fp32, masks drawn image by image on
   the host and copied over, the loss read back (``.item()``) at every step, the per-image crop loop,
   convolutions in the default (contiguous) memory format.
-- ``mood``: :func:`mood.engine.fit` as the chapters run it (on CUDA: bf16 autocast, masks and views
+- ``mood``: :func:`mood.core.engine.fit` as the chapters run it (on CUDA: bf16 autocast, masks and views
   drawn on the device, metrics read once per epoch; a convolutional backbone channels-last).
 - ``mood + compile``: the same with ``TrainConfig(compile=True)`` (every transformer block compiled).
 
@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mood.config import get_profile
-from mood.engine import TrainConfig, fit, make_optimizer, resolve_device
-from mood.masking import mask_batch
-from mood.models import Backbone
-from mood.pretext import BeitMIM, Classification, Rng
-from mood.tokenizer import PatchTokenizer
+from mood.experiments.config import get_profile
+from mood.core.engine import TrainConfig, fit, make_optimizer, resolve_device
+from mood.core.masking import mask_batch
+from mood.core.models import Backbone
+from mood.core.pretext import BeitMIM, Classification, Rng
+from mood.core.tokenizer import PatchTokenizer
 
 # dense bf16 tensor-core peaks (vendor figures) of the chips this project has run on
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

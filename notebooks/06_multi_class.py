@@ -17,13 +17,13 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from mood.artifacts import save_results
-from mood.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
-from mood.book import chapter_setup
-from mood.metrics import per_set
-from mood.pipeline import feature_table, run_seeds, seed_table, training_sample
-from mood.stats import auroc_intervals, beats_all, seed_summary
-from mood.validity import check
+from mood.core.io import save_results
+from mood.experiments.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
+from mood.book.runner import chapter_setup
+from mood.core.metrics import per_set
+from mood.experiments.pipeline import feature_table, run_seeds, seed_table, training_sample
+from mood.core.stats import auroc_intervals, beats_all, seed_summary
+from mood.experiments.verdicts import check
 
 # %% [markdown]
 # The profile's seeds (`prof.seeds`) each fine-tune the one pretrained backbone of chapter 2: the
@@ -124,7 +124,7 @@ versus.round(2)
 #
 # A claim that MIM pretraining helps needs the alternative run here, on the same images and budget:
 # the same ViT trained from scratch, and a small CNN, each for as many optimiser steps as MOOD's
-# pretraining and fine-tuning together (`mood.baselines.from_scratch`), scored with MSP, Energy,
+# pretraining and fine-tuning together (`mood.experiments.baselines.from_scratch`), scored with MSP, Energy,
 # Mahalanobis and KNN, each model on the profile's feature (`tokens`: for the CNN, its last feature
 # map's positions; a pool only a ViT has falls back to the CNN's pooled feature). Read every AUROC
 # beside the ID accuracy of the model that made it.

@@ -18,14 +18,14 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 import pandas as pd
 from IPython.display import Markdown
 
-from mood.artifacts import save_results
-from mood.baselines import compare_at_equal_compute, mood_name, versus_baselines
-from mood.book import chapter_setup
-from mood.metrics import per_set
-from mood.pipeline import id_accuracy, run_mood, score
-from mood.plots import score_histograms
-from mood.stats import beats_all
-from mood.validity import check
+from mood.core.io import save_results
+from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
+from mood.book.runner import chapter_setup
+from mood.core.metrics import per_set
+from mood.experiments.pipeline import id_accuracy, run_mood, score
+from mood.book.plots import score_histograms
+from mood.core.stats import beats_all
+from mood.experiments.verdicts import check
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -25,12 +25,12 @@ oe_epochs = 2  # the OE baseline's extra epochs on top of MOOD's fine-tuning
 # %% tags=["remove-cell"]
 import seaborn as sns
 
-from mood.artifacts import save_results
-from mood.baselines import MOOD_NO_OOD, compare_outlier_exposure, versus_baselines
-from mood.book import chapter_setup
-from mood.pipeline import setup
-from mood.plots import image_grid
-from mood.stats import beats_all
+from mood.core.io import save_results
+from mood.experiments.baselines import MOOD_NO_OOD, compare_outlier_exposure, versus_baselines
+from mood.book.runner import chapter_setup
+from mood.experiments.pipeline import setup
+from mood.book.plots import image_grid
+from mood.core.stats import beats_all
 
 # %% [markdown]
 # Each of the profile's fine-tuning seeds (`prof.seeds`, as in chapter 6) gives one MOOD model and,

@@ -15,9 +15,9 @@ results_dir = "results/cpu"  # where the chapters wrote their tables
 # %% tags=["remove-cell"]
 from pathlib import Path
 
-from mood.artifacts import load_table, save_results
-from mood.book import chapter_setup
-from mood.summary import claims_table, headline
+from mood.core.io import load_table, save_results
+from mood.book.runner import chapter_setup
+from mood.book.summary import claims_table, headline
 
 # %% [markdown]
 # A claim gets a verdict only where this setting could have replicated it: the model behind the

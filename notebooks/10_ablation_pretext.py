@@ -27,11 +27,11 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
-from mood.ablations import Variant, family_gap, ordering_verdict, pair_gaps, run_grid, save_grid, seed_intervals
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.plots import ablation_tradeoff
-from mood.validity import check
+from mood.experiments.ablations import Variant, family_gap, ordering_verdict, pair_gaps, run_grid, save_grid, seed_intervals
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.book.plots import ablation_tradeoff
+from mood.experiments.verdicts import check
 
 # %%
 prof = chapter_setup(profile, seed)

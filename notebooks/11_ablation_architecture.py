@@ -10,7 +10,7 @@
 # costs is its training step. A ResNet that keeps the full 28 px resolution is expensive: at half
 # width (`resnet10_narrow`) a step costs 4.5x the FLOPs of the CPU profile's ViT, and a comparison
 # at equal epochs would hand it 4.5x the compute. The chapter therefore takes the ResNet preset
-# whose training FLOPs per image are nearest the profile's ViT (`mood.models.nearest_in_flops`) and
+# whose training FLOPs per image are nearest the profile's ViT (`mood.core.models.nearest_in_flops`) and
 # prints both costs, in FLOPs and in seconds, in the last table.
 
 # %% tags=["parameters"]
@@ -20,12 +20,12 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 resnet = None  # None: the ResNet preset nearest the profile's ViT in training FLOPs; or a preset name
 
 # %% tags=["remove-cell"]
-from mood.ablations import (Variant, pair_gaps, pair_verdict, run_grid, save_grid, seed_intervals, training_cost,
+from mood.experiments.ablations import (Variant, pair_gaps, pair_verdict, run_grid, save_grid, seed_intervals, training_cost,
                             verdict)
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.models import nearest_in_flops, resnet_presets
-from mood.plots import ablation_bars
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.core.models import nearest_in_flops, resnet_presets
+from mood.book.plots import ablation_bars
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -27,9 +27,9 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.ablations import Variant, run_grid, save_grid, verdict
-from mood.book import chapter_setup
-from mood.plots import ablation_bars
+from mood.experiments.ablations import Variant, run_grid, save_grid, verdict
+from mood.book.runner import chapter_setup
+from mood.book.plots import ablation_bars
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -18,11 +18,11 @@ seed = 0  # first seed; the profile's ablation_seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
-from mood.ablations import Variant, mean_std, run_grid, save_grid, verdict
-from mood.artifacts import save_results
-from mood.book import chapter_setup
-from mood.plots import ablation_bars
-from mood.scores import SCORES
+from mood.experiments.ablations import Variant, mean_std, run_grid, save_grid, verdict
+from mood.core.io import save_results
+from mood.book.runner import chapter_setup
+from mood.book.plots import ablation_bars
+from mood.core.scores import SCORES
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -18,8 +18,8 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 import seaborn as sns
 
-from mood.ablations import Variant, run_grid, save_grid, verdict
-from mood.book import chapter_setup
+from mood.experiments.ablations import Variant, run_grid, save_grid, verdict
+from mood.book.runner import chapter_setup
 
 # %%
 prof = chapter_setup(profile, seed)

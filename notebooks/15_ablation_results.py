@@ -17,11 +17,11 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from mood.ablations import ordering_verdict, pair_verdict, seed_intervals, verdict
-from mood.artifacts import load_table
-from mood.book import chapter_setup
-from mood.stats import pair_names
-from mood.summary import FIGURE_LABELS, headline
+from mood.experiments.ablations import ordering_verdict, pair_verdict, seed_intervals, verdict
+from mood.core.io import load_table
+from mood.book.runner import chapter_setup
+from mood.core.stats import pair_names
+from mood.book.summary import FIGURE_LABELS, headline
 
 # %% tags=["hide-input"]
 prof = chapter_setup(profile, seed)

@@ -59,12 +59,12 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import display
 
-from mood.artifacts import load_table, save_results
-from mood.book import chapter_setup
-from mood.data import FMNIST_CLASSES
-from mood.pipeline import setup
-from mood.plots import image_grid, loss_histogram, stage_figure
-from mood.unleash import run_study, summarize
+from mood.core.io import load_table, save_results
+from mood.book.runner import chapter_setup
+from mood.core.data import FMNIST_CLASSES
+from mood.experiments.pipeline import setup
+from mood.book.plots import image_grid, loss_histogram, stage_figure
+from mood.experiments.unleash import run_study, summarize
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mood import data
+from mood.core import data
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:

@@ -11,11 +11,11 @@ import argparse
 
 import torch
 
-from mood import distributed
-from mood.engine import TrainConfig, fit
-from mood.features import extract_pools
-from mood.models import Backbone, ModelConfig
-from mood.pretext import Classification
+from mood.core import distributed
+from mood.core.engine import TrainConfig, fit
+from mood.core.features import extract_pools
+from mood.core.models import Backbone, ModelConfig
+from mood.core.pretext import Classification
 
 CONFIG = TrainConfig(epochs=3, batch_size=16, lr=1e-3, warmup_epochs=0.5, device="cpu")
 

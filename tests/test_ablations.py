@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.ablations import Variant, configure, family_gap, intermediate_corpus, leader_test, mean_std, verdict
-from mood.config import get_profile
-from mood.data import ImageFormat, concat, from_array
-from mood.pipeline import setup
-from mood.protocols import Protocol
+from mood.experiments.ablations import Variant, configure, family_gap, intermediate_corpus, leader_test, mean_std, verdict
+from mood.experiments.config import get_profile
+from mood.core.data import ImageFormat, concat, from_array
+from mood.experiments.pipeline import setup
+from mood.core.protocols import Protocol
 
 
 def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
@@ -137,8 +137,8 @@ def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None:
-    from mood.ablations import run_variant
-    from mood.artifacts import Cache
+    from mood.experiments.ablations import run_variant
+    from mood.core.cache import Cache
 
     cache, v = Cache(tmp_path), Variant("SimMIM", pretext="simmim")
     first = run_variant(v, "one-class:1", get_profile("smoke"), seed=0, cache=cache)
@@ -150,9 +150,9 @@ def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_main_scale_variant_reuses_the_main_chapters_models(tmp_path) -> None:
-    from mood.ablations import run_grid, run_variant
-    from mood.artifacts import Cache
-    from mood.pipeline import id_accuracy, run_seeds
+    from mood.experiments.ablations import run_grid, run_variant
+    from mood.core.cache import Cache
+    from mood.experiments.pipeline import id_accuracy, run_seeds
 
     cache, prof = Cache(tmp_path), get_profile("smoke")
     main = run_seeds("multi-class", prof, seeds=(1,), cache=cache)[1]
@@ -176,7 +176,7 @@ def _pretext_runs() -> pd.DataFrame:
 
 
 def test_seed_intervals_give_each_variant_its_t_interval_and_means() -> None:
-    from mood.ablations import seed_intervals
+    from mood.experiments.ablations import seed_intervals
 
     t = seed_intervals(_pretext_runs())
     m = t.loc[("M", "multi-class")]
@@ -188,8 +188,8 @@ def test_seed_intervals_give_each_variant_its_t_interval_and_means() -> None:
 
 
 def test_training_cost_prices_each_variant_by_its_own_models_flops() -> None:
-    from mood.ablations import training_cost
-    from mood.models import training_flops
+    from mood.experiments.ablations import training_cost
+    from mood.core.models import training_flops
 
     runs = _pretext_runs().assign(**{"train s": 10.0})
     prof = get_profile("cpu")
@@ -206,7 +206,7 @@ def test_training_cost_prices_each_variant_by_its_own_models_flops() -> None:
 
 
 def test_pair_gaps_and_the_ordering_as_an_intersection_union_test() -> None:
-    from mood.ablations import ordering, pair_gaps
+    from mood.experiments.ablations import ordering, pair_gaps
 
     gaps = pair_gaps(_pretext_runs(), [("M", "C"), ("C", "S"), ("M", "N")])
     mc = gaps.loc[("M − C", "multi-class")]
@@ -226,8 +226,8 @@ def test_pair_gaps_and_the_ordering_as_an_intersection_union_test() -> None:
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) -> None:
-    from mood.ablations import run_variant
-    from mood.artifacts import Cache
+    from mood.experiments.ablations import run_variant
+    from mood.core.cache import Cache
 
     prof = get_profile("smoke")
     row = run_variant(Variant("BEiT", pretext="beit"), "multi-class", prof, seed=0, cache=Cache(tmp_path), probe=True)
@@ -240,7 +240,7 @@ def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) 
 
 
 def test_ordering_verdict_is_given_only_where_the_chain_passes_the_floor() -> None:
-    from mood.ablations import ordering_verdict, pair_gaps, seed_intervals
+    from mood.experiments.ablations import ordering_verdict, pair_gaps, seed_intervals
 
     runs = _pretext_runs()
     gaps, intervals = pair_gaps(runs, [("M", "C"), ("C", "S")]), seed_intervals(runs)  # ID acc 86.0 for all
@@ -252,7 +252,7 @@ def test_ordering_verdict_is_given_only_where_the_chain_passes_the_floor() -> No
 
 
 def test_pair_verdict_calls_at_the_holm_p_and_only_above_the_floor() -> None:
-    from mood.ablations import pair_gaps, pair_verdict, seed_intervals
+    from mood.experiments.ablations import pair_gaps, pair_verdict, seed_intervals
 
     runs = _pretext_runs()
     gaps, intervals = pair_gaps(runs, [("M", "C"), ("C", "S"), ("N", "M")]), seed_intervals(runs)
@@ -276,7 +276,7 @@ def test_pair_verdict_calls_at_the_holm_p_and_only_above_the_floor() -> None:
 
 
 def test_training_waves_train_each_model_once_and_never_two_at_once() -> None:
-    from mood.ablations import training_waves
+    from mood.experiments.ablations import training_waves
 
     beit, smooth = Variant("BEiT", pretext="beit"), Variant("BEiT smoothed", pretext="beit", label_smoothing=0.1)
     energy, mae = Variant("BEiT energy", pretext="beit", detector="energy"), Variant("MAE", pretext="mae")
@@ -294,8 +294,8 @@ def test_training_waves_train_each_model_once_and_never_two_at_once() -> None:
 def test_a_grid_trained_side_by_side_reads_the_models_the_workers_cached(tmp_path) -> None:
     from dataclasses import replace
 
-    from mood.ablations import run_grid
-    from mood.artifacts import Cache
+    from mood.experiments.ablations import run_grid
+    from mood.core.cache import Cache
 
     prof = replace(get_profile("smoke"), workers=2)
     variants = [Variant("BEiT", pretext="beit"), Variant("BEiT energy", pretext="beit", detector="energy"),

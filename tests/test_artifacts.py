@@ -8,28 +8,30 @@ import numpy as np
 import pytest
 import torch
 
-from mood import artifacts
-from mood.artifacts import Cache, fingerprint, hash_ids, load_trained, save_trained
-from mood.data import concat, from_array, ImageFormat
-from mood.models import create_backbone
+from mood.book.records import training_note
+from mood.core.io import atomic_torch_save, atomic_write_text
+from mood.core.cache import LEDGER_ENV, Cache, fingerprint, is_finished, load_trained, read_ledger, save_trained
+from mood.core.data import hash_ids
+from mood.core.data import concat, from_array, ImageFormat
+from mood.core.models import create_backbone
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
-    target = artifacts.atomic_write_text(tmp_path / "a.txt", "old")
+    target = atomic_write_text(tmp_path / "a.txt", "old")
     with pytest.raises(TypeError):
-        artifacts.atomic_write_text(target, 123)  # type: ignore[arg-type]
+        atomic_write_text(target, 123)  # type: ignore[arg-type]
     assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
 
 
 def test_atomic_torch_save_leaves_nothing_half_written(tmp_path: Path) -> None:
-    target = artifacts.atomic_torch_save({"a": torch.ones(2)}, tmp_path / "x.pt")
+    target = atomic_torch_save({"a": torch.ones(2)}, tmp_path / "x.pt")
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("no")
 
     with pytest.raises(RuntimeError):
-        artifacts.atomic_torch_save({"b": Unpicklable()}, target)
+        atomic_torch_save({"b": Unpicklable()}, target)
     assert torch.load(target)["a"].sum() == 2 and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
@@ -47,7 +49,7 @@ def test_cache_key_is_the_spec_and_trained_round_trips(tmp_path: Path) -> None:
     assert d1 != d2 and cache.dir("s", {"x": 1}) == d1 and (d1 / "spec.json").exists()
     bb = create_backbone("vit_tiny_p4", drop_path=0.0)
     done = save_trained(bb, d1, [{"epoch": 1, "seconds": 2.5}], 3.0)
-    assert done.run_id == f"s/{d1.name}" and done.train_seconds == 2.5 and artifacts.is_finished(d1)
+    assert done.run_id == f"s/{d1.name}" and done.train_seconds == 2.5 and is_finished(d1)
     other = load_trained(create_backbone("vit_tiny_p4", drop_path=0.0), d1)
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(other.backbone(x), bb.eval()(x))
@@ -60,19 +62,19 @@ def test_the_ledger_tells_stages_trained_from_stages_loaded_from_the_cache(tmp_p
     old = cache.dir("s", {"x": 1})
     save_trained(bb(), old, [{"seconds": 40.0}, {"seconds": 60.0}], 100.0)  # before the chapter: no ledger
     assert not ledger.exists()
-    monkeypatch.setenv(artifacts.LEDGER_ENV, str(ledger))
+    monkeypatch.setenv(LEDGER_ENV, str(ledger))
     new = cache.dir("s", {"x": 2})
     save_trained(bb(), new, [{"seconds": 7.0}], 7.5)  # trained in the chapter ...
     load_trained(bb(), new)  # ... and loaded again there: still one trained stage
     load_trained(bb(), old)
     load_trained(bb(), old)  # loaded twice, counted once, at its logged training time
-    assert artifacts.read_ledger(ledger) == {"trained runs": 1, "trained s": 7.5, "cached runs": 1, "cached s": 100.0}
+    assert read_ledger(ledger) == {"trained runs": 1, "trained s": 7.5, "cached runs": 1, "cached s": 100.0}
     # over two chapters: a stage one trains and the other loads counts as trained
     other = tmp_path / "next.jsonl"
-    monkeypatch.setenv(artifacts.LEDGER_ENV, str(other))
+    monkeypatch.setenv(LEDGER_ENV, str(other))
     load_trained(bb(), new)
-    assert artifacts.read_ledger(other)["cached runs"] == 1
-    assert artifacts.read_ledger(ledger, other) == artifacts.read_ledger(ledger)
-    note = artifacts.training_note(artifacts.read_ledger(ledger))
+    assert read_ledger(other)["cached runs"] == 1
+    assert read_ledger(ledger, other) == read_ledger(ledger)
+    note = training_note(read_ledger(ledger))
     assert "1 training stage(s) ran here (8 s)" in note and "100 s" in note
-    assert artifacts.training_note(artifacts.read_ledger(tmp_path / "none.jsonl")) == ""
+    assert training_note(read_ledger(tmp_path / "none.jsonl")) == ""

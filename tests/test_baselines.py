@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mood.baselines import pixel_baselines, pixel_features
-from mood.config import EvalConfig, get_profile
-from mood.data import from_array
-from mood.protocols import Protocol
+from mood.experiments.baselines import pixel_baselines, pixel_features
+from mood.experiments.config import EvalConfig, get_profile
+from mood.core.data import from_array
+from mood.core.protocols import Protocol
 
 
 def _protocol() -> Protocol:
@@ -45,9 +45,9 @@ def test_pixel_baselines_separate_what_pixels_separate() -> None:
 
 
 def test_from_scratch_matches_the_optimiser_steps() -> None:
-    from mood.baselines import _steps, from_scratch
-    from mood.config import get_profile
-    from mood.pipeline import setup
+    from mood.experiments.baselines import _steps, from_scratch
+    from mood.experiments.config import get_profile
+    from mood.experiments.pipeline import setup
 
     cpu = get_profile("cpu")
     scratch = from_scratch(cpu, 60_000, "cnn_small")
@@ -61,8 +61,8 @@ def test_from_scratch_matches_the_optimiser_steps() -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("require_fmnist")
 def test_equal_compute_comparison_runs_every_model_and_score(tmp_path) -> None:
-    from mood.artifacts import Cache
-    from mood.baselines import EQUAL_COMPUTE_SCORES, compare_at_equal_compute
+    from mood.core.cache import Cache
+    from mood.experiments.baselines import EQUAL_COMPUTE_SCORES, compare_at_equal_compute
 
     equal = compare_at_equal_compute("near-pair:pullover-coat", "smoke", Cache(tmp_path), seeds=(0, 1))
     table = equal.table
@@ -78,9 +78,9 @@ def test_equal_compute_comparison_runs_every_model_and_score(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("require_fmnist")
 def test_outlier_exposure_starts_from_each_seeds_mood_model_and_pairs_by_seed(tmp_path) -> None:
-    from mood.artifacts import Cache
-    from mood.baselines import MOOD_NO_OOD, OE_SCORES, compare_outlier_exposure, versus_baselines
-    from mood.data import OFFLINE_OOD
+    from mood.core.cache import Cache
+    from mood.experiments.baselines import MOOD_NO_OOD, OE_SCORES, compare_outlier_exposure, versus_baselines
+    from mood.core.data import OFFLINE_OOD
 
     compared = compare_outlier_exposure(get_profile("smoke"), (1, 3), 1, Cache(tmp_path), seeds=(0, 1))
     t = compared.table
@@ -97,8 +97,8 @@ def test_outlier_exposure_starts_from_each_seeds_mood_model_and_pairs_by_seed(tm
 
 
 def test_outlier_exposure_rejects_bad_shots_before_training(tmp_path) -> None:
-    from mood.artifacts import Cache
-    from mood.baselines import compare_outlier_exposure
+    from mood.core.cache import Cache
+    from mood.experiments.baselines import compare_outlier_exposure
 
     for shots, epochs in (((), 1), ((0, 5), 1), ((5,), 0)):
         with pytest.raises(ValueError, match="shots|oe_epochs"):
@@ -107,7 +107,7 @@ def test_outlier_exposure_rejects_bad_shots_before_training(tmp_path) -> None:
 
 
 def test_mean_table_averages_seeds_per_model_and_score_with_id_accuracy_last() -> None:
-    from mood.baselines import Comparison
+    from mood.experiments.baselines import Comparison
 
     rows = [{"model": m, "score": "s", "seed": seed, "ID acc": 80.0 + seed, "a": base + seed, "b": base,
              "mean": base + seed / 2, "mean (far)": base, "train s": 1.0}
@@ -120,7 +120,7 @@ def test_mean_table_averages_seeds_per_model_and_score_with_id_accuracy_last() -
 
 def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "Comparison":
     """A compare_at_equal_compute-shaped result: MOOD at 95 + seed noise, each baseline ``gap`` below."""
-    from mood.baselines import Comparison
+    from mood.experiments.baselines import Comparison
 
     rng = np.random.default_rng(1)
     noise = rng.normal(0, 0.3, seeds)
@@ -132,8 +132,8 @@ def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "Comparison":
 
 
 def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
-    from mood.baselines import versus_baselines
-    from mood.stats import beats_all
+    from mood.experiments.baselines import versus_baselines
+    from mood.core.stats import beats_all
 
     v = versus_baselines(_equal({"cnn": [2.0, 2.1, 1.9, 2.0], "twin": [0.3, -0.4, 0.2, -0.1]}), "MOOD", "mahalanobis", "mnist")
     assert v.loc[("cnn", "energy"), "significant"] and v.loc[("cnn", "energy"), "mean"] == pytest.approx(2.0)
@@ -145,7 +145,7 @@ def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
 
 
 def test_one_seed_falls_back_to_a_paired_bootstrap_of_the_test_images() -> None:
-    from mood.baselines import Comparison, versus_baselines
+    from mood.experiments.baselines import Comparison, versus_baselines
 
     rng = np.random.default_rng(0)
     id_s, ood_s = rng.normal(0, 1, 300), {"mnist": rng.normal(2, 1, 200), "noise": rng.normal(9, 1, 200)}
@@ -161,15 +161,15 @@ def test_one_seed_falls_back_to_a_paired_bootstrap_of_the_test_images() -> None:
 
 
 def test_versus_baselines_names_a_missing_reference() -> None:
-    from mood.baselines import versus_baselines
+    from mood.experiments.baselines import versus_baselines
 
     with pytest.raises(ValueError, match="no rows for 'MOOD' with score 'knn'"):
         versus_baselines(_equal({"cnn": [1, 1, 1, 1]}), "MOOD", "knn", "mnist")
 
 
 def test_a_cnn_baseline_is_scored_on_its_own_pooled_feature() -> None:
-    from mood.baselines import from_scratch
-    from mood.config import get_profile
+    from mood.experiments.baselines import from_scratch
+    from mood.experiments.config import get_profile
 
     cpu = get_profile("cpu")
     cpu.eval.pool = "mood"

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from mood import book, summary
-from mood.artifacts import load_table
+from mood.book import runner as book
+from mood.book import summary
+from mood.core.io import load_table
 
 pytestmark = [pytest.mark.book, pytest.mark.slow, pytest.mark.usefixtures("require_fmnist")]
 
@@ -87,9 +88,9 @@ def test_pages_show_one_parameters_cell_and_no_imports(built: Path) -> None:
         assert len(re.findall(r"^profile = ", page, re.M)) == 1, src.stem
         assert re.search(r"^profile = &quot;smoke&quot;|^profile = \"smoke\"|^profile = 'smoke'", page, re.M), src.stem
         assert "injected" not in page.lower(), src.stem
-        assert "from mood.book import chapter_setup" not in page, src.stem
+        assert "from mood.book.runner import chapter_setup" not in page, src.stem
         executed = nbformat.read(built / "book" / "chapters" / f"{src.stem}.ipynb", as_version=4)
-        assert any("from mood.book import chapter_setup" in c.source for c in executed.cells), src.stem
+        assert any("from mood.book.runner import chapter_setup" in c.source for c in executed.cells), src.stem
 
 
 def test_show_one_parameters_cell_merges_values_and_keeps_comments(tmp_path: Path) -> None:
@@ -227,7 +228,7 @@ def test_a_run_of_chapters_keeps_the_provenance_of_the_tables_it_left(tmp_path: 
 
 def test_an_interrupted_run_of_record_resumes_from_the_first_chapter_it_did_not_finish(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mood.artifacts import run_dates
+    from mood.book.records import run_dates
 
     src, log = tmp_path / "notebooks", tmp_path / "executed.txt"
     src.mkdir()
@@ -308,7 +309,7 @@ def test_browser_renders_pages(built: Path, page: str, tmp_path: Path) -> None:
 def test_a_published_edition_renders_with_its_provenance_and_figures(built: Path, tmp_path: Path) -> None:
     """Publish the smoke run as an edition, render it in a fresh copy without executing anything,
     and read every chapter in headless Chromium: the provenance block and the figures are there."""
-    from mood import edition
+    from mood.book import edition
 
     root = tmp_path / "repo"
     shutil.copytree(built, root, ignore=shutil.ignore_patterns("artifacts", "_build"))
@@ -339,7 +340,7 @@ def test_a_published_edition_renders_with_its_provenance_and_figures(built: Path
 
 
 def test_publish_refuses_a_partial_run(tmp_path: Path) -> None:
-    from mood import edition
+    from mood.book import edition
 
     with pytest.raises(FileNotFoundError, match="run the whole book first"):
         edition.publish("smoke", root=tmp_path)

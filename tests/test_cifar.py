@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mood.config import get_profile
-from mood.data import CIFAR_FORMATS, DataNotFoundError
-from mood.pipeline import setup
-from mood.protocols import expand, make_protocol
+from mood.experiments.config import get_profile
+from mood.core.data import CIFAR_FORMATS, DataNotFoundError
+from mood.experiments.pipeline import setup
+from mood.core.protocols import expand, make_protocol
 
 
 def test_cifar_protocols_keep_test_images_out_of_training(tiny_cifar: Path) -> None:
@@ -47,9 +47,9 @@ def test_the_format_follows_the_protocol_and_the_profile_can_resize(tiny_cifar: 
 
 @pytest.mark.filterwarnings("ignore:Mahalanobis.*rank:RuntimeWarning")  # 60 training images, 128 dims: expected
 def test_mood_runs_on_cifar10_from_pretraining_to_scores(tiny_cifar: Path, tmp_path: Path) -> None:
-    from mood.artifacts import Cache
-    from mood.models import ModelConfig
-    from mood.pipeline import id_accuracy, run_mood
+    from mood.core.cache import Cache
+    from mood.core.models import ModelConfig
+    from mood.experiments.pipeline import id_accuracy, run_mood
 
     prof = get_profile("smoke")
     prof.model = ModelConfig("vit_tiny_p4", drop_path=0.0)  # 4 px patches: an 8x8 grid at 32 px

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mood import data
+from mood.core import data
 from tests.conftest import write_idx
 
 
@@ -226,7 +226,7 @@ def test_named_folder_that_is_empty_or_missing_is_an_error(tmp_path: Path, tiny_
 
 
 def test_label_noise_flips_exactly_the_rate_and_never_to_the_true_class() -> None:
-    from mood.data import from_array, with_label_noise
+    from mood.core.data import from_array, with_label_noise
 
     rng = np.random.default_rng(0)
     s = from_array("t", rng.integers(0, 255, (200, 28, 28), dtype=np.uint8), np.arange(200) % 10)
@@ -241,7 +241,7 @@ def test_label_noise_flips_exactly_the_rate_and_never_to_the_true_class() -> Non
 
 
 def test_shuffled_tiles_keep_each_images_tiles() -> None:
-    from mood.data import from_array, shuffle_patches
+    from mood.core.data import from_array, shuffle_patches
 
     rng = np.random.default_rng(0)
     s = from_array("t", rng.integers(0, 255, (5, 28, 28), dtype=np.uint8), np.arange(5))

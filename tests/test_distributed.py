@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mood.distributed import World, gather_rows, shard, world
+from mood.core.distributed import World, gather_rows, shard, world
 
 HERE = Path(__file__).parent
 # Two processes sum each gradient in another order than one: weights agree to float32 rounding,
@@ -47,7 +47,7 @@ def test_shards_cover_every_item_once_in_rank_order() -> None:
 
 
 def test_a_global_batch_that_does_not_split_is_refused_before_training(monkeypatch) -> None:
-    import mood.engine as engine
+    import mood.core.engine as engine
     from ddp_fit import CONFIG, data
 
     monkeypatch.setattr(engine, "world", lambda: World(0, 3))
@@ -77,7 +77,7 @@ def test_two_processes_train_what_one_does_and_resume_at_any_world_size(tmp_path
 
 
 def extract_one(backbone, x: torch.Tensor) -> torch.Tensor:
-    from mood.features import extract_pools
+    from mood.core.features import extract_pools
 
     return extract_pools(backbone, x, ("mean",), batch_size=8)["mean"].features
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mood import edition
+from mood.book import edition
 
 
 def _git(root: Path, *args: str) -> str:

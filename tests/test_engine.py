@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mood.engine import TrainConfig, fit, make_optimizer
-from mood.models import create_backbone
-from mood.pretext import Classification, build_pretext
-from mood.tokenizer import PatchTokenizer
+from mood.core.engine import TrainConfig, fit, make_optimizer
+from mood.core.models import create_backbone
+from mood.core.pretext import Classification, build_pretext
+from mood.core.tokenizer import PatchTokenizer
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from mood import masking
+from mood.core import masking
 
 
 @pytest.mark.parametrize("kind", masking.MASK_KINDS)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood import metrics
-from mood.artifacts import load_table, save_table
+from mood.core import metrics
+from mood.core.io import load_table, save_table
 
 
 def test_auroc_hand_cases() -> None:

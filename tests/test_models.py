@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mood.models import (MODEL_PRESETS, Backbone, ModelConfig, create_backbone, nearest_in_flops, resnet_presets,
+from mood.core.models import (MODEL_PRESETS, Backbone, ModelConfig, create_backbone, nearest_in_flops, resnet_presets,
                          training_flops)
 
 
@@ -105,7 +105,7 @@ def test_mood_feature_is_a_norm_of_the_mean_then_l2() -> None:
         torch.testing.assert_close(f, want)
         assert torch.allclose(f.norm(dim=1), torch.ones(3))
         # the logits of a feature set come from the head's own pooling, whatever the pool scored
-        from mood.features import extract
+        from mood.core.features import extract
 
         fs = extract(bb, x, pool="mood")
         torch.testing.assert_close(fs.logits, bb(x))
@@ -149,7 +149,7 @@ def test_cnn_tokens_are_its_last_feature_map_whose_mean_is_its_pooled_feature() 
 
 
 def test_extracted_features_round_trip_the_cache_exactly_at_half_the_size(tmp_path) -> None:
-    from mood.features import FeatureSet, extract
+    from mood.core.features import FeatureSet, extract
 
     bb = create_backbone("vit_tiny_p7", drop_path=0.0).eval()
     x = torch.randn(5, 1, 28, 28)
@@ -165,15 +165,15 @@ def test_extracted_features_round_trip_the_cache_exactly_at_half_the_size(tmp_pa
     assert torch.equal(FeatureSet.load(full.save(tmp_path / "g.pt")).features, fresh)
     assert (tmp_path / "f.pt").stat().st_size < 0.6 * (tmp_path / "g.pt").stat().st_size
     huge = torch.tensor([[1e6, 1.0]])
-    from mood.features import to_half_precision
+    from mood.core.features import to_half_precision
 
     assert torch.equal(to_half_precision(huge), huge)  # beyond float16: kept as it is
 
 
 @pytest.mark.parametrize("name", ["vit_tiny_p7", "cnn_small"])
 def test_one_pass_over_every_pool_equals_one_pass_per_pool(name: str) -> None:
-    from mood.features import extract, extract_pools
-    from mood.models import NON_VIT_POOLS, POOLS
+    from mood.core.features import extract, extract_pools
+    from mood.core.models import NON_VIT_POOLS, POOLS
 
     bb = create_backbone(name, num_classes=4).eval()
     pools = POOLS if bb.is_vit else NON_VIT_POOLS
@@ -189,7 +189,7 @@ def test_one_pass_over_every_pool_equals_one_pass_per_pool(name: str) -> None:
 
 
 def test_a_checkpoint_file_starts_the_backbone_from_its_weights(tmp_path) -> None:
-    from mood.models import Backbone, ModelConfig
+    from mood.core.models import Backbone, ModelConfig
 
     torch.manual_seed(0)
     source = Backbone(ModelConfig("vit_tiny_p7", num_classes=5))
@@ -205,7 +205,7 @@ def test_a_checkpoint_file_starts_the_backbone_from_its_weights(tmp_path) -> Non
 
 
 def test_a_checkpoint_of_another_size_is_resampled_and_one_that_does_not_fit_is_named(tmp_path) -> None:
-    from mood.models import Backbone, ModelConfig
+    from mood.core.models import Backbone, ModelConfig
 
     # 3 channels at 32 px (an 8x8 grid of 4 px patches) into 1 channel at 28 px (7x7)
     rgb = Backbone(ModelConfig("vit_tiny_p4", img_size=32, in_chans=3))
@@ -224,7 +224,7 @@ def test_a_checkpoint_of_another_size_is_resampled_and_one_that_does_not_fit_is_
 
 
 def test_pretrained_sources_are_checked_and_keyed_by_content(tmp_path, monkeypatch) -> None:
-    from mood.models import Backbone, ModelConfig
+    from mood.core.models import Backbone, ModelConfig
 
     with pytest.raises(ValueError, match="neither 'timm' nor an existing checkpoint file"):
         ModelConfig("vit_tiny_p4", pretrained=str(tmp_path / "missing.pt"))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mood.artifacts import atomic_write_text
-from mood.parallel import Job, prefetch
+from mood.core.io import atomic_write_text
+from mood.experiments.parallel import Job, prefetch
 
 
 def test_prefetch_runs_every_job_in_workers(tmp_path: Path) -> None:
@@ -41,9 +41,9 @@ def test_a_job_must_be_importable_by_the_worker() -> None:
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_seeds_trained_side_by_side_are_what_the_caller_then_loads(tmp_path: Path) -> None:
-    from mood.artifacts import Cache
-    from mood.config import get_profile
-    from mood.pipeline import run_seeds
+    from mood.core.cache import Cache
+    from mood.experiments.config import get_profile
+    from mood.experiments.pipeline import run_seeds
 
     prof = replace(get_profile("smoke"), workers=2)
     runs = run_seeds("near-pair:pullover-coat", prof, seeds=(0, 1, 2), cache=Cache(tmp_path))
@@ -63,7 +63,7 @@ def test_workers_end_with_the_process_that_started_them(tmp_path: Path) -> None:
 
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
-    script = ("import time; from mood.parallel import Job, prefetch; "
+    script = ("import time; from mood.experiments.parallel import Job, prefetch; "
               "prefetch([Job(time.sleep, (120,), name='a'), Job(time.sleep, (120,), name='b')], workers=2)")
     parent = subprocess.Popen([sys.executable, "-c", script])
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mood.artifacts import Cache, fingerprint
-from mood.config import PROFILES, StageOverrides, get_profile, override
-from mood.pipeline import run_mood, score
-from mood.protocols import make_protocol
-from mood.scores import SCORES
+from mood.core.cache import Cache, fingerprint
+from mood.experiments.config import PROFILES, StageOverrides, get_profile, override
+from mood.experiments.pipeline import run_mood, score
+from mood.core.protocols import make_protocol
+from mood.core.scores import SCORES
 
 pytestmark = pytest.mark.usefixtures("require_fmnist")
 
@@ -38,8 +38,8 @@ def test_multi_class_smoke_detects_noise_and_caches(tmp_path: Path) -> None:
 
 
 def test_pools_are_extracted_in_one_pass_and_cached_one_by_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mood.pipeline as pipeline
-    from mood.pipeline import extract_protocol, extract_protocol_pools, training_sample
+    import mood.experiments.pipeline as pipeline
+    from mood.experiments.pipeline import extract_protocol, extract_protocol_pools, training_sample
 
     cache = Cache(tmp_path)
     run = run_mood("multi-class", "smoke", cache, ood=("gaussian",))  # caches the profile's pool
@@ -129,7 +129,7 @@ def test_profiles_and_overrides() -> None:
 
 def test_command_line_settings_hold_for_every_protocol_kind(tmp_path: Path, capsys) -> None:
     from mood.cli import _profile, build_parser, main
-    from mood.pipeline import setup
+    from mood.experiments.pipeline import setup
 
     cpu = get_profile("cpu")
     args = build_parser().parse_args(["run", "--profile", "cpu", "--protocol", "one-class:0", "--pretrain-epochs", "3",
@@ -224,7 +224,7 @@ def test_book_command_uses_mood_profile(tmp_path: Path) -> None:
 
 
 def test_validity_gate_follows_the_profile() -> None:
-    from mood.validity import check
+    from mood.experiments.verdicts import check
 
     cpu = check(get_profile("cpu"), 68.7)
     assert not cpu.ok and "No verdict" in cpu.message and "84.5%" in cpu.message

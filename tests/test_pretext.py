@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from mood.engine import TrainConfig, fit
-from mood.models import create_backbone
-from mood.pretext import MAE, MASK_DEFAULTS, PRETEXTS, Rng, build_pretext
-from mood.tokenizer import PatchTokenizer
+from mood.core.engine import TrainConfig, fit
+from mood.core.models import create_backbone
+from mood.core.pretext import MAE, MASK_DEFAULTS, PRETEXTS, Rng, build_pretext
+from mood.core.tokenizer import PatchTokenizer
 
 
 def _tiny_images(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +46,7 @@ def test_mae_encoder_sees_only_visible_patches() -> None:
     mae = MAE(bb, mask_ratio=0.75).eval()
     x = torch.randn(2, 1, 28, 28)
     rng = Rng.seeded(0)
-    from mood.masking import mask_batch
+    from mood.core.masking import mask_batch
 
     mask = mask_batch(2, (7, 7), 0.75, "random", rng.np_rng)
     latent = mae.forward_encoder(x, mask)
@@ -82,7 +82,7 @@ def test_settings_a_task_cannot_honour_are_errors(tmp_path) -> None:
 
 
 def test_a_published_masking_named_explicitly_names_the_same_cached_model() -> None:
-    from mood.config import PretrainConfig
+    from mood.experiments.config import PretrainConfig
 
     bb = create_backbone("vit_tiny_p4")
     tok = PatchTokenizer(4, 1, 8)
@@ -100,8 +100,8 @@ def test_a_published_masking_named_explicitly_names_the_same_cached_model() -> N
 
 
 def test_make_task_fits_beit_tokenizer_once_and_reloads_it(tmp_path) -> None:
-    from mood.config import PretrainConfig
-    from mood.pretext import TOKENIZER_FILE, make_task
+    from mood.experiments.config import PretrainConfig
+    from mood.core.pretext import TOKENIZER_FILE, make_task
 
     cfg = PretrainConfig(vocab_size=8, tokenizer_iters=2)
     x = torch.randn(16, 1, 28, 28)
@@ -114,7 +114,7 @@ def test_make_task_fits_beit_tokenizer_once_and_reloads_it(tmp_path) -> None:
 
 
 def test_random_shift_moves_each_image_by_its_own_offset() -> None:
-    from mood import augment
+    from mood.core import augment
 
     x = torch.randn(6, 2, 9, 9)
     out = augment.random_shift(x, torch.Generator().manual_seed(4), pad=2)
@@ -127,14 +127,14 @@ def test_random_shift_moves_each_image_by_its_own_offset() -> None:
 
 
 def test_masked_losses_average_over_hidden_patches_only() -> None:
-    from mood.pretext import SimMIM
+    from mood.core.pretext import SimMIM
 
     torch.manual_seed(0)
     task = SimMIM(create_backbone("vit_tiny_p4", drop_path=0.0)).eval()
     x = torch.randn(4, 1, 28, 28)
     loss, _ = task.loss(x, torch.zeros(4, dtype=torch.long), Rng.seeded(2))
     mask = task.masks.sample(4, Rng.seeded(2).torch_gen)
-    from mood.tokenizer import patchify
+    from mood.core.tokenizer import patchify
 
     expected = (task.predict(x, mask) - patchify(x, 4)).abs()[mask].mean()  # boolean indexing, as a reference
     torch.testing.assert_close(loss, expected)

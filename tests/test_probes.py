@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mood.features import FeatureSet
-from mood.probes import knn_accuracy, linear_probe_accuracy, probe_accuracies
+from mood.core.features import FeatureSet
+from mood.experiments.probes import knn_accuracy, linear_probe_accuracy, probe_accuracies
 
 
 def _blobs(n: int, spread: float, seed: int) -> FeatureSet:

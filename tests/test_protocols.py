@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mood import protocols
-from mood.data import FMNIST_CLASSES
+from mood.core import protocols
+from mood.core.data import FMNIST_CLASSES
 
 pytestmark = pytest.mark.usefixtures("require_fmnist")
 

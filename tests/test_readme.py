@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from mood import book
+from mood.book import runner as book
 
 README = (book.REPO / "README.md").read_text()
 
@@ -38,7 +38,7 @@ def test_readme_says_where_to_add_each_kind_of_thing() -> None:
 
 
 def test_results_block_is_rendered_from_the_committed_results() -> None:
-    from mood.summary import readme_block
+    from mood.book.summary import readme_block
 
     assert readme_block(book.REPO / "results") in README  # run `python -m mood book readme` after a run of record
 
@@ -48,7 +48,7 @@ def test_update_readme_renders_headline_and_provenance(tmp_path) -> None:
 
     import pandas as pd
 
-    from mood.summary import README_BEGIN, README_END, update_readme
+    from mood.book.summary import README_BEGIN, README_END, update_readme
 
     (tmp_path / "results" / "cpu").mkdir(parents=True)
     pd.DataFrame({"figure": ["id_accuracy", "auroc_mnist"], "value": [88.25, 99.1]}).to_csv(
@@ -75,7 +75,7 @@ def test_the_scaling_commands_parse_as_written() -> None:
     import shlex
 
     from mood.cli import _profile, build_parser
-    from mood.protocols import expand
+    from mood.core.protocols import expand
 
     section = README[README.index("## Beyond one machine"):README.index("## Tests")]
     commands = [c.replace("\\\n", " ") for c in re.findall(r"^(?:python|torchrun) .*?(?<!\\)$", section, re.M | re.S)]

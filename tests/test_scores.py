@@ -9,8 +9,8 @@ from scipy.special import logsumexp, softmax
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.neighbors import NearestNeighbors
 
-from mood import scores
-from mood.metrics import auroc
+from mood.core import scores
+from mood.core.metrics import auroc
 
 
 def _features(n: int = 400, d: int = 16, classes: int = 4, seed: int = 0):

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from mood import stats
+from mood.core import stats
 
 
 def test_paired_test_matches_scipy_and_its_interval() -> None:
@@ -123,7 +123,7 @@ def test_resampled_auroc_equals_sklearn_on_the_resampled_scores_ties_included() 
 
 
 def test_pair_names_inverts_pair_label_and_refuses_a_label_without_the_separator() -> None:
-    from mood.stats import pair_label, pair_names
+    from mood.core.stats import pair_label, pair_names
 
     assert pair_label("ViT + classification", "ResNet, none") == "ViT + classification − ResNet, none"
     assert pair_names(pair_label("ViT + classification", "ResNet, none")) == ("ViT + classification", "ResNet, none")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mood.artifacts import save_results
-from mood.summary import claims_table
+from mood.core.io import save_results
+from mood.book.summary import claims_table
 
 
 def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float | None, gap: float = 1.0,
@@ -68,8 +68,8 @@ def test_missing_chapters_are_named(tmp_path: Path) -> None:
 
 
 def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
-    from mood.artifacts import save_table
-    from mood.summary import headline, save_headline
+    from mood.core.io import save_table
+    from mood.book.summary import headline, save_headline
 
     _write(tmp_path, one_auroc=90.0, pixel=92.3, acc=88.5, floor=84.5)
     save_table(pd.DataFrame({"seconds": [10.0, 20.0, 30.0]},
@@ -90,14 +90,14 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
     # with seeds, the means over seeds are the figures of record, with their spread and interval
     per_seed = pd.DataFrame({"ID acc": [88.0, 89.0, 90.0], "mnist": [98.0, 98.5, 99.0], "mean (far)": [97.0, 97.0, 97.0]},
                             index=pd.Index([0, 1, 2], name="seed"))
-    from mood.stats import seed_summary
+    from mood.core.stats import seed_summary
 
     save_results(seed_summary(per_seed), tmp_path, "06_multi_class_summary")
     h = headline(tmp_path).set_index("figure")["value"]
     assert h["id_accuracy"] == 89.0 and h["auroc_mnist"] == pytest.approx(98.5) and h["seeds"] == 3
     assert h["auroc_mnist_ci_lo"] < 98.5 < h["auroc_mnist_ci_hi"] and h["auroc_far_mean_std"] == 0.0
     # Unleashing Mask: the study's per-condition tables, as chapter 16 saves them
-    from mood.unleash import UnleashStudy
+    from mood.experiments.unleash import UnleashStudy
 
     floors = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "floor b": 1.0, "last-epoch train CE": 0.05,
                             "last-epoch train acc": acc + s} for c, acc in (("clean", 99.0), ("noise 20%", 97.0)) for s in (0, 1, 2)])
@@ -116,8 +116,8 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
 
 
 def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
-    from mood import book
-    from mood.artifacts import provenance
+    from mood.book import runner as book
+    from mood.book.records import provenance
 
     rec = provenance("smoke", pd.DataFrame({"seconds": [1.5, 2.0]}, index=["01_a", "02_b"]), book.REPO)
     assert rec["profile"] == "smoke" and rec["total_seconds"] == 3.5 and rec["chapter_seconds"]["02_b"] == 2.0
@@ -126,7 +126,7 @@ def test_provenance_names_commit_device_and_times(tmp_path: Path) -> None:
 
 
 def test_provenance_outside_git_takes_the_commit_it_is_told(tmp_path: Path, monkeypatch) -> None:
-    from mood.artifacts import provenance
+    from mood.book.records import provenance
 
     timings = pd.DataFrame({"seconds": [1.0]}, index=["01_a"])
     assert provenance("smoke", timings, tmp_path)["commit"] == "unknown"  # no repository, no word
@@ -141,7 +141,7 @@ def test_provenance_outside_git_takes_the_commit_it_is_told(tmp_path: Path, monk
 def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> None:
     import json
 
-    from mood.summary import readme_block
+    from mood.book.summary import readme_block
 
     (tmp_path / "cpu").mkdir()
     pd.DataFrame({"figure": ["auroc_mnist", "auroc_mnist_std", "auroc_mnist_ci_lo", "auroc_mnist_ci_hi", "seeds"],
@@ -165,8 +165,8 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
 
 
 def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
-    from mood.ablations import pair_gaps
-    from mood.summary import headline
+    from mood.experiments.ablations import pair_gaps
+    from mood.book.summary import headline
 
     runs = pd.DataFrame([{"variant": v, "protocol": p, "seed": s, "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)}
                          for p, shift in (("near-split", 10.0), ("multi-class", 0.0)) for s in range(3)
@@ -181,9 +181,9 @@ def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
 
 
 def test_headline_takes_chapter_11s_vit_minus_resnet_gap_not_its_other_pair(tmp_path: Path) -> None:
-    from mood.ablations import pair_gaps
-    from mood.stats import pair_names
-    from mood.summary import ARCHITECTURE_HEADLINE, headline
+    from mood.experiments.ablations import pair_gaps
+    from mood.core.stats import pair_names
+    from mood.book.summary import ARCHITECTURE_HEADLINE, headline
 
     a, b = pair_names(ARCHITECTURE_HEADLINE)
     variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT, no pretraining", 70.0, 0.0), ("ResNet, no pretraining", 60.0, 2.0))

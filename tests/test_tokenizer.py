@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mood.tokenizer import PatchTokenizer, patchify, unpatchify
+from mood.core.tokenizer import PatchTokenizer, patchify, unpatchify
 
 
 def test_patchify_round_trip() -> None:

@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mood.config import UnleashConfig
-from mood.data import from_array
-from mood.engine import TrainConfig
-from mood.models import create_backbone
-from mood.artifacts import Cache
-from mood.pretext import Classification, Rng
-from mood.unleash import (EvalSets, add_masks, bake_masks, effect, estimate_floor, kept_fraction, maskable_layers,
+from mood.experiments.config import UnleashConfig
+from mood.core.data import from_array
+from mood.core.engine import TrainConfig
+from mood.core.models import create_backbone
+from mood.core.cache import Cache
+from mood.core.pretext import Classification, Rng
+from mood.experiments.unleash import (EvalSets, add_masks, bake_masks, effect, estimate_floor, kept_fraction, maskable_layers,
                           stage_curve, summarize, train_stages, tune, um_loss)
 
 
@@ -121,7 +121,7 @@ def test_estimate_floor() -> None:
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory):
-    from mood.models import ModelConfig
+    from mood.core.models import ModelConfig
 
     cache = Cache(tmp_path_factory.mktemp("cache"))
     cfg = _cfg()
@@ -135,7 +135,7 @@ def test_every_epoch_is_kept_and_the_curve_has_a_row_each(stages, tmp_path: Path
     assert len(st.final.history) == cfg.train.epochs and st.final.history[-1]["loss"] < st.final.history[0]["loss"]
     last = torch.load(st.epochs[-1], weights_only=True)
     assert all(torch.equal(v, st.final.backbone.state_dict()[k]) for k, v in last.items())
-    from mood.data import to_tensor
+    from mood.core.data import to_tensor
 
     ood = torch.randn(30, 1, 28, 28)
     sets = EvalSets(to_tensor(data), torch.from_numpy(data.labels), {"noise": ood}, to_tensor(data))
@@ -271,7 +271,7 @@ def test_cli_unleash_on_fashion_mnist(tmp_path: Path) -> None:
 
 def test_study_tables_and_verdict_from_runs() -> None:
     """The chapter's logic, in the library: best-vs-last epoch per seed, paired effects, the verdict."""
-    from mood.unleash import UnleashStudy, stage_table, study_effects
+    from mood.experiments.unleash import UnleashStudy, stage_table, study_effects
 
     curve = pd.DataFrame([{"condition": "clean", "model": "m", "seed": s, "epoch": e, "energy AUROC": a,
                            "energy val AUROC": v}
@@ -304,8 +304,8 @@ def test_study_tables_and_verdict_from_runs() -> None:
 
 
 def test_unleash_data_holds_out_validation_and_noises_labels() -> None:
-    from mood.protocols import Protocol
-    from mood.unleash import unleash_data
+    from mood.core.protocols import Protocol
+    from mood.experiments.unleash import unleash_data
 
     data = _toy(400)
     proto = Protocol(name="toy", kind="multi-class", train=data, id_test=_toy(50, seed=1), ood_test={},

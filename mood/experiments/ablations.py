@@ -16,17 +16,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from mood.artifacts import Cache, Trained, save_results
-from mood.config import Profile, override
-from mood.data import ImageSet, concat, load_mnist, load_photos, load_textures
-from mood.metrics import results_table
-from mood.models import training_flops
-from mood.parallel import Job, prefetch
-from mood.stats import holm, pair_label, paired_test, seed_gaps
-from mood.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
+from mood.core.cache import Cache, Trained
+from mood.core.io import save_results
+from mood.experiments.config import Profile, override
+from mood.core.data import ImageSet, concat, load_mnist, load_photos, load_textures
+from mood.core.metrics import results_table
+from mood.core.models import training_flops
+from mood.experiments.parallel import Job, prefetch
+from mood.core.stats import holm, pair_label, paired_test, seed_gaps
+from mood.experiments.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
                            id_accuracy, pretrain, score_protocol, scoring_pool, setup, training_sample)
-from mood.probes import probe_accuracies
-from mood.protocols import Protocol
+from mood.experiments.probes import probe_accuracies
+from mood.core.protocols import Protocol
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Variant:
 
     Args:
         name: row label in the tables.
-        pretext: pretext task (:data:`mood.pretext.PRETEXTS`).
+        pretext: pretext task (:data:`mood.core.pretext.PRETEXTS`).
         model: backbone preset or timm name.
         finetune: fine-tune on the ID labels after pretraining.
         label_smoothing: fine-tuning label smoothing.
@@ -44,8 +45,8 @@ class Variant:
         mask_ratio: masked fraction of patches (MIM pretext tasks).
         mask_kind: ``"block"`` or ``"random"``.
         pretrain_epochs: pretraining length.
-        detector: OOD score (any name of :data:`mood.scores.SCORES`).
-        pool: a pool of :data:`mood.models.POOLS` (None: the profile's; ViM's, the mean token its head reads).
+        detector: OOD score (any name of :data:`mood.core.scores.SCORES`).
+        pool: a pool of :data:`mood.core.models.POOLS` (None: the profile's; ViM's, the mean token its head reads).
         normalize: L2-normalise features before Mahalanobis.
     """
 
@@ -67,7 +68,7 @@ class Variant:
 
 
 def configure(prof: Profile, v: Variant) -> Profile:
-    """The profile with the variant's knobs applied (from a random init, :func:`mood.pipeline.setup`
+    """The profile with the variant's knobs applied (from a random init, :func:`mood.experiments.pipeline.setup`
     then drops the layer-wise lr decay, as for every model that starts from one)."""
     p = copy.deepcopy(prof)
     pre = {k: val for k, val in (("pretext", v.pretext), ("mask_ratio", v.mask_ratio), ("mask_kind", v.mask_kind),
@@ -141,11 +142,11 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     Args:
         scale: ``"ablation"`` (the profile's ablation scale; ``seed`` seeds every stage) or ``"main"``
             (the main chapters' configuration: the pretrained backbone is theirs, ``seed`` seeds the
-            fine-tuning, as in :func:`mood.pipeline.run_seeds`, so a variant that matches the
+            fine-tuning, as in :func:`mood.experiments.pipeline.run_seeds`, so a variant that matches the
             profile reuses their cached models). Main-scale rows are labelled
             ``"<protocol> (main scale)"``.
         probe: also the linear-probe and k-NN accuracy of the pretrained backbone's mean token,
-            before any fine-tuning (:mod:`mood.probes`; not on one-class protocols, which have one label).
+            before any fine-tuning (:mod:`mood.experiments.probes`; not on one-class protocols, which have one label).
     """
     _check_scale(scale)
     cache = cache or Cache()
@@ -205,7 +206,7 @@ def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], pr
     """Every variant on every protocol with every seed at ``scale`` (:func:`run_variant`): one row per run.
 
     With ``prof.workers > 1`` the distinct trainings run first in that many processes
-    (:func:`mood.parallel.prefetch`, in :func:`training_waves`), and the rows are then read from the
+    (:func:`mood.experiments.parallel.prefetch`, in :func:`training_waves`), and the rows are then read from the
     cache they filled: on a GPU, several small models train side by side faster than one after another.
     """
     _check_scale(scale)  # before any training
@@ -246,7 +247,7 @@ def below_floor(accuracy: dict[str, float], floor: float) -> str:
 
 def leader_test(per_seed: pd.DataFrame, higher_is_better: bool = True) -> tuple[str, str, dict]:
     """The best and second-best variant by their mean over seeds, and a paired t-test of the gap
-    between them (:func:`mood.stats.paired_test`).
+    between them (:func:`mood.core.stats.paired_test`).
 
     Args:
         per_seed: one row per seed, one column per variant (at least two).
@@ -327,7 +328,7 @@ PER_RUN_MEANS = ("ID acc", "images seen", "train s", "linear probe acc", "kNN ac
 def training_cost(runs: pd.DataFrame, variants: list[Variant], prof: Profile) -> pd.DataFrame:
     """Per variant (rows in ``variants``' order): its model, the seed-mean ID accuracy, images
     seen and training seconds of ``runs`` (:func:`run_grid`), the model's training FLOPs per image
-    (:func:`mood.models.training_flops`, in MFLOP) and their product with the images seen
+    (:func:`mood.core.models.training_flops`, in MFLOP) and their product with the images seen
     (``train TFLOP``: an estimate that prices every pretraining and fine-tuning image at one
     classifier step; a pretext head adds a little)."""
     m = prof.model
@@ -346,7 +347,7 @@ def training_cost(runs: pd.DataFrame, variants: list[Variant], prof: Profile) ->
 
 def seed_intervals(runs: pd.DataFrame, value: str = "AUROC") -> pd.DataFrame:
     """Per (variant, protocol): ``value``'s mean, std, seeds and 95% t-interval over seeds
-    (:func:`mood.stats.paired_test`), beside the seed-mean of each of :data:`PER_RUN_MEANS` the runs
+    (:func:`mood.core.stats.paired_test`), beside the seed-mean of each of :data:`PER_RUN_MEANS` the runs
     have. Index ``(variant, protocol)``."""
     rows = []
     for (variant, proto), g in runs.groupby(["variant", "protocol"], sort=False):
@@ -362,7 +363,7 @@ def pair_gaps(runs: pd.DataFrame, pairs: list[tuple[str, str]], value: str = "AU
     with one variant per family). Index ``(comparison, protocol)`` with ``comparison = "a − b"``;
     columns ``a``, ``b`` (their means), ``gap``, ``gap std``, ``ci_lo``, ``ci_hi``, ``p``, ``significant``
     (each test alone at 5%) and ``p (Holm)``: ``p`` adjusted over the pairs of one protocol
-    (:func:`mood.stats.holm`), below 0.05 for at most 5% chance of any false call in the family."""
+    (:func:`mood.core.stats.holm`), below 0.05 for at most 5% chance of any false call in the family."""
     parts = []
     for a, b in pairs:
         g = family_gap(runs, {a: a, b: b}, a, b, value).rename(columns={a: "a", b: "b"})

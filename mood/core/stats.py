@@ -168,7 +168,7 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 def beats_all(versus: pd.DataFrame) -> bool:
     """Whether the reference beats every baseline of a comparison table (columns ``mean``: the
-    reference minus the baseline, ``significant``; :func:`mood.baselines.versus_baselines`): each
+    reference minus the baseline, ``significant``; :func:`mood.experiments.baselines.versus_baselines`): each
     difference positive and significant. An intersection-union test: when the reference is no
     better than at least one baseline, it concludes "beats all" with probability at most the
     tests' alpha."""
@@ -207,7 +207,7 @@ PAIR_SEP = " − "  # between the two variants of a paired comparison's label
 
 
 def pair_label(a: str, b: str) -> str:
-    """The label of ``a`` minus ``b`` in :func:`mood.ablations.pair_gaps`' ``comparison`` index: ``"a − b"``."""
+    """The label of ``a`` minus ``b`` in :func:`mood.experiments.ablations.pair_gaps`' ``comparison`` index: ``"a − b"``."""
     return f"{a}{PAIR_SEP}{b}"
 
 

@@ -2,7 +2,7 @@
 
 A result below a detector that never learned anything is a bug until shown otherwise. These score
 the raw pixels (in the model's input format) of exactly the images a protocol's model is scored on
-(:func:`mood.pipeline.eval_sample`), with the same metrics:
+(:func:`mood.experiments.pipeline.eval_sample`), with the same metrics:
 
 - ``pixel 1-NN``: Euclidean distance to the nearest ID training image;
 - ``pixel Gaussian``: Mahalanobis distance under one Gaussian fitted to the ID training pixels.
@@ -23,17 +23,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mood.artifacts import Cache
-from mood.config import EvalConfig, Profile, override
-from mood.data import ImageFormat, ImageSet, to_tensor
-from mood.engine import TrainConfig
-from mood.features import FeatureSet
-from mood.models import NON_VIT_POOLS, Backbone
-from mood.parallel import Job, prefetch
-from mood.pipeline import (MoodRun, ProtocolFeatures, eval_sample, extract_protocol, finetune, id_accuracy, run_mood,
+from mood.core.cache import Cache
+from mood.experiments.config import EvalConfig, Profile, override
+from mood.core.data import ImageFormat, ImageSet, to_tensor
+from mood.core.engine import TrainConfig
+from mood.core.features import FeatureSet
+from mood.core.models import NON_VIT_POOLS, Backbone
+from mood.experiments.parallel import Job, prefetch
+from mood.experiments.pipeline import (MoodRun, ProtocolFeatures, eval_sample, extract_protocol, finetune, id_accuracy, run_mood,
                            score, score_protocol, scores_table, setup, training_sample)
-from mood.protocols import Protocol
-from mood.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
+from mood.core.protocols import Protocol
+from mood.core.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
 
 PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
     # name: (registered score, its hyperparameters)
@@ -45,7 +45,7 @@ PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
 def pixel_features(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(), seed: int = 0,
                    train: ImageSet | None = None) -> ProtocolFeatures:
     """Raw pixels ``[N, C*S*S]`` as features of the same ID-test and OOD samples
-    :func:`mood.pipeline.extract_protocol` takes, fitted on every image of ``train`` (default
+    :func:`mood.experiments.pipeline.extract_protocol` takes, fitted on every image of ``train`` (default
     ``protocol.train``; ``cfg.max_fit`` is ignored: a trivial baseline is compared at its strongest).
     No logits: only feature scores apply."""
     def one(s: ImageSet, limit: int | None) -> FeatureSet:
@@ -60,7 +60,7 @@ def pixel_features(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = Image
 
 def pixel_baselines(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = ImageFormat(), seed: int = 0,
                     train: ImageSet | None = None, names: tuple[str, ...] = tuple(PIXEL_BASELINES)) -> dict[str, pd.DataFrame]:
-    """The results table (:func:`mood.metrics.results_table`, same groups) of each pixel baseline in ``names``."""
+    """The results table (:func:`mood.core.metrics.results_table`, same groups) of each pixel baseline in ``names``."""
     unknown = sorted(set(names) - set(PIXEL_BASELINES))
     if unknown:
         raise ValueError(f"unknown pixel baseline(s) {unknown}; valid: {', '.join(PIXEL_BASELINES)}")
@@ -83,7 +83,7 @@ def _steps(n_images: int, cfg: TrainConfig) -> int:
 def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Profile:
     """``prof`` without pretraining, its fine-tuning from a random initialisation as many optimiser
     steps long as ``prof``'s pretraining and fine-tuning together on ``n_images`` training images
-    (same batch size as the fine-tuning; :func:`mood.pipeline.setup` drops the layer-wise lr decay,
+    (same batch size as the fine-tuning; :func:`mood.experiments.pipeline.setup` drops the layer-wise lr decay,
     which only makes sense on top of a pretrained network). ``model`` swaps the backbone (e.g. ``cnn_small``)."""
     p = copy.deepcopy(prof)
     total = _steps(n_images, prof.pretrain) + _steps(n_images, prof.finetune)
@@ -146,7 +146,7 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
     """MOOD (the profile's pretraining + fine-tuning) against the same backbone trained from scratch
     and each of ``scratch_models``, at equal optimiser steps (:func:`from_scratch`), on ``protocol``,
     once per seed (default: ``prof.seeds``). MOOD's seeds fine-tune one shared pretrained backbone
-    (:meth:`~mood.config.Profile.with_finetune_seed`); a baseline's seed is its whole training."""
+    (:meth:`~mood.experiments.config.Profile.with_finetune_seed`); a baseline's seed is its whole training."""
     proto, p = setup(protocol, prof)
     n = len(proto.train)
     setups = {mood_name(p): p, f"{p.model.name} from scratch": from_scratch(p, n)}
@@ -185,7 +185,7 @@ def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: f
     images of each OOD source, for each ``k`` in ``shots``, once per fine-tuning seed (default
     ``prof.seeds``).
 
-    Per seed, MOOD is the profile's pretraining and fine-tuning (:func:`mood.pipeline.run_mood` on
+    Per seed, MOOD is the profile's pretraining and fine-tuning (:func:`mood.experiments.pipeline.run_mood` on
     ``few-shot:1``: the multi-class training set, scored on the test halves of the OOD sets, the
     same for every ``k``), scored by Mahalanobis. Each OE model starts from that seed's fine-tuned
     MOOD model and trains ``oe_epochs`` more at a quarter of the learning rate with an 11-way head
@@ -238,9 +238,9 @@ def versus_baselines(equal: Comparison, reference: str, reference_score: str, me
     """``reference`` with ``reference_score`` minus every other (model, score) of ``equal`` on the
     AUROC column ``metric``, each with a paired test at ``alpha`` (the ``test`` column says which):
 
-    - with 2 or more seeds in common: :func:`mood.stats.paired_test` on the per-seed differences
+    - with 2 or more seeds in common: :func:`mood.core.stats.paired_test` on the per-seed differences
       (covers training seeds and test images);
-    - with one: :func:`mood.stats.paired_bootstrap` on that seed's test images (covers the test-set
+    - with one: :func:`mood.core.stats.paired_bootstrap` on that seed's test images (covers the test-set
       sample only, not training seeds).
 
     Returns:

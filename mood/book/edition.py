@@ -24,8 +24,9 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mood.artifacts import (atomic_write_text, git_output, load_provenance, provenance_path, run_dates,
-                            training_note, utc_now)
+from mood.core.io import atomic_write_text
+from mood.book import layout
+from mood.book.records import git_output, load_provenance, provenance_path, run_dates, training_note, utc_now
 
 EDITION_DIR = Path("book") / "edition"
 STATUS_FILE = Path("book") / "_edition.md"
@@ -114,15 +115,14 @@ def publish(profile: str, root: Path | None = None) -> Path:
     """
     import nbformat
 
-    from mood import book
 
-    root = Path(root or book.REPO)
+    root = Path(root or layout.REPO)
     results = root / "results" / profile
     prov = provenance_path(results)
     if (record := load_provenance(results)) is None:
         raise FileNotFoundError(f"{prov} is missing: run the whole book first (python -m mood book run --profile {profile})")
-    names = [src.stem for src in book.chapters(root / "notebooks")]
-    missing = [n for n in names if not (root / book.CHAPTERS_DIR / f"{n}.ipynb").exists()]
+    names = [src.stem for src in layout.chapters(root / "notebooks")]
+    missing = [n for n in names if not (root / layout.CHAPTERS_DIR / f"{n}.ipynb").exists()]
     unrecorded = [n for n in names if n not in record.get("chapter_seconds", {})]
     if missing or unrecorded:
         raise FileNotFoundError(f"an edition is a whole-book run; missing executed chapters {missing}, chapters "
@@ -132,7 +132,7 @@ def publish(profile: str, root: Path | None = None) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "results").mkdir(parents=True)
     for name in names:
-        nb = nbformat.read(root / book.CHAPTERS_DIR / f"{name}.ipynb", as_version=4)
+        nb = nbformat.read(root / layout.CHAPTERS_DIR / f"{name}.ipynb", as_version=4)
         if _profile_of(nb) != profile:
             shutil.rmtree(staging)
             raise ValueError(f"{name} was executed at profile {_profile_of(nb)!r}, not {profile!r}: rerun the book")
@@ -154,9 +154,8 @@ def publish(profile: str, root: Path | None = None) -> Path:
 
 def editions(root: Path | None = None) -> list[str]:
     """The profiles that have a published edition."""
-    from mood import book
 
-    base = Path(root or book.REPO) / EDITION_DIR
+    base = Path(root or layout.REPO) / EDITION_DIR
     return sorted(p.name for p in base.iterdir() if (p / "edition.json").exists()) if base.exists() else []
 
 
@@ -217,7 +216,6 @@ def stage(profile: str, root: Path) -> None:
     (:func:`superseded`) gets a warning after its provenance."""
     import nbformat
 
-    from mood import book
 
     folder = root / EDITION_DIR / profile
     if not (folder / "edition.json").exists():
@@ -225,7 +223,7 @@ def stage(profile: str, root: Path) -> None:
         raise FileNotFoundError(f"no {profile!r} edition in {root / EDITION_DIR} (published: {', '.join(have) or 'none'}); "
                                 f"make one with python -m mood book run --profile {profile}, then publish")
     record = json.loads((folder / "edition.json").read_text())
-    chapters = root / book.CHAPTERS_DIR
+    chapters = root / layout.CHAPTERS_DIR
     chapters.mkdir(parents=True, exist_ok=True)
     for old in chapters.glob("*.ipynb"):
         old.unlink()
@@ -244,8 +242,7 @@ def stage(profile: str, root: Path) -> None:
 def render(profile: str, root: Path | None = None) -> Path:
     """Builds the HTML book from the ``profile`` edition (:func:`stage`), executing nothing.
     Returns the HTML folder."""
-    from mood import book
 
-    root = Path(root or book.REPO)
+    root = Path(root or layout.REPO)
     stage(profile, root)
-    return book.build_html(root)
+    return layout.jupyter_book(root)

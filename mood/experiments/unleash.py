@@ -12,7 +12,7 @@ ways to get it back from the final model.
    cross-entropy of the final model with a small random fraction of every layer's weights masked
    out (the official code keeps 96.5%).
 3. :func:`tune` goes on from the final model with the loss floored at that value,
-   ``|CE - b| + b`` (:func:`mood.pretext.loss_floor`): ``"um"`` updates the weights; ``"umap"``
+   ``|CE - b| + b`` (:func:`mood.core.pretext.loss_floor`): ``"um"`` updates the weights; ``"umap"``
    freezes them and learns a mask that keeps ~80% of each layer's weights (edge-popup scores with a
    straight-through top-k); ``"ce"`` is the control, the same extra epochs with plain CE. UM also
    runs at multiples of ``b`` and with the ``b`` the validation OOD set prefers.
@@ -20,8 +20,8 @@ ways to get it back from the final model.
 :func:`run_unleash` chains them for one backbone, seed and label-noise condition and returns the
 per-epoch curve, a long table (method x score) of AUROC / FPR95 / AUPR with ID accuracy, and the
 per-image training losses; :func:`run_study` runs every backbone, condition and seed. Every stage is
-cached by its configuration (:class:`mood.artifacts.Cache`) and resumes after an interruption
-(:func:`mood.engine.fit`).
+cached by its configuration (:class:`mood.core.cache.Cache`) and resumes after an interruption
+(:func:`mood.core.engine.fit`).
 """
 
 from __future__ import annotations
@@ -40,18 +40,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from mood.artifacts import (Cache, Trained, atomic_torch_save, atomic_write_text, fingerprint, is_finished,
-                            load_trained, save_results, save_trained)
-from mood.config import Profile, UnleashConfig
-from mood.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor, with_label_noise
-from mood.engine import fit, resolve_device
-from mood.features import extract
-from mood.metrics import auroc, results_table
-from mood.stats import seed_gaps
-from mood.models import Backbone, ModelConfig
-from mood.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score, setup
-from mood.pretext import Classification, loss_floor
-from mood.protocols import Protocol
+from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
+from mood.core.io import atomic_torch_save, atomic_write_text, save_results
+from mood.experiments.config import Profile, UnleashConfig
+from mood.core.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor, with_label_noise
+from mood.core.engine import fit, resolve_device
+from mood.core.features import extract
+from mood.core.metrics import auroc, results_table
+from mood.core.stats import seed_gaps
+from mood.core.models import Backbone, ModelConfig
+from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score, setup
+from mood.core.pretext import Classification, loss_floor
+from mood.core.protocols import Protocol
 
 METHODS: tuple[str, ...] = ("ce", "um", "umap")
 METHOD_LABELS: dict[str, str] = {"baseline": "baseline (last epoch)", "ce": "+CE (control)", "um": "+UM",
@@ -199,7 +199,7 @@ def unleash_data(protocol: Protocol, cfg: UnleashConfig, noise: float = 0.0, see
     """Splits the protocol's training images for one seed: ``cfg.val_id`` held out for ID validation,
     ``cfg.val_ood`` held out and tile-shuffled for OOD validation, and the training sample
     (``cfg.train.max_images``, stratified) from the rest; then noises the training and validation
-    labels at rate ``noise`` (:func:`mood.data.with_label_noise`)."""
+    labels at rate ``noise`` (:func:`mood.core.data.with_label_noise`)."""
     pool = protocol.train
     held = cfg.val_id + cfg.val_ood
     if held >= len(pool):
@@ -254,7 +254,7 @@ def eval_sets(protocol: Protocol, cfg: UnleashConfig, fmt: ImageFormat, seed: in
 
 def evaluate(backbone: Backbone, sets: EvalSets, scores: tuple[str, ...] = TABLE_SCORES) -> dict[str, pd.DataFrame]:
     """Results tables (percent; one row per OOD set and a ``mean`` row) of each score in ``scores``
-    (any name of :data:`mood.scores.SCORES`). Each table's ``attrs`` hold ``"id_acc"`` and, when
+    (any name of :data:`mood.core.scores.SCORES`). Each table's ``attrs`` hold ``"id_acc"`` and, when
     ``sets`` has validation images, ``"val_auroc"`` (held-out ID vs validation OOD, percent),
     ``"val_loss"`` and ``"val_acc"`` (cross-entropy and accuracy on the held-out ID labels)."""
     for name in scores:
@@ -307,7 +307,7 @@ class Stages:
     """A classifier trained from scratch with every epoch kept.
 
     Attributes:
-        final: the last epoch's model (:class:`mood.pipeline.Trained`, with the training history).
+        final: the last epoch's model (:class:`mood.experiments.pipeline.Trained`, with the training history).
         epochs: ``epochs[e - 1]`` is the checkpoint file of epoch ``e``.
     """
 
@@ -382,7 +382,7 @@ def tune(start: Trained, data: ImageSet, method: str, floor: float | None, cfg: 
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if method != "ce" and (floor is None or not math.isfinite(floor) or floor < 0):
         raise ValueError(f"{method} needs a finite, non-negative loss floor, got {floor!r}; "
-                         f"estimate one with mood.unleash.estimate_floor or set UnleashConfig.floor")
+                         f"estimate one with mood.experiments.unleash.estimate_floor or set UnleashConfig.floor")
     cache = cache or Cache()
     floor = None if method == "ce" else float(floor)  # type: ignore[arg-type]
     # UMAP's mask scores train with AdamW whatever the weights' optimiser: their gradients are the
@@ -549,7 +549,7 @@ def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS
            metric: str = "AUROC") -> pd.DataFrame:
     """Per condition, model and score: the change ``Δ`` of ``metric`` from ``against`` to ``method``:
     mean, std, 95% t-interval (``ci_lo``, ``ci_hi``) and paired t-test (``p``, ``significant`` at
-    5%) of the same-seed differences (:func:`mood.stats.paired_test`; no test with a single seed).
+    5%) of the same-seed differences (:func:`mood.core.stats.paired_test`; no test with a single seed).
     The columns do not depend on ``metric``, so tables of several metrics concatenate."""
     key = [*KEYS, "score", "seed"]
     base = runs[runs["method"] == against].set_index(key)[metric]

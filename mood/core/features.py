@@ -1,6 +1,6 @@
 """From a model and images to features: extracted once, scored many ways.
 
-- :func:`extract`: a ``mood`` :class:`~mood.models.Backbone` -> :class:`FeatureSet` (features, logits, labels);
+- :func:`extract`: a ``mood`` :class:`~mood.core.models.Backbone` -> :class:`FeatureSet` (features, logits, labels);
   :func:`extract_pools`: several features from one forward pass.
 - :func:`embed`: any ``nn.Module`` or callable mapping images to ``[n, D]``, in batches, in eval mode,
   without gradients: how a user scores their own backbone.
@@ -17,11 +17,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from mood.artifacts import atomic_torch_save
-from mood.data import ImageFormat, ImageSet, to_tensor
-from mood.distributed import gather_rows, shard
-from mood.models import Backbone
-from mood.progress import progress
+from mood.core.io import atomic_torch_save
+from mood.core.data import ImageFormat, ImageSet, to_tensor
+from mood.core.distributed import gather_rows, shard
+from mood.core.models import Backbone
+from mood.core.progress import progress
 
 
 @dataclass
@@ -79,7 +79,7 @@ def extract_pools(backbone: Backbone, x: torch.Tensor, pools: Sequence[str], lab
                   desc: str = "features") -> dict[str, FeatureSet]:
     """:func:`extract` of several pools in one pass over ``x [N, C, H, W]`` (one forward per batch
     however many pools): ``{pool: FeatureSet}``, the logits shared. In a distributed run
-    (:mod:`mood.distributed`) each rank extracts its shard of ``x`` and every rank gets them all."""
+    (:mod:`mood.core.distributed`) each rank extracts its shard of ``x`` and every rank gets them all."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     backbone.eval().to(device)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*pools, "logits")}
@@ -106,7 +106,7 @@ def embed(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: Ima
 
     Args:
         model: maps ``[n, C, H, W]`` to ``[n, D]`` (a module or any callable).
-        images: an :class:`~mood.data.ImageSet` (converted with ``fmt``) or ready ``[N, C, H, W]`` tensors.
+        images: an :class:`~mood.core.data.ImageSet` (converted with ``fmt``) or ready ``[N, C, H, W]`` tensors.
         fmt: the model's input format, for an ImageSet.
         batch_size: images per forward pass.
         device: where the model runs (default: where its parameters are, else the CPU).

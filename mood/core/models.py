@@ -27,7 +27,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mood.weights import check_pretrained, describe, load_checkpoint, timm_pretrained
+from mood.core.weights import check_pretrained, describe, load_checkpoint, timm_pretrained
 
 MODEL_PRESETS: dict[str, dict] = {
     # name: kwargs of timm's VisionTransformer (or "resnet" for the small-image ResNet)
@@ -37,7 +37,7 @@ MODEL_PRESETS: dict[str, dict] = {
     "vit_s_p4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),  # ViT-S/4: the gpu profile
     "resnet18_small": dict(resnet="resnet18"),
     "resnet10_small": dict(resnet="resnet10t"),  # a lighter ResNet for CPU ablations
-    # Training FLOPs per 28 px image (forward + backward, mood.models.training_flops): vit_tiny_p7 81 M;
+    # Training FLOPs per 28 px image (forward + backward, mood.core.models.training_flops): vit_tiny_p7 81 M;
     # resnet10_quarter 117 M (1.4x), resnet10_narrow 364 M (4.5x). Measured here (2-core CPU, batch 256,
     # channels-last): 640, 390 and 190 img/s.
     "resnet10_quarter": dict(resnet="resnet10t", channels=(16, 32, 64, 128)),  # quarter width: nearest ViT-tiny/7
@@ -61,7 +61,7 @@ class ModelConfig:
         in_chans: input channels.
         num_classes: classes of the head (10 for Fashion-MNIST).
         drop_path: stochastic-depth rate (ViT only).
-        pretrained: initial weights (:mod:`mood.weights`): None (random), ``"timm"`` (timm's published
+        pretrained: initial weights (:mod:`mood.core.weights`): None (random), ``"timm"`` (timm's published
             weights for a timm model name; online on first use) or a checkpoint file's path.
     """
 

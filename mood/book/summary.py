@@ -2,7 +2,7 @@
 measured, and a verdict, read from the result files the earlier chapters wrote.
 
 A verdict is given only where the setting could have replicated the claim: the model that made the
-numbers passes its profile's accuracy floor (:mod:`mood.validity`), and the detector beats the
+numbers passes its profile's accuracy floor (:mod:`mood.experiments.verdicts`), and the detector beats the
 trivial raw-pixel baseline where one was run. Otherwise the cell says why there is none.
 """
 
@@ -14,10 +14,10 @@ from typing import Callable
 
 import pandas as pd
 
-from mood.artifacts import (FROM_RUN_OF_RECORD, atomic_write_text, cached_training, load_provenance, load_table,
-                            run_dates, training_note)
-from mood.metrics import per_set
-from mood.stats import beats_all, pair_label
+from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenance, run_dates, training_note
+from mood.core.io import atomic_write_text, load_table
+from mood.core.metrics import per_set
+from mood.core.stats import beats_all, pair_label
 
 SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
 CHAPTER_FILES = ("05_one_class", "06_multi_class", "06_validity", "06_versus_baselines", "07_near_distribution",
@@ -26,7 +26,7 @@ CHAPTER_FILES = ("05_one_class", "06_multi_class", "06_validity", "06_versus_bas
 
 def _versus(res: Path, name: str, metric: str, what: str = "equal-compute baseline",
             keep: Callable[[pd.DataFrame], pd.DataFrame] = lambda t: t) -> tuple[object, str]:
-    """The verdict of a paired comparison table (:func:`mood.baselines.versus_baselines`, saved by
+    """The verdict of a paired comparison table (:func:`mood.experiments.baselines.versus_baselines`, saved by
     chapters 6, 7 and 8), restricted to the rows ``keep`` returns, and the words that report it."""
     duel = keep(load_table(res / f"{name}.csv"))
     best = duel.iloc[int(duel["mean"].to_numpy().argmin())]  # the baseline MOOD leads least (or trails most)
@@ -222,7 +222,7 @@ def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("
     """The README's results section, rendered from ``results/<profile>/headline.csv`` and
     ``provenance.json`` of each profile that has them, and from its published edition, if any
     (``book/edition/<profile>/`` beside ``results_root``; nothing typed by hand)."""
-    from mood.edition import summary_line
+    from mood.book.edition import summary_line
 
     root = Path(results_root)
     parts = []

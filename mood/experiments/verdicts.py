@@ -2,7 +2,7 @@
 
 Open-set and OOD scores track closed-set accuracy (Vaze et al. 2022), so a comparison drawn from an
 under-trained classifier mostly measures how under-trained it is. Every profile declares the ID
-accuracy its verdicts need (:attr:`mood.config.Profile.accuracy_floor`); a chapter prints
+accuracy its verdicts need (:attr:`mood.experiments.config.Profile.accuracy_floor`); a chapter prints
 :func:`check` beside its numbers and gives no verdict when the model is below the floor.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mood.config import Profile
+from mood.experiments.config import Profile
 
 
 @dataclass(frozen=True)

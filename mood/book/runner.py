@@ -25,20 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO / "notebooks"
-CHAPTERS_DIR = Path("book") / "chapters"
-JOURNAL = CHAPTERS_DIR / ".unfinished-run.json"  # a run of record in progress: the chapters it finished
-LEDGERS = CHAPTERS_DIR / ".ledgers"  # each chapter's training ledger (mood.artifacts.read_ledger)
+from mood.book.edition import STATUS_FILE, write_status
+from mood.book.layout import CHAPTERS_DIR, JOURNAL, LEDGERS, NOTEBOOKS, REPO, chapters, code_fingerprint, jupyter_book
 
 
 class NotebookFailed(RuntimeError):
     """A chapter raised while executing."""
-
-
-def chapters(notebooks: Path = NOTEBOOKS) -> list[Path]:
-    """The chapter sources, in order: ``notebooks/NN_name.py``."""
-    return sorted(p for p in notebooks.glob("*.py") if re.match(r"\d\d_", p.name))
 
 
 def execute(source: Path, output: Path, parameters: dict, cwd: Path, kernel: str = "python3") -> float:
@@ -96,18 +88,6 @@ def show_one_parameters_cell(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def code_fingerprint(notebooks: Path = NOTEBOOKS) -> str:
-    """sha256 over the chapter sources in ``notebooks`` and the modules of the ``mood`` package that
-    runs them (file names and contents): the code a chapter's output came from, committed or not."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for base, files in ((package, sorted(package.rglob("*.py"))), (notebooks, chapters(notebooks))):
-        for f in files:
-            digest.update(f"{f.relative_to(base)}\0".encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -121,7 +101,7 @@ def open_journal(root: Path, key: dict, resume: bool) -> dict:
         FileNotFoundError: ``resume`` and there is no unfinished run in ``root``.
         ValueError: ``resume`` and the unfinished run's key differs, naming what differs.
     """
-    from mood.artifacts import utc_now
+    from mood.book.records import utc_now
 
     path = root / JOURNAL
     now = utc_now()
@@ -148,7 +128,7 @@ def open_journal(root: Path, key: dict, resume: bool) -> dict:
 def save_journal(root: Path, journal: dict) -> None:
     """Writes the :func:`open_journal` record into ``root`` (atomically: a run cut short mid-write
     leaves the last one)."""
-    from mood.artifacts import atomic_write_text
+    from mood.core.io import atomic_write_text
 
     atomic_write_text(root / JOURNAL, json.dumps(journal, indent=1) + "\n")
 
@@ -170,10 +150,11 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     """
     import torch
 
-    from mood.artifacts import (LEDGER_ENV, device_name, provenance, read_ledger,
-                                record_partial_run, save_run_of_chapters, save_table, training_note)
-    from mood.config import get_profile
-    from mood.summary import save_headline
+    from mood.core.cache import LEDGER_ENV, read_ledger
+    from mood.book.records import device_name, provenance, record_partial_run, save_run_of_chapters, training_note
+    from mood.core.io import save_table
+    from mood.experiments.config import get_profile
+    from mood.book.summary import save_headline
 
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
     if resume and only:
@@ -231,25 +212,16 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
 
 
 def build_html(root: Path = REPO) -> Path:
-    """Jupyter Book 1 over ``root`` (its ``_config.yml`` / ``_toc.yml``), warnings as errors.
-    Returns the HTML folder."""
-    from mood.edition import STATUS_FILE, write_status
-
+    """:func:`mood.book.layout.jupyter_book` over ``root``, writing the first page's status note first
+    when there is none. Returns the HTML folder."""
     if not (root / STATUS_FILE).exists():  # the first page includes it
         write_status(root, None)
-    exe = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    proc = subprocess.run([exe, "build", str(root), "--all", "-W", "--keep-going", "--path-output", str(root)],
-                          capture_output=True, text=True, env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    if proc.returncode != 0:
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return root / "_build" / "html"
+    return jupyter_book(root)
 
 
 def build(profile: str | None = None, root: Path = REPO, seed: int = 0, resume: bool = False) -> Path:
     """:func:`run` (``resume``: going on with an unfinished run) then :func:`build_html` (the first
     page says the book was executed now)."""
-    from mood.edition import write_status
-
     run(profile, root, seed=seed, resume=resume)
     write_status(root, None)
     return build_html(root)
@@ -262,7 +234,7 @@ def chapter_setup(profile: str, seed: int = 0):
     import numpy as np
     import torch
 
-    from mood.config import get_profile
+    from mood.experiments.config import get_profile
 
     cwd = Path.cwd()
     if cwd.name == "notebooks" and (cwd.parent / "_config.yml").exists():

@@ -13,7 +13,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from mood.features import FeatureSet
+from mood.core.features import FeatureSet
 
 KNN_K = 20  # DINO's k-NN evaluation uses 20 neighbours, cosine similarity, votes weighted by it
 

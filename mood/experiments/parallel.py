@@ -11,7 +11,7 @@ side-by-side schedule was 0.93x as fast, process start-up included: on 2 cores t
 needs several trainings that do not depend on each other (fine-tuning seeds, equal-compute
 baselines, one-class classes), :func:`prefetch` runs them in ``workers`` processes of
 ``cores / workers`` threads each. The jobs are the very calls the chapter makes afterwards: their
-trained backbones and features land in the artifact cache (:class:`mood.artifacts.Cache`, atomic
+trained backbones and features land in the artifact cache (:class:`mood.core.cache.Cache`, atomic
 writes, one folder per configuration), and the chapter's own calls then load them. Prefetching is
 only a schedule: with ``workers <= 1`` it does nothing and the chapter trains as before.
 
@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from mood.progress import progress
+from mood.core.progress import progress
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from timm.models.vision_transformer import Block
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
-from mood.artifacts import atomic_torch_save, atomic_write_text
-from mood.distributed import World, all_mean, all_true, barrier, shard, world
-from mood.pretext import Rng
-from mood.progress import progress
+from mood.core.io import atomic_torch_save, atomic_write_text
+from mood.core.distributed import World, all_mean, all_true, barrier, shard, world
+from mood.core.pretext import Rng
+from mood.core.progress import progress
 
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -190,7 +190,7 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
 
     Args:
         task: module with ``loss(x, y, rng) -> (loss, metrics)``.
-        x: ``[N, C, H, W]`` float images (normalised). Under ``torchrun`` (:func:`mood.distributed.init`)
+        x: ``[N, C, H, W]`` float images (normalised). Under ``torchrun`` (:func:`mood.core.distributed.init`)
             every rank passes the same tensors and trains its share of each global batch of
             ``cfg.batch_size`` images in DistributedDataParallel; rank 0 writes the checkpoints.
         y: ``[N]`` long labels, or None for unlabelled pretraining.

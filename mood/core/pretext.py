@@ -1,12 +1,12 @@
 """Pretext tasks behind one interface, so an ablation swaps the task with one argument.
 
-A task is an ``nn.Module`` that owns a :class:`~mood.models.Backbone` (as ``.backbone``) and its
+A task is an ``nn.Module`` that owns a :class:`~mood.core.models.Backbone` (as ``.backbone``) and its
 own heads, and implements ``loss(x, y, rng) -> (loss, metrics)`` for a batch ``x [N, C, H, W]``,
 labels ``y [N]`` and a :class:`Rng` (seeded numpy + torch generators for masks and views).
 
 ============== ======================================================================
 ``beit``        BEiT: blockwise-mask ~40% of patches, predict each masked patch's
-                discrete visual token (:class:`~mood.tokenizer.PatchTokenizer`) with CE.
+                discrete visual token (:class:`~mood.core.tokenizer.PatchTokenizer`) with CE.
 ``simmim``      SimMIM: random-mask 60% of patches, regress their pixels (L1).
 ``mae``         MAE: drop 75% of patches from the encoder, a small decoder regresses
                 their (per-patch normalised) pixels (MSE).
@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from mood import augment
-from mood.artifacts import atomic_torch_save
-from mood.masking import MaskSampler
-from mood.models import Backbone
-from mood.tokenizer import PatchTokenizer, patchify
+from mood.core import augment
+from mood.core.io import atomic_torch_save
+from mood.core.masking import MaskSampler
+from mood.core.models import Backbone
+from mood.core.tokenizer import PatchTokenizer, patchify
 
 PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae", "classification", "simclr", "none")
 MIM_PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae")
@@ -75,7 +75,7 @@ class Classification(nn.Module):
     Args:
         backbone: the model; its head must have as many outputs as there are classes.
         label_smoothing: mass spread uniformly over all classes (MOOD fine-tunes with 0.1).
-        augment: shift-and-flip each batch (:func:`mood.augment.finetune_view`).
+        augment: shift-and-flip each batch (:func:`mood.core.augment.finetune_view`).
         floor: the batch-mean cross-entropy is floored at this value (:func:`loss_floor`).
     """
 
@@ -259,7 +259,7 @@ def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | 
     """The task module for pretext ``name`` (``None`` for ``"none"``). ``mask_ratio``/``mask_kind``
     default to each method's published value; a setting a task cannot honour is an error, never
     ignored (it would train the same model under a new cache key). ``seed`` seeds the bank of block
-    masks (:class:`mood.masking.MaskSampler`)."""
+    masks (:class:`mood.core.masking.MaskSampler`)."""
     if name not in PRETEXTS:
         raise ValueError(f"unknown pretext task {name!r}; valid: {', '.join(PRETEXTS)}")
     if name not in MIM_PRETEXTS and (mask_ratio is not None or mask_kind is not None):
@@ -287,7 +287,7 @@ TOKENIZER_FILE = "tokenizer.pt"
 
 
 def make_task(cfg, backbone: Backbone, x: torch.Tensor | None, state_dir: Path) -> nn.Module | None:
-    """The pretext task of a pretraining config ``cfg`` (a :class:`mood.config.PretrainConfig`), with
+    """The pretext task of a pretraining config ``cfg`` (a :class:`mood.experiments.config.PretrainConfig`), with
     what it needs set up first: BEiT's tokenizer is loaded from ``state_dir`` or, the first time,
     fitted on the pretraining images ``x [N, C, H, W]`` (and saved there), like BEiT's dVAE fitted
     once before pretraining and frozen.

@@ -1,8 +1,8 @@
 """Training on several processes with PyTorch's own tools: ``torchrun`` and DistributedDataParallel.
 
 A script (or ``python -m mood``) launched by ``torchrun`` calls :func:`init` once; from then on
-:func:`mood.engine.fit` trains the task wrapped in DDP, every rank taking its share of each global
-batch, and :func:`mood.features.extract_pools` extracts a shard per rank and gathers them. Without
+:func:`mood.core.engine.fit` trains the task wrapped in DDP, every rank taking its share of each global
+batch, and :func:`mood.core.features.extract_pools` extracts a shard per rank and gathers them. Without
 ``torchrun`` (no ``WORLD_SIZE`` in the environment, or a world of one) every function here is a
 no-op and ``mood`` runs as a single process.
 

@@ -21,15 +21,15 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from mood.data import ImageFormat
-from mood.engine import TrainConfig
-from mood.masking import MASK_KINDS
-from mood.models import POOLS, ModelConfig
-from mood.pretext import MASK_DEFAULTS, PRETEXTS
-from mood.scores import get_score
+from mood.core.data import ImageFormat
+from mood.core.engine import TrainConfig
+from mood.core.masking import MASK_KINDS
+from mood.core.models import POOLS, ModelConfig
+from mood.core.pretext import MASK_DEFAULTS, PRETEXTS
+from mood.core.scores import get_score
 
 if TYPE_CHECKING:
-    from mood.protocols import Protocol
+    from mood.core.protocols import Protocol
 
 
 @dataclass
@@ -37,7 +37,7 @@ class PretrainConfig(TrainConfig):
     """Pretraining: a pretext task on the protocol's training images.
 
     Args:
-        pretext: one of :data:`mood.pretext.PRETEXTS`.
+        pretext: one of :data:`mood.core.pretext.PRETEXTS`.
         mask_ratio: fraction of patches masked (None = the method's published value; that value named
             explicitly is stored as None, so both name one cached model).
         mask_kind: ``"block"`` or ``"random"`` (None = the method's own; likewise folded).
@@ -91,10 +91,10 @@ class EvalConfig:
     """Feature extraction and scoring.
 
     Args:
-        pool: a pool of :data:`mood.models.POOLS`: ``"mean"`` of the normalised patch tokens (what the
+        pool: a pool of :data:`mood.core.models.POOLS`: ``"mean"`` of the normalised patch tokens (what the
             head reads), ``"cls"``, ``"mood"`` (MOOD's own feature), ``"blocks"`` (every block's mean
             token) or ``"tokens"`` (the last block's patch tokens, flattened: keeps their positions).
-        detector: the feature detector of the main tables (any name of :data:`mood.scores.SCORES`).
+        detector: the feature detector of the main tables (any name of :data:`mood.core.scores.SCORES`).
         normalize: L2-normalise features before Mahalanobis.
         max_fit: ID training images whose features fit the detector (None = all).
         max_test: ID test images scored (None = all).
@@ -133,12 +133,12 @@ class UnleashConfig:
         train: the from-scratch training (plain cross-entropy, no label smoothing); ``max_images``
             training images, drawn per seed.
         tune: the extra epochs of UM, UMAP and the plain-CE control, starting from the final model.
-        models: backbones studied (presets of :data:`mood.models.MODEL_PRESETS` or timm names).
+        models: backbones studied (presets of :data:`mood.core.models.MODEL_PRESETS` or timm names).
         seeds: seeds of the whole study (training, masks, label noise, evaluation samples).
         noise: the conditions: symmetric label-noise rates of the training (and ID validation)
             labels; 0 is the clean condition.
         augment: random shift and flip while training and tuning (off: the model must memorise).
-        floor: the loss floor ``b``; None estimates it with :func:`mood.unleash.estimate_floor`.
+        floor: the loss floor ``b``; None estimates it with :func:`mood.experiments.unleash.estimate_floor`.
         floor_scales: UM is also run at these multiples of ``b`` (the sweep beside the estimate).
         estimate_keep: fraction of each layer's weights kept when estimating ``b`` (official: 0.965).
         estimate_images: training images whose mean CE estimates ``b`` (None = all used for training).
@@ -152,7 +152,7 @@ class UnleashConfig:
         val_id: held-out ID training images (never trained on; labels noised like the training
             labels): early stopping on their loss, and the ID side of the validation AUROC.
         val_ood: validation OOD images: held-out ID training images with their 7x7 tiles shuffled
-            (:func:`mood.data.shuffle_patches`), none of the test OOD sets. The epoch and ``b`` are
+            (:func:`mood.core.data.shuffle_patches`), none of the test OOD sets. The epoch and ``b`` are
             chosen on them.
         curve_scores: scores of the per-epoch curve (ODIN needs a backward pass per image and epoch).
         table_scores: scores of the final tables.
@@ -319,8 +319,8 @@ class Profile:
         baseline_seeds: how many of ``seeds`` (the first) the equal-compute baselines train with: 1
             compares on the test images (paired bootstrap), >= 2 over seeds (paired t-test).
         accuracy_floor: the ID test accuracy (%) a model needs before its OOD numbers carry a
-            verdict on a paper's claim (:mod:`mood.validity`); None: no verdict at this profile.
-        workers: processes that train independent runs side by side (:mod:`mood.parallel`); 1 trains
+            verdict on a paper's claim (:mod:`mood.experiments.verdicts`); None: no verdict at this profile.
+        workers: processes that train independent runs side by side (:mod:`mood.experiments.parallel`); 1 trains
             one run at a time with every core.
         img_size: resize every image to this side (e.g. 224 for a model pretrained at that size);
             None: the protocol's own (28 px Fashion-MNIST, 32 px CIFAR).
@@ -438,7 +438,7 @@ PROFILES: dict[str, Profile] = {
         # start-up; the run of record at 2ba63ea used workers=2: ~1,680 img/s together vs ~1,550 for one run)
         workers=1,
         # One-class: all 6,000 images of the class; the fine-tuning keeps label smoothing, which one
-        # label needs (mood.pipeline.finetune); every other class's test image is OOD.
+        # label needs (mood.experiments.pipeline.finetune); every other class's test image is OOD.
         one_class=StageOverrides(pretrain={"epochs": 10, "batch_size": 128},
                                  finetune={"epochs": 2, "batch_size": 128, "label_smoothing": 0.1, "warmup_epochs": 0.5},
                                  eval={"n_ood": None}),
@@ -498,7 +498,7 @@ PROFILES: dict[str, Profile] = {
         ablation=StageOverrides(pretrain={"epochs": 30, "max_images": 20_000}, finetune={"epochs": 10, "max_images": 20_000},
                                 eval={"max_fit": 20_000, "n_ood": 2000}),
         ablation_seeds=(0, 1, 2),
-        # The ablations train 6 runs side by side (mood.ablations.run_grid), one protocol as on cpu.
+        # The ablations train 6 runs side by side (mood.experiments.ablations.run_grid), one protocol as on cpu.
         # Measured on one H200 (commit 47dc7ff, chapter 10, not finished in the session's 15 device
         # minutes): 6 runs together train at ~3,000-3,900 img/s each (SimCLR's two views ~1,750) against
         # 13,300 for one run alone, ~1.45x in all; a BEiT run (30 + 10 epochs on 20,000 images) took

@@ -14,6 +14,7 @@ Where Fashion-MNIST is found, in order:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,11 @@ class DataNotFoundError(FileNotFoundError):
 class CorruptDataError(ValueError):
     """A data file exists but does not hold what its format promises."""
 
+
+
+def hash_ids(ids: np.ndarray) -> str:
+    """A short content hash of an id array (``int64``): the one hash of image ids in ``mood``."""
+    return hashlib.sha1(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 @dataclass
 class ImageSet:
@@ -75,7 +81,7 @@ class ImageSet:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(
                 f"{self.name}: images must be uint8 [N, H, W, C], got {self.images.dtype} "
-                f"{tuple(self.images.shape)}; use mood.data.from_array to convert")
+                f"{tuple(self.images.shape)}; use mood.core.data.from_array to convert")
         n = len(self.images)
         if len(self.labels) != n or len(self.ids) != n:
             raise ValueError(f"{self.name}: {n} images but {len(self.labels)} labels and {len(self.ids)} ids")
@@ -410,7 +416,7 @@ CIFAR_FORMATS: dict[str, ImageFormat] = {
 def _online_missing(name: str, split: str, root: str, err: Exception, call: str) -> DataNotFoundError:
     return DataNotFoundError(
         f"{name} ({split}) not found under {root} ({err}). Download it once, online, into MOOD_DATA_DIR "
-        f"(now {root}): python -c \"from mood.data import {call.split('(')[0]}; {call}\"; or copy torchvision's "
+        f"(now {root}): python -c \"from mood.core.data import {call.split('(')[0]}; {call}\"; or copy torchvision's "
         f"files there. Downloading is {'off (MOOD_NO_DOWNLOAD=1)' if not downloads_allowed() else 'on'} here.")
 
 
@@ -555,7 +561,7 @@ def load_ood(name: str, n: int | None = None, seed: int = 0) -> ImageSet:
     """An OOD set by name (see ``OFFLINE_OOD`` and ``ONLINE_OOD``); ``n`` images at most."""
     if name not in _OOD_LOADERS:
         raise ValueError(f"unknown OOD set {name!r}; valid: {', '.join(_OOD_LOADERS)} "
-                         f"(or wrap your own with mood.data.from_array / from_folder)")
+                         f"(or wrap your own with mood.core.data.from_array / from_folder)")
     s = _OOD_LOADERS[name](n=n, seed=seed)
     return s if n is None or len(s) <= n else s.sample(n, seed)
 
@@ -630,8 +636,6 @@ def concat(sets: Sequence[ImageSet], fmt: ImageFormat, name: str, relabel: bool 
         classes += [f"{s.name}:{c}" for c in names[:n_cls]]
         offset += n_cls
         ids.append(s.ids)
-    from mood.artifacts import hash_ids
-
     origin = "concat(" + ",".join(f"{s.origin}#{hash_ids(s.ids)}" for s in sets) + ")"
     return ImageSet(name=name, images=np.concatenate(images), labels=np.concatenate(labels),
                     ids=np.arange(sum(len(s) for s in sets)), origin=origin,

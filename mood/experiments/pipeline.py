@@ -18,18 +18,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mood.artifacts import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
-from mood.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
-from mood.data import ImageFormat, ImageSet, sample_tensors, to_tensor
-from mood.distributed import barrier, is_main
-from mood.engine import TrainConfig, fit, resolve_device
-from mood.features import FeatureSet, extract_pools
-from mood.metrics import results_table
-from mood.models import Backbone, ModelConfig
-from mood.parallel import Job, prefetch
-from mood.pretext import Classification, make_task
-from mood.protocols import Protocol, make_protocol, parse_protocol
-from mood.scores import ScoreSpec, get_score
+from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
+from mood.experiments.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
+from mood.core.data import ImageFormat, ImageSet, sample_tensors, to_tensor
+from mood.core.distributed import barrier, is_main
+from mood.core.engine import TrainConfig, fit, resolve_device
+from mood.core.features import FeatureSet, extract_pools
+from mood.core.metrics import results_table
+from mood.core.models import Backbone, ModelConfig
+from mood.experiments.parallel import Job, prefetch
+from mood.core.pretext import Classification, make_task
+from mood.core.protocols import Protocol, make_protocol, parse_protocol
+from mood.core.scores import ScoreSpec, get_score
 
 
 def pretrain(data: ImageSet, model: ModelConfig, cfg: PretrainConfig, fmt: ImageFormat = ImageFormat(),
@@ -134,7 +134,7 @@ def protocol_inputs(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = Imag
 
 
 def training_sample(data: ImageSet, cfg: TrainConfig) -> ImageSet:
-    """The images a training stage with ``cfg`` trains on (:func:`mood.data.sample_tensors` draws the same)."""
+    """The images a training stage with ``cfg`` trains on (:func:`mood.core.data.sample_tensors` draws the same)."""
     return data.sample(cfg.max_images, cfg.seed) if cfg.max_images is not None else data
 
 
@@ -158,7 +158,7 @@ def extract_protocol_pools(trained: Trained, protocol: Protocol, cfg: EvalConfig
                            train: ImageSet | None = None) -> dict[str, ProtocolFeatures]:
     """:func:`extract_protocol` for several pools (``cfg.pool`` ignored): ``{pool: ProtocolFeatures}``.
     Each pool is cached on its own; the ones missing from the cache come from one forward pass per
-    image set (:func:`mood.features.extract_pools`)."""
+    image set (:func:`mood.core.features.extract_pools`)."""
     cache = cache or Cache()
     pools = tuple(dict.fromkeys(pools))
     t0 = time.perf_counter()
@@ -210,7 +210,7 @@ def check_score(name: str, params: dict[str, Any] | None = None) -> ScoreSpec:
 def score(feats: ProtocolFeatures, detector: str = "mahalanobis", backbone: Backbone | None = None,
           inputs: ScoreInputs | None = None, **params: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """OOD scores (higher = more OOD) ``[N]`` of the ID test set and of each OOD set with any score
-    of :data:`mood.scores.SCORES`, dispatched on what it needs: a feature detector is fitted on
+    of :data:`mood.core.scores.SCORES`, dispatched on what it needs: a feature detector is fitted on
     ``feats.fit``; a logit score reads the logits; a model score (ODIN) re-runs ``backbone`` on
     ``inputs`` (:func:`protocol_inputs`). ViM also needs ``backbone`` for its head. ``params`` are
     the score's hyperparameters (checked)."""
@@ -221,7 +221,7 @@ def score(feats: ProtocolFeatures, detector: str = "mahalanobis", backbone: Back
     if spec.needs == "model":
         if backbone is None or inputs is None:
             raise ValueError(f"score {detector!r} re-runs the model: pass backbone= and inputs= "
-                             f"(mood.pipeline.protocol_inputs)")
+                             f"(mood.experiments.pipeline.protocol_inputs)")
         fn = spec.build
         return fn(backbone, inputs.id_x, **params), {k: fn(backbone, x, **params) for k, x in inputs.ood_x.items()}
     if spec.needs_head:
@@ -250,7 +250,7 @@ def score_protocol(feats: ProtocolFeatures, detector: str, model: Trained, proto
 
 
 def scores_table(scores: tuple[Any, dict[str, Any]], protocol: Protocol, cfg: EvalConfig) -> pd.DataFrame:
-    """:func:`mood.metrics.results_table` of OOD scores ``(ID [N], {set: [M]})`` (tensors or arrays)
+    """:func:`mood.core.metrics.results_table` of OOD scores ``(ID [N], {set: [M]})`` (tensors or arrays)
     with ``cfg``'s FPR95 convention and ``protocol``'s OOD groups (``mean (far)``, ...)."""
     id_s, ood_s = scores
     return results_table(np.asarray(id_s), {k: np.asarray(v) for k, v in ood_s.items()}, cfg.fpr_positive,
@@ -306,10 +306,10 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     """MIM pretraining -> fine-tuning -> features -> Mahalanobis (by default) for one protocol.
 
     Args:
-        protocol: a protocol name (see :func:`mood.protocols.make_protocol`) or object.
+        protocol: a protocol name (see :func:`mood.core.protocols.make_protocol`) or object.
         profile: a profile name or object (default: ``MOOD_PROFILE`` or ``cpu``).
         finetune_stage: False scores the pretrained features directly.
-        detector: any score of :data:`mood.scores.SCORES`; overrides ``profile.eval.detector``.
+        detector: any score of :data:`mood.core.scores.SCORES`; overrides ``profile.eval.detector``.
     Returns:
         The trained stages, features, the results table (percent) and wall times in seconds
         (training: from the stages' logs, also when loaded from the cache; features, score: this call).
@@ -342,7 +342,7 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
 def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...] | None = None,
               cache: Cache | None = None, **kwargs: Any) -> dict[int, MoodRun]:
     """:func:`run_mood` once per fine-tuning seed (default: ``profile.seeds``), every seed fine-tuning
-    the same pretrained backbone (:meth:`~mood.config.Profile.with_finetune_seed`)."""
+    the same pretrained backbone (:meth:`~mood.experiments.config.Profile.with_finetune_seed`)."""
     seeds = profile.seeds if seeds is None else seeds
     if not seeds:
         raise ValueError("run_seeds: give at least one seed")
@@ -354,7 +354,7 @@ def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...]
 
 def seed_table(runs: dict[int, MoodRun]) -> pd.DataFrame:
     """One row per seed (index ``seed``): ``ID acc`` (%) and the AUROC of every OOD set and group
-    mean of the run's table; :func:`mood.stats.seed_summary` turns it into mean ± std and intervals."""
+    mean of the run's table; :func:`mood.core.stats.seed_summary` turns it into mean ± std and intervals."""
     out = pd.DataFrame.from_dict({s: {"ID acc": id_accuracy(r.features), **r.table["AUROC"].to_dict()}
                                   for s, r in runs.items()}, orient="index")
     out.index.name = "seed"

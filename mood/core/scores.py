@@ -2,7 +2,7 @@
 
 Feature-based detectors follow scikit-learn's shape: ``fit`` on ID training features (and labels),
 then ``score`` any features. They work on saved features, so a backbone's features are extracted
-once (:mod:`mood.features`) and scored many ways.
+once (:mod:`mood.core.features`) and scored many ways.
 
 =================  ============================================================================
 Mahalanobis         squared distance to the ID mean under the shared covariance (MOOD's default:
@@ -17,7 +17,7 @@ ODIN                MSP at temperature T after a small input step that raises it
 =================  ============================================================================
 
 Every score is registered by name in :data:`SCORES` (a :class:`ScoreSpec`: what it needs —
-features, logits or the model — and its hyperparameters). :func:`mood.pipeline.score` dispatches
+features, logits or the model — and its hyperparameters). :func:`mood.experiments.pipeline.score` dispatches
 on that entry, so a score added there works from the CLI, the pipeline, the ablations and
 Unleashing Mask at once.
 """

@@ -12,9 +12,9 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_curve
 
-from mood.data import ImageFormat, ImageSet, from_tensor
-from mood.masking import mask_batch
-from mood.tokenizer import PatchTokenizer, unpatchify
+from mood.core.data import ImageFormat, ImageSet, from_tensor
+from mood.core.masking import mask_batch
+from mood.core.tokenizer import PatchTokenizer, unpatchify
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -87,7 +87,7 @@ def codebook_figure(tokenizer: PatchTokenizer, counts: torch.Tensor | None = Non
 
 
 def curves(histories: Mapping[str, Sequence[dict]], keys: Sequence[str] = ("loss",)) -> plt.Figure:
-    """Per-epoch curves of ``keys`` for each named history (from :func:`mood.engine.fit`)."""
+    """Per-epoch curves of ``keys`` for each named history (from :func:`mood.core.engine.fit`)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, h in histories.items():
