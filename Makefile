@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 export MOOD_PROFILE := $(PROFILE)
 
-.PHONY: help setup data test test-fast book edition notebooks clean-results bench budget
+.PHONY: help setup data test test-fast book edition notebooks clean clean-results bench budget
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -45,5 +45,18 @@ bench: setup  ## benchmarks (not tests): Mahalanobis vs scikit-learn
 budget: setup  ## the last book run's chapter wall times against the PROFILE's time budget
 	$(PY) benchmarks/book_budget.py --profile $(PROFILE)
 
-clean-results:  ## remove cached artifacts and results
-	rm -rf artifacts results
+# Never a tracked file: results/cpu and results/gpu hold the committed results of record.
+clean:  ## remove what runs leave and git ignores: the artifact cache (MOOD_ARTIFACTS, else artifacts/), executed notebooks, the built book, untracked files under results/
+	@set -euo pipefail; \
+	for p in "$${MOOD_ARTIFACTS:-artifacts}" _build book/_build book/executed book/chapters; do \
+	  [ -e "$$p" ] || continue; \
+	  case "$$(pwd -P)/" in "$$(realpath -m -- "$$p")"/*) echo "clean: $$p holds this checkout: left alone" >&2; continue;; esac; \
+	  if [ -n "$$(git ls-files -- "$$p" 2>/dev/null | head -n 1)" ]; then echo "clean: $$p holds tracked files: left alone" >&2; continue; fi; \
+	  rm -rf -- "$$p"; echo "removed $$p"; \
+	done; \
+	if [ ! -d results ]; then exit 0; fi; \
+	if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then echo "clean: not a git checkout: results/ left alone" >&2; exit 0; fi; \
+	git ls-files --others -z -- results | while IFS= read -r -d '' f; do rm -f -- "$$f"; echo "removed $$f"; done; \
+	find results -mindepth 1 -type d -empty -print -delete | sed 's/^/removed /'
+
+clean-results: clean  ## the same as clean (its old name)

@@ -23,7 +23,8 @@ import timm
 import torch
 
 from mood.book.records import code_commit, device_name
-from mood.experiments.config import StageOverrides, get_profile
+from mood.experiments.config import StageOverrides
+from mood.experiments.resolve import base_profile
 from mood.experiments.pipeline import feature_table, run_seeds, seed_table, training_sample
 from mood.core.stats import seed_summary
 
@@ -40,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     changes = StageOverrides.parse(args.set)  # checked before any data is loaded
-    prof = get_profile(args.profile).with_changes(changes)
+    prof = base_profile(args.profile, changes=changes)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = run_seeds("multi-class", prof, tuple(args.seeds) if args.seeds else None)
     per_seed = seed_table(runs)

@@ -19,14 +19,16 @@ from dataclasses import replace
 import torch
 
 from mood.core.cache import Cache
-from mood.experiments.config import get_profile
+from mood.experiments.config import StageOverrides
 from mood.experiments.parallel import Job, prefetch
-from mood.experiments.pipeline import finetune, pretrain, setup
+from mood.experiments.pipeline import finetune, pretrain
+from mood.experiments.resolve import base_profile, resolve
 
 
 def start(protocol: str, prof, root: str):
     """The random initialisation every fine-tuning starts from (made once, before the timed part)."""
-    proto, p = setup(protocol, prof)
+    run = resolve(prof, protocol)
+    proto, p = run.protocol, run.profile
     return proto, p, pretrain(proto.train, p.model, replace(p.pretrain, pretext="none"), p.format, Cache(root))
 
 
@@ -41,8 +43,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20_000, help="training images per run")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    prof = get_profile("cpu")
-    prof.finetune = replace(prof.finetune, epochs=1, max_images=args.images, warmup_epochs=0.0)
+    prof = base_profile("cpu", changes=StageOverrides(finetune={"epochs": 1, "max_images": args.images, "warmup_epochs": 0.0}))
     train("multi-class", prof, 99, tempfile.mkdtemp())  # warm-up: data loading, first-call costs
     seeds = range(args.workers)
     with tempfile.TemporaryDirectory() as root:

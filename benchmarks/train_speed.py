@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mood.experiments.config import get_profile
+from mood.experiments.resolve import resolve
 from mood.core.engine import TrainConfig, fit, make_optimizer, resolve_device
 from mood.core.masking import mask_batch
 from mood.core.models import Backbone
@@ -144,12 +144,10 @@ def main() -> None:
                                                   "--stages finetune, BEiT pretraining needs patch tokens)")
     ap.add_argument("--out", default=None, help="write the table to this CSV")
     args = ap.parse_args()
-    prof = get_profile(args.profile)
-    if args.model:
-        try:
-            prof = replace(prof, model=replace(prof.model, name=args.model))
-        except ValueError as err:  # ModelConfig names the presets
-            ap.error(str(err))
+    try:  # the multi-class run's model: 28 px, one channel, ten classes
+        prof = resolve(args.profile, "multi-class", model={"name": args.model} if args.model else None).profile
+    except ValueError as err:  # ModelConfig names the presets
+        ap.error(str(err))
         if "pretrain" in args.stages and not Backbone(prof.model).is_vit:
             ap.error(f"--model {args.model} has no patch tokens for BEiT pretraining: add --stages finetune")
     device = resolve_device("auto")

@@ -47,19 +47,16 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace):
-    """The profile with the command line's overrides, every one checked (names and values) before
-    any data is loaded or any model trained. Stage settings (the epoch, pool, device flags and
-    ``--set stage.field=value``) win over the profile's one-class overrides too: what a command asks
-    for holds whatever the protocol."""
-    from dataclasses import replace
+    """The base profile of a command (:func:`mood.experiments.resolve.base_profile`) with the command
+    line's changes, every one checked (names and values) before any data is loaded or any model
+    trained. Stage settings (the epoch, pool, device flags and ``--set stage.field=value``) win over
+    the profile's one-class overrides too: what a command asks for holds whatever the protocol."""
+    from mood.experiments.config import StageOverrides
+    from mood.experiments.resolve import base_profile
 
-    from mood.experiments.config import StageOverrides, get_profile
-
-    prof = get_profile(args.profile).with_seed(args.seed)
+    model = {}
     if getattr(args, "model", None) or getattr(args, "pretrained", None):
-        prof.model = replace(prof.model, name=args.model or prof.model.name, pretrained=args.pretrained)
-    if getattr(args, "img_size", None) is not None:
-        prof = replace(prof, img_size=args.img_size)
+        model = ({"name": args.model} if args.model else {}) | {"pretrained": args.pretrained}
     device = {"device": args.device} if args.device else {}
     flags = StageOverrides(
         pretrain={k: v for k, v in (("pretext", args.pretext), ("epochs", args.pretrain_epochs)) if v is not None} | device,
@@ -69,7 +66,8 @@ def _profile(args: argparse.Namespace):
     twice = sorted(flags.settings() & settings.settings())
     if twice:
         raise ValueError(f"{', '.join(twice)} set both by a flag and by --set: give each setting once")
-    return prof.with_changes(flags.then(settings))
+    return base_profile(args.profile, changes=flags.then(settings), model=model,
+                        img_size=getattr(args, "img_size", None), seed=args.seed)
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
@@ -99,13 +97,17 @@ def _cmd_stage(args: argparse.Namespace) -> int:
 
 
 def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: str | None, cache, main: bool) -> list:
-    from mood.experiments.pipeline import finetune, id_accuracy, pretrain, run_mood, setup
+    from mood.experiments.pipeline import finetune, id_accuracy, pretrain, run_mood
+    from mood.experiments.resolve import resolve
 
     tables = []
     for name in protocols:
         t0 = time.perf_counter()
+        resolved = resolve(prof, name, detector=detector)
+        if main:  # the configuration that trains and keys the cache, printed once
+            print(resolved.describe(), file=sys.stderr)
         if args.command in ("pretrain", "finetune"):
-            protocol, p = setup(name, prof)
+            protocol, p = resolved.protocol, resolved.profile
             pre = pretrain(protocol.train, p.model, p.pretrain, p.format, cache)
             out = pre if args.command == "pretrain" else finetune(pre, protocol.train, p.finetune,
                                                                    protocol.num_classes, p.format, cache)
@@ -115,7 +117,7 @@ def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: 
                                   "train_seconds": round(out.train_seconds, 1),
                                   "last_epoch": out.history[-1] if out.history else None}))
             continue
-        run = run_mood(name, prof, cache, finetune_stage=args.command == "run", detector=detector)
+        run = run_mood(resolved, cache=cache, finetune_stage=args.command == "run")
         table = run.table.copy()
         table.insert(0, "protocol", name)
         table.insert(1, "ID acc", id_accuracy(run.features))  # every OOD figure beside its model's accuracy
@@ -128,14 +130,14 @@ def _run_stages(args: argparse.Namespace, protocols: list[str], prof, detector: 
 def _cmd_unleash(args: argparse.Namespace) -> int:
     """Unleashing Mask for each backbone and seed: per-epoch curve, the method x score table, the verdict."""
     from mood.core.cache import Cache
-    from mood.experiments.config import get_profile, override
     from mood.core.protocols import parse_protocol
+    from mood.experiments.config import StageOverrides
+    from mood.experiments.resolve import base_profile
     from mood.experiments.unleash import run_study, summarize
 
     parse_protocol(args.protocol)
-    prof = get_profile(args.profile)
-    if args.floor is not None:  # checked here: tune() would refuse it only after every stage had trained
-        prof.unleash = override(prof.unleash, floor=args.floor)
+    # the floor is checked here: tune() would refuse it only after every stage had trained
+    prof = base_profile(args.profile, changes=StageOverrides(unleash={"floor": args.floor} if args.floor is not None else {}))
     study = run_study(prof, args.model, args.seed, protocol=args.protocol, cache=Cache(args.artifacts),
                       noise=tuple(args.noise) if args.noise else None)
     with pd.option_context("display.width", 200, "display.max_columns", 30):

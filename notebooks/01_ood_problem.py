@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # The OOD problem and the data
@@ -18,11 +25,11 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
 from mood.book.plots import image_grid
-from mood.experiments.pipeline import setup
+from mood.experiments.resolve import resolve
 from mood.core.protocols import NEAR_PAIRS
 
 # %%
@@ -54,7 +61,7 @@ image_grid(oods, n=10, seed=seed);
 
 # %% tags=["hide-input"]
 summary = pd.DataFrame([s.summary() for s in (train, test, *oods.values())]).set_index("name")
-save_results(summary, results_dir, "01_datasets")
+tables.save("01_datasets", summary, results_dir)
 summary
 
 # %% [markdown]
@@ -74,8 +81,8 @@ summary
 
 # %% tags=["hide-input"]
 names = ["one-class:0", "multi-class", "near-split", "few-shot:5"]
-protocols = pd.DataFrame([setup(n, prof)[0].summary() for n in names]).set_index("protocol")
-save_results(protocols, results_dir, "01_protocols")
+protocols = pd.DataFrame([resolve(prof, n).protocol.summary() for n in names]).set_index("protocol")
+tables.save("01_protocols", protocols, results_dir)
 protocols
 
 # %% [markdown]

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Masked image modeling
@@ -20,16 +27,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.data import to_tensor
 from mood.core.masking import mask_batch
-from mood.experiments.pipeline import pretrain, setup
+from mood.experiments.pipeline import pretrain
+from mood.experiments.resolve import resolve
 from mood.book.plots import codebook_figure, curves, mim_figure
 
 # %%
 prof = chapter_setup(profile, seed)
-protocol, prof = setup("multi-class", prof, n_ood=prof.eval.n_ood)
+run = resolve(prof, "multi-class")
+protocol, prof = run.protocol, run.profile
 
 # %% [markdown]
 # ## Masks
@@ -60,7 +69,7 @@ fig.suptitle("masked patches in black, 20 of 49 each");
 # %%
 pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format)
 history = pd.DataFrame(pre.history).set_index("epoch")
-save_results(history, results_dir, "02_pretrain_history")
+tables.save("02_pretrain_history", history, results_dir)
 print(f"pretraining: {len(pre.history)} epochs, {prof.pretrain.max_images} images, "
       f"{history['seconds'].sum():.0f} s of training (0 when loaded from the cache)")
 curves({"BEiT MIM": pre.history}, keys=("loss", "token_acc"));

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Fine-tuning
@@ -16,12 +23,13 @@ one_class = 0  # the normal class of the label-smoothing experiment
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
-from mood.experiments.config import override
+from mood.experiments.config import StageOverrides
 from mood.core.data import FMNIST_CLASSES
 from mood.core.metrics import auroc
-from mood.experiments.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, setup, training_sample
+from mood.experiments.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, training_sample
+from mood.experiments.resolve import resolve
 from mood.book.plots import curves
 
 # %%
@@ -35,10 +43,11 @@ prof = chapter_setup(profile, seed)
 # move least.
 
 # %%
-protocol, p = setup("multi-class", prof, n_ood=prof.eval.n_ood)
+run = resolve(prof, "multi-class")
+protocol, p = run.protocol, run.profile
 pre = pretrain(protocol.train, p.model, p.pretrain, p.format)
 fine = finetune(pre, protocol.train, p.finetune, protocol.num_classes, p.format)
-save_results(pd.DataFrame(fine.history).set_index("epoch"), results_dir, "03_finetune_history")
+tables.save("03_finetune_history", pd.DataFrame(fine.history).set_index("epoch"), results_dir)
 feats = extract_protocol(fine, protocol, p.eval, p.format, train=training_sample(protocol.train, p.finetune))
 print(f"ID test accuracy after fine-tuning: {id_accuracy(feats):.2f}%")
 curves({"multi-class": fine.history}, keys=("loss", "acc"));
@@ -64,14 +73,17 @@ curves({"multi-class": fine.history}, keys=("loss", "acc"));
 # Mahalanobis AUROC of the pretrained features, and of fine-tuning with and without smoothing.
 
 # %%
-oc, q = setup(f"one-class:{one_class}", prof)
+head = StageOverrides(eval={"pool": "mean"})  # the head's feature, whose norm can grow
+one = resolve(prof, f"one-class:{one_class}", changes=head)
+plain = resolve(prof, one.protocol, changes=head.then(StageOverrides(finetune={"label_smoothing": 0.0})))
+oc, q = one.protocol, one.profile
 oc_pre = pretrain(oc.train, q.model, q.pretrain, q.format)
 rows, histories = [], {}
 for name, trained in [("pretrained only", oc_pre),
                       ("fine-tuned, label smoothing 0.1", finetune(oc_pre, oc.train, q.finetune, 10, q.format)),
                       ("fine-tuned, no label smoothing",
-                       finetune(oc_pre, oc.train, override(q.finetune, label_smoothing=0.0), 10, q.format))]:
-    feats = extract_protocol(trained, oc, override(q.eval, pool="mean"),  # the head's feature, whose norm can grow
+                       finetune(oc_pre, oc.train, plain.profile.finetune, 10, q.format))]:
+    feats = extract_protocol(trained, oc, q.eval,
                              q.format,  # fitted on the images that stage trained on
                              train=training_sample(oc.train, q.pretrain if trained is oc_pre else q.finetune))
     id_s, ood_s = score(feats, "mahalanobis")
@@ -82,7 +94,7 @@ for name, trained in [("pretrained only", oc_pre),
     if trained.history:
         histories[name] = trained.history
 table = pd.DataFrame(rows).set_index("setting")
-save_results(table, results_dir, "03_label_smoothing")
+tables.save("03_label_smoothing", table, results_dir)
 print(f"one-class, normal class: {FMNIST_CLASSES[one_class]}")
 table.round(2)
 

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Scoring with the Mahalanobis distance
@@ -18,7 +25,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 import pandas as pd
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.metrics import results_table
 from mood.experiments.pipeline import run_mood, score
@@ -58,10 +65,10 @@ roc_figure(id_s, ood_s);
 # a shared covariance and take the nearest. Both from the same features:
 
 # %%
-tables = {}
+auroc_by_detector = {}
 for det in ("mahalanobis", "mahalanobis_cc"):
     i, o = score(feats, det)
-    tables[det] = results_table(i.numpy(), {k: v.numpy() for k, v in o.items()})["AUROC"]
-compare = pd.DataFrame(tables)
-save_results(compare, results_dir, "04_mahalanobis_variants")
+    auroc_by_detector[det] = results_table(i.numpy(), {k: v.numpy() for k, v in o.items()})["AUROC"]
+compare = pd.DataFrame(auroc_by_detector)
+tables.save("04_mahalanobis_variants", compare, results_dir)
 compare.round(2)

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # One-class OOD detection
@@ -24,31 +31,31 @@ classes = list(range(10))  # normal classes to run
 
 # %% tags=["remove-cell"]
 import time
-from dataclasses import replace
 
 import pandas as pd
 import seaborn as sns
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.experiments.baselines import pixel_baselines
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES
 from mood.experiments.parallel import Job, prefetch
 from mood.experiments.pipeline import feature_table, run_mood, training_sample
+from mood.experiments.resolve import Variant
 
 # %%
 prof = chapter_setup(profile, seed)
+UNTRAINED = Variant("untrained", pretext="none")  # the same network at its random initialisation
 ANCHORS = {"GEOM (2018)": 93.5, "GOAD (2020)": 94.1, "Sohn et al. (2021)": 94.6}  # published, no external data
 
 # %%
 t0 = time.perf_counter()
 prefetch([Job(run_mood, (f"one-class:{k}", prof), name=FMNIST_CLASSES[k]) for k in classes], prof.workers)  # side by side
-untrained_prof = replace(prof, pretrain=replace(prof.pretrain, pretext="none"))  # random initialisation
 rows, features = [], []
 for k in classes:
     run = run_mood(f"one-class:{k}", prof, finetune_stage=False)  # MOOD's setting: pretrained features only
     tuned = run_mood(f"one-class:{k}", prof)  # the same pretrained backbone (cached), then fine-tuned
-    untrained = run_mood(f"one-class:{k}", untrained_prof, finetune_stage=False)  # the same network, never trained
+    untrained = run_mood(f"one-class:{k}", prof, finetune_stage=False, variant=UNTRAINED)  # the same network, never trained
     pixel = pixel_baselines(run.protocol, run.profile.eval, run.profile.format, names=("pixel 1-NN",))["pixel 1-NN"]
     rows.append({"class": FMNIST_CLASSES[k], **run.table.loc["other classes"].to_dict(),
                  "fine-tuned AUROC": tuned.table.loc["other classes", "AUROC"],
@@ -61,7 +68,7 @@ for k in classes:
     features.append(variants["other classes"].droplevel("detector").rename(FMNIST_CLASSES[k]))
 per_class = pd.DataFrame(rows).set_index("class")
 per_class.loc["mean"] = per_class.mean()
-save_results(per_class, results_dir, "05_one_class")
+tables.save("05_one_class", per_class, results_dir)
 print(f"{len(classes)} classes in {time.perf_counter() - t0:.0f} s here (cached backbones load in seconds; "
       "the training times in the table come from their logs)")
 per_class.round(2)
@@ -80,7 +87,7 @@ per_class.round(2)
 # %%
 by_feature = pd.DataFrame(features).rename_axis("class")
 by_feature.loc["mean"] = by_feature.mean()
-save_results(by_feature, results_dir, "05_one_class_features")
+tables.save("05_one_class_features", by_feature, results_dir)
 print(f"main column: pool {run.profile.eval.pool!r}")
 by_feature.round(2)
 
@@ -88,7 +95,7 @@ by_feature.round(2)
 ours = per_class.loc["mean", "AUROC"]
 compare = pd.DataFrame({"mean AUROC": {**ANCHORS, f"MOOD-style, this run ({prof.name})": ours},
                         "source": {**{k: "published" for k in ANCHORS}, f"MOOD-style, this run ({prof.name})": "measured"}})
-save_results(compare, results_dir, "05_one_class_vs_anchors")
+tables.save("05_one_class_vs_anchors", compare, results_dir)
 compare
 
 # %% tags=["hide-input"]

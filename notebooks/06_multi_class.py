@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Multi-class OOD detection
@@ -17,7 +24,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.experiments.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
 from mood.book.runner import chapter_setup
 from mood.core.metrics import per_set
@@ -36,14 +43,14 @@ seeds = tuple(seed + s for s in prof.seeds)
 runs = run_seeds("multi-class", prof, seeds)
 run = runs[seeds[0]]
 per_seed = seed_table(runs)
-save_results(per_seed, results_dir, "06_multi_class_seeds")
+tables.save("06_multi_class_seeds", per_seed, results_dir)
 print("stage wall times of the first seed (s; training from its log, also when cached): "
       + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
 per_seed.round(2)
 
 # %%
 gate = check(prof, per_seed["ID acc"].mean())  # OOD numbers beside the ID accuracy of the models that made them
-save_results(pd.DataFrame([gate.to_dict()]).set_index("profile"), results_dir, "06_validity")
+tables.save("06_validity", pd.DataFrame([gate.to_dict()]).set_index("profile"), results_dir)
 Markdown(gate.message)
 
 # %% [markdown]
@@ -52,7 +59,7 @@ Markdown(gate.message)
 
 # %%
 summary = seed_summary(per_seed)
-save_results(summary, results_dir, "06_multi_class_summary")
+tables.save("06_multi_class_summary", summary, results_dir)
 summary.round(2)
 
 # %% [markdown]
@@ -63,7 +70,7 @@ summary.round(2)
 # their mean is reported apart (`mean (noise)`) from the far-OOD mean (`mean (far)`).
 
 # %%
-save_results(run.table, results_dir, "06_multi_class")
+tables.save("06_multi_class", run.table, results_dir)
 run.table.round(2)
 
 # %% [markdown]
@@ -73,7 +80,7 @@ run.table.round(2)
 # %%
 id_s, ood_s = run.scores
 intervals = auroc_intervals(id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
-save_results(intervals, results_dir, "06_multi_class_intervals")
+tables.save("06_multi_class_intervals", intervals, results_dir)
 intervals.round(2)
 
 # %% tags=["hide-input"]
@@ -101,7 +108,7 @@ print(f"far-OOD mean AUROC {run.table.loc['mean (far)', 'AUROC']:.1f}, FPR95 {ru
 # %%
 variants = feature_table(run.finetuned, run.protocol, run.profile, ("mean", "mood", "blocks", "tokens"),
                          ("mahalanobis", "mahalanobis_cc", "knn"), train=training_sample(run.protocol.train, run.profile.finetune))
-save_results(variants.reset_index().set_index("pool"), results_dir, "06_features")
+tables.save("06_features", variants.reset_index().set_index("pool"), results_dir)
 print(f"main tables: pool={prof.eval.pool!r}, detector={prof.eval.detector!r}")
 variants[["mnist", "mean (far)", "mean (noise)"]].round(2)
 
@@ -116,7 +123,7 @@ variants[["mnist", "mean (far)", "mean (noise)"]].round(2)
 # %%
 pixel = pixel_baselines(run.protocol, run.profile.eval, run.profile.format)
 versus = pd.DataFrame({"MOOD (first seed)": run.table["AUROC"], **{name: t["AUROC"] for name, t in pixel.items()}})
-save_results(versus, results_dir, "06_multi_class_vs_pixels")
+tables.save("06_multi_class_vs_pixels", versus, results_dir)
 versus.round(2)
 
 # %% [markdown]
@@ -124,14 +131,14 @@ versus.round(2)
 #
 # A claim that MIM pretraining helps needs the alternative run here, on the same images and budget:
 # the same ViT trained from scratch, and a small CNN, each for as many optimiser steps as MOOD's
-# pretraining and fine-tuning together (`mood.experiments.baselines.from_scratch`), scored with MSP, Energy,
+# pretraining and fine-tuning together (`mood.experiments.resolve.FromScratch`), scored with MSP, Energy,
 # Mahalanobis and KNN, each model on the profile's feature (`tokens`: for the CNN, its last feature
 # map's positions; a pool only a ViT has falls back to the CNN's pooled feature). Read every AUROC
 # beside the ID accuracy of the model that made it.
 
 # %%
 equal = compare_at_equal_compute("multi-class", prof, seeds=seeds[: prof.baseline_seeds])
-save_results(equal.table.set_index("model"), results_dir, "06_equal_compute")
+tables.save("06_equal_compute", equal.table.set_index("model"), results_dir)
 equal.table.groupby(["model", "score"], sort=False)[["ID acc", "steps", "train s", "mnist", "mean (far)", "mean (noise)"]].mean().round(2)
 
 # %% [markdown]
@@ -147,6 +154,6 @@ equal.table.groupby(["model", "score"], sort=False)[["ID acc", "steps", "train s
 
 # %%
 duel = versus_baselines(equal, mood_name(run.profile), prof.eval.detector, "mean (far)")
-save_results(duel.reset_index().set_index("baseline"), results_dir, "06_versus_baselines")
+tables.save("06_versus_baselines", duel.reset_index().set_index("baseline"), results_dir)
 print("MOOD beats every equal-compute baseline on far-OOD AUROC:", beats_all(duel))
 duel.round(3)

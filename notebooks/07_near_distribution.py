@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Near-distribution OOD detection
@@ -18,7 +25,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 import pandas as pd
 from IPython.display import Markdown
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
 from mood.book.runner import chapter_setup
 from mood.core.metrics import per_set
@@ -30,16 +37,16 @@ from mood.experiments.verdicts import check
 # %%
 prof = chapter_setup(profile, seed)
 seeds = tuple(seed + s for s in prof.seeds)
-run = run_mood("near-split", prof.with_finetune_seed(seeds[0]))
+run = run_mood("near-split", prof, finetune_seed=seeds[0])
 print(f"known-class test accuracy {id_accuracy(run.features):.2f}%")
 
 # %%
 gate = check(prof, id_accuracy(run.features))
-save_results(pd.DataFrame([gate.to_dict()]).set_index("profile"), results_dir, "07_validity")
+tables.save("07_validity", pd.DataFrame([gate.to_dict()]).set_index("profile"), results_dir)
 Markdown(gate.message)
 
 # %%
-save_results(run.table, results_dir, "07_near_distribution")
+tables.save("07_near_distribution", run.table, results_dir)
 run.table.round(2)
 
 # %%
@@ -66,11 +73,11 @@ print(" < ".join(f"{k} {v:.1f}" for k, v in order.items()))
 
 # %%
 equal = compare_at_equal_compute("near-split", prof, seeds=seeds[: prof.baseline_seeds])
-save_results(equal.table.set_index("model"), results_dir, "07_equal_compute")
+tables.save("07_equal_compute", equal.table.set_index("model"), results_dir)
 equal.table.groupby(["model", "score"], sort=False)[["ID acc", "steps", "train s", "mean"]].mean().round(2)
 
 # %%
 duel = versus_baselines(equal, mood_name(run.profile), prof.eval.detector, "mean")
-save_results(duel.reset_index().set_index("baseline"), results_dir, "07_versus_baselines")
+tables.save("07_versus_baselines", duel.reset_index().set_index("baseline"), results_dir)
 print("MOOD beats every equal-compute baseline on near-distribution AUROC:", beats_all(duel))
 duel.round(3)

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Few-shot outlier exposure
@@ -25,10 +32,10 @@ oe_epochs = 2  # the OE baseline's extra epochs on top of MOOD's fine-tuning
 # %% tags=["remove-cell"]
 import seaborn as sns
 
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.experiments.baselines import MOOD_NO_OOD, compare_outlier_exposure, versus_baselines
 from mood.book.runner import chapter_setup
-from mood.experiments.pipeline import setup
+from mood.experiments.resolve import resolve
 from mood.book.plots import image_grid
 from mood.core.stats import beats_all
 
@@ -47,7 +54,7 @@ for k in shots:
     labels |= {(f"OE {k}-shot", "outlier_class"): f"OE {k}-shot (outlier prob.)",
                (f"OE {k}-shot", "mahalanobis"): f"OE {k}-shot + Mahalanobis"}
 table = compared.mean_table(labels)
-save_results(table, results_dir, "08_few_shot")
+tables.save("08_few_shot", table, results_dir)
 table.round(2)
 
 # %% [markdown]
@@ -56,14 +63,14 @@ table.round(2)
 
 # %% tags=["hide-input"]
 per_seed = compared.table[["model", "score", "seed", "ID acc", "mean", "train s"]]
-save_results(per_seed, results_dir, "08_few_shot_seeds")
+tables.save("08_few_shot_seeds", per_seed, results_dir)
 per_seed.pivot_table(index=["model", "score"], columns="seed", values="mean", sort=False).round(2)
 
 # %% [markdown]
 # The images the 10-shot (or largest) baseline was given:
 
 # %%
-image_grid(setup(f"few-shot:{max(shots)}", prof)[0].ood_train, n=min(10, max(shots)), seed=seed);
+image_grid(resolve(prof, f"few-shot:{max(shots)}").protocol.ood_train, n=min(10, max(shots)), seed=seed);
 
 # %% tags=["hide-input"]
 ax = sns.barplot(data=table.loc["mean"].rename("mean AUROC").reset_index(), x="mean AUROC", y="index", color="tab:blue")
@@ -84,7 +91,7 @@ ax.set_xlim(max(0, table.loc["mean"].min() - 10), 100);
 
 # %% tags=["hide-input"]
 versus = versus_baselines(compared, MOOD_NO_OOD, "mahalanobis", "mean")
-save_results(versus, results_dir, "08_versus_oe")
+tables.save("08_versus_oe", versus, results_dir)
 largest = f"OE {max(shots)}-shot"
 holds = beats_all(versus.loc[[largest]])
 print(f"MOOD without OOD data minus {largest}: "

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Summary: the paper's claims beside this book's measurements
@@ -15,7 +22,8 @@ results_dir = "results/cpu"  # where the chapters wrote their tables
 # %% tags=["remove-cell"]
 from pathlib import Path
 
-from mood.core.io import load_table, save_results
+from mood.core.io import load_table
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.book.summary import claims_table, headline
 
@@ -33,7 +41,7 @@ from mood.book.summary import claims_table, headline
 # %%
 prof = chapter_setup(profile, seed)
 claims = claims_table(results_dir)
-save_results(claims, results_dir, "09_claims")
+tables.save("09_claims", claims, results_dir)
 claims
 
 # %% [markdown]
@@ -52,5 +60,5 @@ figures[~figures["figure"].str.endswith("_seconds")].set_index("figure").round(2
 # Written by `python -m mood book run` after the previous full run (missing on the first one).
 
 # %% tags=["hide-input"]
-timings = Path(results_dir) / "_timings.csv"
+timings = Path(results_dir) / f"{tables.TIMINGS}.csv"
 load_table(timings) if timings.exists() else "no timings yet: they are written when a full book run ends"

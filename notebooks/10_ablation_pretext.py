@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Ablation: the pretext task
@@ -28,7 +35,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
 from mood.experiments.ablations import Variant, family_gap, ordering_verdict, pair_gaps, run_grid, save_grid, seed_intervals
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.book.plots import ablation_tradeoff
 from mood.experiments.verdicts import check
@@ -54,7 +61,7 @@ runs = run_grid(variants, protocols, seeds, prof, probe=True)
 save_grid(runs, results_dir, "10_pretext")
 intervals = seed_intervals(runs)
 intervals["valid"] = [check(prof, a).ok for a in intervals["ID acc"]]
-save_results(intervals, results_dir, "10_pretext_intervals")
+tables.save("10_pretext_intervals", intervals, results_dir)
 intervals.round(2)
 
 # %% [markdown]
@@ -95,14 +102,14 @@ for proto in protocols:
 pairs = [("BEiT MIM", "classification"), ("classification", "SimCLR"), ("BEiT MIM", "SimCLR"),
          ("SimMIM", "classification"), ("MAE", "classification"), ("BEiT MIM", "no pretraining")]
 gaps = pair_gaps(runs, pairs)
-save_results(gaps, results_dir, "10_pretext_gaps")
+tables.save("10_pretext_gaps", gaps, results_dir)
 gaps.round(3)
 
 # %%
 families = {"BEiT MIM": "reconstruction", "SimMIM": "reconstruction", "MAE": "reconstruction",
             "classification": "recognition", "SimCLR": "recognition"}
 by_family = family_gap(runs, families, "reconstruction", "recognition")
-save_results(by_family, results_dir, "10_pretext_families")
+tables.save("10_pretext_families", by_family, results_dir)
 by_family.round(3)
 
 # %% [markdown]

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Ablation: the architecture
@@ -22,7 +29,7 @@ resnet = None  # None: the ResNet preset nearest the profile's ViT in training F
 # %% tags=["remove-cell"]
 from mood.experiments.ablations import (Variant, pair_gaps, pair_verdict, run_grid, save_grid, seed_intervals, training_cost,
                             verdict)
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.models import nearest_in_flops, resnet_presets
 from mood.book.plots import ablation_bars
@@ -64,7 +71,7 @@ print(verdict(runs, floor=prof.accuracy_floor))
 # %%
 pairs = [("ViT + classification", "ResNet + classification"), ("ViT, no pretraining", "ResNet, no pretraining")]
 gaps = pair_gaps(runs, pairs)
-save_results(gaps, results_dir, "11_architecture_gaps")
+tables.save("11_architecture_gaps", gaps, results_dir)
 intervals = seed_intervals(runs)
 for proto in protocols:
     for a, b in pairs:
@@ -78,5 +85,5 @@ gaps.round(3)
 
 # %%
 cost = training_cost(runs, variants, prof).round(2)
-save_results(cost, results_dir, "11_architecture_cost")
+tables.save("11_architecture_cost", cost, results_dir)
 cost

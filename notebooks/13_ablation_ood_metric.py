@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Ablation: the OOD score
@@ -19,7 +26,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
 from mood.experiments.ablations import Variant, mean_std, run_grid, save_grid, verdict
-from mood.core.io import save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.book.plots import ablation_bars
 from mood.core.scores import SCORES
@@ -29,7 +36,7 @@ prof = chapter_setup(profile, seed)
 seeds = [seed + s for s in prof.ablation_seeds]
 protocols = list(prof.ablation_protocols)  # the models of chapter 10's BEiT row: only the score changes
 scores = [Variant(name, detector=name) for name in SCORES if name != "outlier_class"]  # no outlier class here
-# the score rows use the profile's feature at this scale (prof.at_ablation_scale().eval.pool; ViM the mean token); these vary it
+# the score rows use the profile's feature at this scale (resolve(prof, scale="ablation").profile.eval.pool; ViM the mean token); these vary it
 features = [Variant("mahalanobis, mean token", pool="mean"),
             Variant("mahalanobis, mean token L2-normalised", pool="mean", normalize=True),
             Variant("mahalanobis, CLS token", pool="cls"),
@@ -45,7 +52,7 @@ ablation_bars(runs);
 
 # %%
 fpr = mean_std(runs, "FPR95")
-save_results(fpr, results_dir, "13_ood_metric_fpr95")
+tables.save("13_ood_metric_fpr95", fpr, results_dir)
 fpr
 
 # %% [markdown]

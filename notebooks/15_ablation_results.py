@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Ablation results in one place
@@ -18,7 +25,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from mood.experiments.ablations import ordering_verdict, pair_verdict, seed_intervals, verdict
-from mood.core.io import load_table
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.stats import pair_names
 from mood.book.summary import FIGURE_LABELS, headline
@@ -28,14 +35,14 @@ prof = chapter_setup(profile, seed)
 res = Path(results_dir)
 chapters = {"10_pretext": "Pretext task", "11_architecture": "Architecture", "12_fine_tuning": "Fine-tuning",
             "13_ood_metric": "OOD score", "14_masking": "Masking and pretraining length"}
-missing = [k for k in chapters if not (res / f"{k}.csv").exists()]
+missing = tables.missing(chapters, res)
 assert not missing, f"run chapters {missing} first (make book runs them in order)"
 
 # %% tags=["hide-input"]
 for stem, title in chapters.items():
     display(Markdown(f"### {title}"))
-    display(load_table(res / f"{stem}.csv"))
-    runs = load_table(res / f"{stem}_runs.csv").reset_index()
+    display(tables.load(stem, res))
+    runs = tables.load(f"{stem}_runs", res).reset_index()
     display(Markdown("```\n" + verdict(runs, floor=prof.accuracy_floor) + "\n```"))
 
 # %% [markdown]
@@ -50,8 +57,8 @@ for stem, title in chapters.items():
 figures = headline(res, whole_book=False).set_index("figure")["value"]
 gap_figures = figures[[f for f in figures.index if f.startswith(("pretext_", "architecture_"))]]
 display(gap_figures.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
-gaps = load_table(res / "10_pretext_gaps.csv").reset_index().set_index(["comparison", "protocol"])
-intervals = load_table(res / "10_pretext_intervals.csv").reset_index().set_index(["variant", "protocol"])
+gaps = tables.load("10_pretext_gaps", res)  # indexed (comparison, protocol)
+intervals = tables.load("10_pretext_intervals", res)  # indexed (variant, protocol)
 for proto in gaps.index.get_level_values("protocol").unique():
     result = ordering_verdict(gaps, intervals, ["BEiT MIM", "classification", "SimCLR"], proto, prof.accuracy_floor)
     acc = intervals.xs(proto, level="protocol")["ID acc"]
@@ -68,8 +75,8 @@ for proto in gaps.index.get_level_values("protocol").unique():
 # either model is under the accuracy floor.
 
 # %% tags=["hide-input"]
-arch_gaps = load_table(res / "11_architecture_gaps.csv").reset_index().set_index(["comparison", "protocol"])
-arch_intervals = seed_intervals(load_table(res / "11_architecture_runs.csv").reset_index())
+arch_gaps = tables.load("11_architecture_gaps", res)
+arch_intervals = seed_intervals(tables.load("11_architecture_runs", res).reset_index())
 for comparison, proto in arch_gaps.index:
     a, b = pair_names(comparison)
     display(Markdown(f"**{proto}** — {pair_verdict(arch_gaps, arch_intervals, a, b, proto, prof.accuracy_floor)}."))

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # Unleashing Mask: the OOD ability a classifier has mid-training
@@ -52,17 +59,15 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 models = None  # backbones to study; None means those of the profile
 
 # %% tags=["remove-cell"]
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
 
-from mood.core.io import load_table, save_results
+from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES
-from mood.experiments.pipeline import setup
+from mood.experiments.resolve import resolve
 from mood.book.plots import image_grid, loss_histogram, stage_figure
 from mood.experiments.unleash import run_study, summarize
 
@@ -119,7 +124,7 @@ study.stage_gap().round(2)
 loss_histogram(study.losses, floor_of);
 
 # %%
-proto, _ = setup("multi-class", prof)
+proto = resolve(prof, "multi-class").protocol
 where = pd.Series(np.arange(len(proto.train)), index=proto.train.ids)
 first = study.losses[study.losses["seed"] == seeds[0]]
 hardest = {cond: proto.train.subset(where[g.nlargest(8, "loss")["id"]].to_numpy())
@@ -170,12 +175,11 @@ study.effects.round(2)  # Δ: AUROC points, except FPR95 points where the compar
 # scores more images per set), so compare levels, not decimals.
 
 # %% tags=["hide-input"]
-mood_file = Path(results_dir) / "06_multi_class.csv"
-if mood_file.exists():
+if tables.exists("06_multi_class", results_dir):
     best_here = runs.groupby(["condition", "model", "method", "score"])[["AUROC", "FPR95"]].mean().sort_values("AUROC").iloc[-1]
-    beside = load_table(mood_file).loc[["mean"], ["AUROC", "FPR95"]].T.rename(columns={"mean": "MOOD (chapter 6, Mahalanobis)"})
+    beside = tables.load("06_multi_class", results_dir).loc[["mean"], ["AUROC", "FPR95"]].T.rename(columns={"mean": "MOOD (chapter 6, Mahalanobis)"})
     beside[f"best here: {' / '.join(best_here.name)}"] = best_here
-    save_results(beside, results_dir, "16_unleash_vs_mood")
+    tables.save("16_unleash_vs_mood", beside, results_dir)
     display(beside.round(2))
 else:
     print("chapter 6 has not written its table in this results folder yet: run `make book`")

@@ -94,3 +94,66 @@ def tiny_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(SVHN, "_check_integrity", lambda self: True)
     monkeypatch.setenv("MOOD_NO_DOWNLOAD", "1")
     return root
+
+
+def _score_by_definition(name: str, feats, backbone=None, inputs=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The OOD scores (higher = more OOD) of score ``name`` of the ID test set and each OOD set, from its
+    published definition in numpy / scikit-learn (ODIN: torch autograd) on saved features ``feats``
+    (:class:`~mood.experiments.pipeline.ProtocolFeatures`), independently of :mod:`mood.core.scores`."""
+    import torch.nn.functional as F
+    from scipy.special import entr, logsumexp, softmax
+    from sklearn.covariance import EmpiricalCovariance
+
+    from mood.core.scores import SCORES
+
+    if name == "odin":  # Liang et al. 2018: x - eps sign(grad of CE(l(x)/T, argmax)), then -max softmax(l/T)
+        t, eps = SCORES["odin"].params["temperature"], SCORES["odin"].params["epsilon"]
+
+        def odin(x: torch.Tensor) -> np.ndarray:
+            x = x.clone().requires_grad_(True)
+            logits = backbone.eval()(x) / t
+            grad, = torch.autograd.grad(F.cross_entropy(logits, logits.argmax(1), reduction="sum"), x)
+            with torch.no_grad():
+                return -softmax(backbone(x - eps * grad.sign()).double().numpy() / t, axis=1).max(1)
+
+        return odin(inputs.id_x), {k: odin(x) for k, x in inputs.ood_x.items()}
+    if SCORES[name].needs == "logits":
+        def from_logits(fs) -> np.ndarray:
+            logit = fs.logits.double().numpy()
+            p = softmax(logit, axis=1)
+            return {"msp": -p.max(1), "maxlogit": -logit.max(1), "energy": -logsumexp(logit, axis=1),
+                    "entropy": entr(p).sum(1), "outlier_class": p[:, -1]}[name]
+
+        return from_logits(feats.id), {k: from_logits(v) for k, v in feats.ood.items()}
+    fit, y = feats.fit.features.double().numpy(), feats.fit.labels.numpy()
+    if name == "mahalanobis":  # squared distance to the mean under the (pseudo-)inverse covariance
+        f = EmpiricalCovariance().fit(fit).mahalanobis
+    elif name == "mahalanobis_cc":  # min over the class means, one covariance of the within-class residuals
+        classes = np.unique(y)
+        means = np.stack([fit[y == c].mean(0) for c in classes])
+        prec = EmpiricalCovariance(assume_centered=True).fit(fit - means[np.searchsorted(classes, y)]).precision_
+        f = lambda x: np.einsum("nkd,de,nke->nk", x[:, None] - means, prec, x[:, None] - means).min(1)  # noqa: E731
+    elif name == "knn":  # minus the cosine similarity to the k-th nearest training feature
+        k = SCORES["knn"].params["k"]
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+        f = lambda x: -np.sort(unit(x) @ unit(fit).T, axis=1)[:, -k]  # noqa: E731
+    elif name == "vim":  # Wang et al. 2022: alpha |x - u| off the principal subspace, minus the energy
+        w, b = (p.detach().double().numpy() for p in backbone.head_weights())
+        d = fit.shape[1]
+        u = -np.linalg.pinv(w) @ b
+        _, vecs = np.linalg.eigh((fit - u).T @ (fit - u) / len(fit))  # ascending
+        off = vecs[:, : d - (512 if d >= 1500 else d // 2)]
+        alpha = (fit @ w.T + b).max(1).mean() / np.linalg.norm((fit - u) @ off, axis=1).mean()
+        f = lambda x: alpha * np.linalg.norm((x - u) @ off, axis=1) - logsumexp(x @ w.T + b, axis=1)  # noqa: E731
+    else:
+        raise KeyError(f"no definition of score {name!r} here: add it to tests/conftest.py")
+    g = lambda fs: f(fs.features.double().numpy())  # noqa: E731
+    return g(feats.id), {k: g(v) for k, v in feats.ood.items()}
+
+
+@pytest.fixture
+def score_by_definition():
+    """``(name, feats, backbone=None, inputs=None) -> (ID scores, {OOD set: scores})``: any score of the
+    registry recomputed from its published definition (:func:`_score_by_definition`), to check the
+    library's scores and tables against."""
+    return _score_by_definition

@@ -8,39 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.experiments.ablations import Variant, configure, family_gap, intermediate_corpus, leader_test, mean_std, verdict
+from mood.experiments.ablations import Variant, family_gap, intermediate_corpus, leader_test, mean_std, verdict
 from mood.experiments.config import get_profile
 from mood.core.data import ImageFormat, concat, from_array
-from mood.experiments.pipeline import setup
+from mood.experiments.resolve import resolve
 from mood.core.protocols import Protocol
-
-
-def test_configure_applies_every_knob_and_keeps_the_rest() -> None:
-    prof = get_profile("smoke").at_ablation_scale(seed=3)
-    assert prof.pretrain.seed == prof.finetune.seed == 3
-    assert prof.pretrain.max_images == prof.ablation.pretrain["max_images"]
-    _, one = setup("one-class:0", prof)  # the ablation scale wins over the one-class overrides (both set these)
-    assert (one.pretrain.max_images, one.eval.max_test) == (prof.ablation.pretrain["max_images"], prof.ablation.eval["max_test"])
-    assert one.pretrain.max_images != get_profile("smoke").one_class.pretrain["max_images"]
-    v = Variant("x", pretext="simmim", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="block",
-                pretrain_epochs=4, pool="cls", normalize=True)
-    p = configure(prof, v)
-    assert (p.pretrain.pretext, p.pretrain.mask_ratio, p.pretrain.mask_kind, p.pretrain.epochs) == ("simmim", 0.5, "block", 4)
-    assert (p.finetune.label_smoothing, p.model.name, p.eval.pool, p.eval.normalize) == (0.0, "resnet10_narrow", "cls", True)
-    assert p.finetune.epochs == prof.finetune.epochs and prof.pretrain.pretext == "beit"  # the input is not changed
-    same = configure(prof, Variant("default"))
-    assert same.pretrain == prof.pretrain and same.finetune == prof.finetune
-    tokens = get_profile("cpu")  # scores the flattened tokens; ViM reads the head's input, the mean token
-    assert configure(tokens, Variant("vim", detector="vim")).eval.pool == "mean" != tokens.eval.pool
-    assert configure(tokens, Variant("knn", detector="knn")).eval.pool == tokens.eval.pool
-    # from a random init, setup drops the layer-wise lr decay (it would only slow the random lower layers);
-    # pretrained models, and a random init given published weights, keep it
-    decay = lambda q: setup("multi-class", q)[1].finetune.layer_decay  # noqa: E731
-    assert prof.finetune.layer_decay is not None and decay(configure(prof, Variant("none", pretext="none"))) is None
-    assert decay(configure(prof, Variant("cls", pretext="classification"))) == prof.finetune.layer_decay
-    weights = get_profile("smoke").at_ablation_scale(seed=3)
-    weights.model = replace(weights.model, name="beit_base_patch16_224.in22k_ft_in22k", pretrained="timm")  # published: kept
-    assert decay(configure(weights, Variant("none", pretext="none"))) == prof.finetune.layer_decay
 
 
 def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:
@@ -85,15 +57,16 @@ def test_verdict_tests_the_gap_paired_by_seed() -> None:
     runs.loc[(runs["protocol"] == "q") & (runs["variant"] == "B") & (runs["seed"] == 1), "AUROC"] = 70.6
     lines = verdict(runs).splitlines()
     # p: A - B per seed = (10, 11): t = 21 on 1 df, p = 0.030
-    assert lines[0].startswith("p: A leads with 91.00 AUROC, 10.50 ahead of B") and "p=0.030: significant" in lines[0]
+    assert lines[0] == ("p: A leads with 91.00 AUROC; A − B: +10.50 AUROC, 95% CI [+4.15, +16.85], p = 0.030 "
+                        "(paired t-test) — significant")
     # q: B - A per seed = (0.5, -0.4): no evidence either way
-    assert lines[1].startswith("q: B leads with 70.55") and "not significant" in lines[1]
-    assert "one seed: no test" in verdict(_runs()[_runs()["seed"] == 0])
+    assert lines[1].startswith("q: B leads with 70.55 AUROC; B − A: +0.05 AUROC") and lines[1].endswith("— not significant")
+    assert verdict(_runs()[_runs()["seed"] == 0]).splitlines()[0] == "p: A leads with 90.00 AUROC; A − B: +10.00 AUROC — one seed: no test"
     # the accuracy floor: a lead between models below it is no verdict; a model without a head is not gated
     acc = runs.assign(**{"ID acc": [85.0, 86.0, np.nan, np.nan, 80.0, 81.0, 90.0, 90.0]})
     gated = verdict(acc, floor=84.5).splitlines()
     assert "no verdict" not in gated[0]  # A 85.5%, B without a classifier
-    assert gated[1].endswith("; no verdict: below the 84.5% accuracy floor (A 80.5%)")
+    assert gated[1].endswith("(paired t-test) — no verdict: below the 84.5% accuracy floor (A 80.5%)")
     assert verdict(acc) == verdict(runs)  # no floor given (a smoke profile): nothing gated
 
 
@@ -231,7 +204,7 @@ def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) 
 
     prof = get_profile("smoke")
     row = run_variant(Variant("BEiT", pretext="beit"), "multi-class", prof, seed=0, cache=Cache(tmp_path), probe=True)
-    p = prof.at_ablation_scale(0)
+    p = resolve(prof, "multi-class", scale="ablation", seed=0).profile
     per_epoch = lambda cfg: (cfg.max_images // cfg.batch_size) * cfg.batch_size  # the ragged batch is dropped
     assert row["images seen"] == p.pretrain.epochs * per_epoch(p.pretrain) + p.finetune.epochs * per_epoch(p.finetune)
     assert 0 <= row["linear probe acc"] <= 100 and 0 <= row["kNN acc"] <= 100
@@ -291,19 +264,40 @@ def test_training_waves_train_each_model_once_and_never_two_at_once() -> None:
 
 
 @pytest.mark.usefixtures("require_fmnist")
-def test_a_grid_trained_side_by_side_reads_the_models_the_workers_cached(tmp_path) -> None:
+def test_a_grid_trained_side_by_side_tables_the_scores_of_the_models_the_workers_cached(tmp_path,
+                                                                                        score_by_definition) -> None:
+    """Two workers train the grid's models; each row's AUROC and ID accuracy are then those of its
+    score's definition (``score_by_definition``) on the features of the model the workers cached,
+    loaded here without training anything."""
     from dataclasses import replace
+
+    from sklearn.metrics import roc_auc_score
 
     from mood.experiments.ablations import run_grid
     from mood.core.cache import Cache
+    from mood.experiments.pipeline import run_mood
 
     prof = replace(get_profile("smoke"), workers=2)
     variants = [Variant("BEiT", pretext="beit"), Variant("BEiT energy", pretext="beit", detector="energy"),
                 Variant("none", pretext="none")]
     runs = run_grid(variants, ["near-pair:pullover-coat"], [0, 1], prof, Cache(tmp_path))
-    assert len(runs) == 6 and runs["AUROC"].between(0, 100).all()
+    assert len(runs) == 6
     assert len(list((tmp_path / "pretrain").iterdir())) == 4  # BEiT and none, two seeds each, once
     assert len(list((tmp_path / "finetune").iterdir())) == 4
     assert (runs["train s"] > 0).all()  # read back from the workers' logs
-    beit = runs.set_index(["variant", "seed"])["AUROC"]
-    assert beit[("BEiT", 0)] != beit[("BEiT energy", 0)]  # one model, two scores
+    rows = runs.set_index(["variant", "seed"])
+    for v in variants:
+        for seed in (0, 1):
+            run = run_mood(resolve(prof, "near-pair:pullover-coat", scale="ablation", variant=v, seed=seed),
+                           cache=Cache(tmp_path))
+            assert run.pretrained.seconds == 0 and run.finetuned.seconds == 0, (v.name, seed)  # the workers' models
+            ref_id, ref_ood = score_by_definition(v.detector, run.features)
+            y = np.r_[np.zeros(len(ref_id)), np.ones(len(ref_ood["Coat"]))]
+            auroc = 100 * roc_auc_score(y, np.r_[ref_id, ref_ood["Coat"]])
+            assert rows.loc[(v.name, seed), "AUROC"] == pytest.approx(auroc, abs=0.1), (v.name, seed)
+            accuracy = 100 * np.mean(run.features.id.logits.numpy().argmax(1) == run.features.id.labels.numpy())
+            assert rows.loc[(v.name, seed), "ID acc"] == pytest.approx(accuracy), (v.name, seed)
+    beit = rows.loc["BEiT"]
+    assert (beit["ID acc"] == rows.loc["BEiT energy"]["ID acc"]).all()  # one model per seed, two scores
+    assert (beit["AUROC"] != rows.loc["BEiT energy"]["AUROC"]).all()
+    assert beit.loc[0, "AUROC"] != beit.loc[1, "AUROC"]  # each seed its own model

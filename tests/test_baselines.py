@@ -45,44 +45,70 @@ def test_pixel_baselines_separate_what_pixels_separate() -> None:
 
 
 def test_from_scratch_matches_the_optimiser_steps() -> None:
-    from mood.experiments.baselines import _steps, from_scratch
     from mood.experiments.config import get_profile
-    from mood.experiments.pipeline import setup
+    from mood.experiments.resolve import FromScratch, resolve, train_steps
 
     cpu = get_profile("cpu")
-    scratch = from_scratch(cpu, 60_000, "cnn_small")
+    scratch = resolve(cpu, "multi-class", baseline=FromScratch("cnn_small")).profile
     assert scratch.pretrain.pretext == "none" and scratch.model.name == "cnn_small"
-    assert cpu.finetune.layer_decay is not None and setup("multi-class", scratch)[1].finetune.layer_decay is None
-    mood_steps = _steps(60_000, cpu.pretrain) + _steps(60_000, cpu.finetune)
-    one_epoch = _steps(60_000, replace(scratch.finetune, epochs=1))
-    assert abs(_steps(60_000, scratch.finetune) - mood_steps) <= one_epoch / 2  # equal up to rounding to epochs
+    assert cpu.finetune.layer_decay is not None and scratch.finetune.layer_decay is None
+    n = 60_000
+    mood_steps = train_steps(n, cpu.pretrain) + train_steps(n, cpu.finetune)
+    one_epoch = train_steps(n, replace(scratch.finetune, epochs=1))
+    assert abs(train_steps(n, scratch.finetune) - mood_steps) <= one_epoch / 2  # equal up to rounding to epochs
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("require_fmnist")
-def test_equal_compute_comparison_runs_every_model_and_score(tmp_path) -> None:
-    from mood.core.cache import Cache
-    from mood.experiments.baselines import EQUAL_COMPUTE_SCORES, compare_at_equal_compute
+def test_equal_compute_tables_the_auroc_of_each_models_own_scores(tmp_path, score_by_definition) -> None:
+    """Every (model, score, seed) row holds the AUROC of the scores it kept, each model's ID accuracy is
+    one number whatever scores it, and MOOD's scores are its cached pipeline model's, by definition."""
+    from sklearn.metrics import roc_auc_score
 
-    equal = compare_at_equal_compute("near-pair:pullover-coat", "smoke", Cache(tmp_path), seeds=(0, 1))
+    from mood.core.cache import Cache
+    from mood.experiments.baselines import EQUAL_COMPUTE_SCORES, compare_at_equal_compute, mood_name
+    from mood.experiments.pipeline import run_mood
+
+    cache = Cache(tmp_path)
+    equal = compare_at_equal_compute("near-pair:pullover-coat", "smoke", cache, seeds=(0, 1))
     table = equal.table
     assert len(table) == 2 * 3 * len(EQUAL_COMPUTE_SCORES)
     by_seed = table[table["score"] == "energy"].pivot(index="model", columns="seed", values="Coat")
     assert (by_seed[0] != by_seed[1]).all()  # every model, MOOD's fine-tuning included, is trained per seed
     steps = table.groupby("model")["steps"].first()
     assert steps.max() - steps.min() <= steps.min() * 0.5  # equal compute, up to one epoch's rounding
-    assert table["Coat"].between(0, 100).all() and table["ID acc"].between(0, 100).all()
     assert len(equal.scores) == len(table) and equal.sets_of("mean") == ["Coat"]
+    for row in table.itertuples():
+        id_s, ood_s = equal.scores[(row.model, row.score, row.seed)]
+        y = np.r_[np.zeros(len(id_s)), np.ones(len(ood_s["Coat"]))]
+        assert row.Coat == pytest.approx(100 * roc_auc_score(y, np.r_[id_s, ood_s["Coat"]])), row
+    np.testing.assert_array_equal(table["mean"], table["Coat"])  # one OOD set
+    assert (table.groupby(["model", "seed"])["ID acc"].nunique() == 1).all()  # one model, scored four ways
+    mood = run_mood("near-pair:pullover-coat", "smoke", cache, finetune_seed=1)  # MOOD's seed 1, from the cache
+    assert mood.pretrained.seconds == 0 and mood.finetuned.seconds == 0
+    for det in EQUAL_COMPUTE_SCORES:
+        ref_id, ref_ood = score_by_definition(det, mood.features, mood.finetuned.backbone)
+        id_s, ood_s = equal.scores[(mood_name(mood.profile), det, 1)]
+        np.testing.assert_allclose(id_s, ref_id, rtol=1e-5, atol=1e-6 * np.abs(ref_id).max(), err_msg=det)
+        np.testing.assert_allclose(ood_s["Coat"], ref_ood["Coat"], rtol=1e-5, atol=1e-6 * np.abs(ref_id).max(), err_msg=det)
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("require_fmnist")
-def test_outlier_exposure_starts_from_each_seeds_mood_model_and_pairs_by_seed(tmp_path) -> None:
+def test_outlier_exposure_learns_its_outlier_class_on_top_of_each_seeds_mood_model(tmp_path) -> None:
+    """OE starts from each seed's MOOD model and pairs by seed; every row holds the AUROC of the scores it
+    kept and the means of its sets; MOOD's scores are scikit-learn's Mahalanobis distances of its cached
+    model's features; and the outlier class an OE model learned takes the noise it was exposed to."""
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.metrics import roc_auc_score
+
     from mood.core.cache import Cache
     from mood.experiments.baselines import MOOD_NO_OOD, OE_SCORES, compare_outlier_exposure, versus_baselines
     from mood.core.data import OFFLINE_OOD
+    from mood.experiments.pipeline import run_mood
 
-    compared = compare_outlier_exposure(get_profile("smoke"), (1, 3), 1, Cache(tmp_path), seeds=(0, 1))
+    cache = Cache(tmp_path)
+    compared = compare_outlier_exposure(get_profile("smoke"), (1, 3), 1, cache, seeds=(0, 1))
     t = compared.table
     assert len(t) == 2 * (1 + 2 * len(OE_SCORES))
     mood = t[t["model"] == MOOD_NO_OOD].set_index("seed")
@@ -90,7 +116,25 @@ def test_outlier_exposure_starts_from_each_seeds_mood_model_and_pairs_by_seed(tm
     for seed, g in t[t["model"] != MOOD_NO_OOD].groupby("seed"):
         assert (g["train s"] > mood.loc[seed, "train s"]).all()  # OE trains on top of that seed's MOOD model
     assert set(compared.groups) == set(OFFLINE_OOD)
-    assert t[list(compared.groups) + ["mean", "ID acc"]].stack().between(0, 100).all()
+    sets = list(compared.groups)
+    for row in t.to_dict("records"):
+        id_s, ood_s = compared.scores[(row["model"], row["score"], row["seed"])]
+        for k in sets:
+            y = np.r_[np.zeros(len(id_s)), np.ones(len(ood_s[k]))]
+            assert row[k] == pytest.approx(100 * roc_auc_score(y, np.r_[id_s, ood_s[k]])), (row["model"], k)
+        assert row["mean"] == pytest.approx(np.mean([row[k] for k in sets]))
+        for g in set(compared.groups.values()):
+            assert row[f"mean ({g})"] == pytest.approx(np.mean([row[k] for k in compared.sets_of(f"mean ({g})")]))
+    assert (t.groupby(["model", "seed"])["ID acc"].nunique() == 1).all()  # one model per (model, seed)
+    run = run_mood("few-shot:1", "smoke", cache, finetune_seed=0)  # seed 0's MOOD model, from the cache
+    assert run.finetuned.seconds == 0
+    gauss = EmpiricalCovariance().fit(run.features.fit.features.double().numpy())
+    id_s, ood_s = compared.scores[(MOOD_NO_OOD, "mahalanobis", 0)]
+    np.testing.assert_allclose(id_s, gauss.mahalanobis(run.features.id.features.double().numpy()), rtol=1e-5)
+    for k in sets:
+        np.testing.assert_allclose(ood_s[k], gauss.mahalanobis(run.features.ood[k].features.double().numpy()), rtol=1e-5)
+    oe_class = t[t["score"] == "outlier_class"]  # exposed to every OOD source, noise included, for one epoch
+    assert (oe_class["mean (noise)"] > 85).all(), oe_class
     versus = versus_baselines(compared, MOOD_NO_OOD, "mahalanobis", "mean")
     assert len(versus) == 2 * len(OE_SCORES) and (versus["test"] == "paired t over seeds").all()
     assert (versus["seeds"] == 2).all()
@@ -168,12 +212,12 @@ def test_versus_baselines_names_a_missing_reference() -> None:
 
 
 def test_a_cnn_baseline_is_scored_on_its_own_pooled_feature() -> None:
-    from mood.experiments.baselines import from_scratch
-    from mood.experiments.config import get_profile
+    from mood.experiments.config import StageOverrides
+    from mood.experiments.resolve import FromScratch, resolve
 
-    cpu = get_profile("cpu")
-    cpu.eval.pool = "mood"
-    assert from_scratch(cpu, 60_000, "cnn_small").eval.pool == "mean"
-    assert from_scratch(cpu, 60_000).eval.pool == "mood"  # the same ViT keeps MOOD's feature
-    cpu.eval.pool = "tokens"
-    assert from_scratch(cpu, 60_000, "cnn_small").eval.pool == "tokens"  # a CNN has positions too: its last map
+    def pool(start: str, baseline: FromScratch) -> str:
+        return resolve("cpu", "multi-class", changes=StageOverrides(eval={"pool": start}), baseline=baseline).profile.eval.pool
+
+    assert pool("mood", FromScratch("cnn_small")) == "mean"
+    assert pool("mood", FromScratch()) == "mood"  # the same ViT keeps MOOD's feature
+    assert pool("tokens", FromScratch("cnn_small")) == "tokens"  # a CNN has positions too: its last map

@@ -62,14 +62,16 @@ def test_every_chapter_is_in_the_toc_and_has_a_parameters_cell() -> None:
     assert list(config.formats) == ["ipynb,py:percent"]  # JupyterLab pairs each .py with an .ipynb
 
 
-def test_chapters_write_results(built: Path) -> None:
+def test_chapters_write_results_whose_one_class_numbers_recompute(built: Path) -> None:
+    """Every chapter writes its tables; chapter 5's one-class table is checked against numbers recomputed
+    here (:func:`_check_one_class_table`): its mean row, the headline's figures, the raw-pixel 1-NN
+    baseline and the main AUROC of one class."""
     res = built / "results" / "smoke"
     for stem in ("05_one_class", "06_multi_class", "07_near_distribution", "08_few_shot", "09_claims",
                  "10_pretext", "11_architecture", "12_fine_tuning", "13_ood_metric", "14_masking",
                  "16_unleash", "16_unleash_curve", "16_unleash_effect"):
         assert (res / f"{stem}.csv").exists() and (res / f"{stem}.json").exists(), stem
-    one = load_table(res / "05_one_class.csv")
-    assert len(one) == 11 and one["AUROC"].between(0, 100).all()  # ten classes and the mean
+    _check_one_class_table(built)
     timings = load_table(res / "_timings.csv")
     assert len(timings) == len(book.chapters())
     record = json.loads((res / "provenance.json").read_text())
@@ -346,3 +348,45 @@ def test_publish_refuses_a_partial_run(tmp_path: Path) -> None:
         edition.publish("smoke", root=tmp_path)
     with pytest.raises(FileNotFoundError, match="no 'cpu' edition"):
         edition.render("cpu", root=tmp_path)
+
+
+def _check_one_class_table(root: Path, k: int = 1) -> None:
+    """Chapter 5's table under ``root/results/smoke`` (artifacts under ``root/artifacts``): the ten
+    classes and their mean; the headline's one-class figures are that mean row; for class ``k``, the
+    raw-pixel 1-NN AUROC recomputed with scikit-learn on the chapter's test images, and the main AUROC
+    recomputed from scikit-learn's Mahalanobis distances of the pretrained features the chapter cached."""
+    import numpy as np
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    from mood.core.cache import Cache
+    from mood.core.data import FMNIST_CLASSES
+    from mood.experiments.pipeline import eval_sample, run_mood
+    from mood.experiments.resolve import base_profile, resolve
+
+    res = root / "results" / "smoke"
+    one = load_table(res / "05_one_class.csv")
+    assert list(one.index) == [*FMNIST_CLASSES, "mean"]  # ten classes and the mean
+    np.testing.assert_allclose(one.loc["mean"], one.drop(index="mean").mean())
+    head = pd.read_csv(res / "headline.csv").set_index("figure")["value"]
+    assert head["one_class_auroc_mean"] == pytest.approx(one.loc["mean", "AUROC"])
+    assert head["one_class_pixel_knn_auroc_mean"] == pytest.approx(one.loc["mean", "pixel 1-NN AUROC"])
+
+    def auroc(id_s: np.ndarray, ood_s: np.ndarray) -> float:
+        return 100 * roc_auc_score(np.r_[np.zeros(len(id_s)), np.ones(len(ood_s))], np.r_[id_s, ood_s])
+
+    run = resolve(base_profile("smoke", seed=0), f"one-class:{k}")  # as chapter_setup and the chapter resolve it
+    p, ev = run.protocol, run.profile.eval
+    flat = lambda s: s.images.reshape(len(s), -1).astype(np.float64)  # noqa: E731
+    nearest = NearestNeighbors(n_neighbors=1).fit(flat(p.train))  # every training image of the normal class
+    dist = lambda s: nearest.kneighbors(flat(s))[0][:, 0]  # noqa: E731
+    pixel = auroc(dist(eval_sample(p.id_test, ev.max_test)), dist(eval_sample(p.ood_test["other classes"], ev.n_ood)))
+    assert one.loc[FMNIST_CLASSES[k], "pixel 1-NN AUROC"] == pytest.approx(pixel, abs=0.1)
+    assert one.loc[FMNIST_CLASSES[k], "pixel 1-NN AUROC"] > 60  # raw pixels tell a class from the other nine
+    cached = run_mood(run, cache=Cache(root / "artifacts"), finetune_stage=False)  # the chapter's pretrained backbone
+    assert cached.pretrained.seconds == 0
+    f = cached.features
+    gauss = EmpiricalCovariance().fit(f.fit.features.double().numpy())
+    main = auroc(*(gauss.mahalanobis(s.features.double().numpy()) for s in (f.id, f.ood["other classes"])))
+    assert one.loc[FMNIST_CLASSES[k], "AUROC"] == pytest.approx(main, abs=0.1)

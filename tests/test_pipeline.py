@@ -16,6 +16,7 @@ import pytest
 from mood.core.cache import Cache, fingerprint
 from mood.experiments.config import PROFILES, StageOverrides, get_profile, override
 from mood.experiments.pipeline import run_mood, score
+from mood.experiments.resolve import resolve
 from mood.core.protocols import make_protocol
 from mood.core.scores import SCORES
 
@@ -72,17 +73,15 @@ def test_one_class_pretrains_on_the_normal_class_only(tmp_path: Path) -> None:
 
 
 def test_vim_scores_the_head_input_whatever_the_profile_pools(tmp_path: Path) -> None:
-    prof = get_profile("smoke")
-    prof.eval = override(prof.eval, pool="tokens")  # as the cpu profile: 16 x 128 flattened tokens
-    run = run_mood("near-pair:sneaker-boot", prof, Cache(tmp_path), detector="vim")
+    tokens = StageOverrides(eval={"pool": "tokens"})  # as the cpu profile: 16 x 128 flattened tokens
+    run = run_mood("near-pair:sneaker-boot", "smoke", Cache(tmp_path), detector="vim", changes=tokens)
     assert run.features.fit.features.shape[1] == run.finetuned.backbone.embed_dim  # the mean token, 128
     assert 0 <= run.table.loc["mean", "AUROC"] <= 100
 
 
 def test_pretext_none_and_no_finetune(tmp_path: Path) -> None:
-    prof = get_profile("smoke")
-    prof.pretrain = override(prof.pretrain, pretext="none")
-    run = run_mood("near-pair:sneaker-boot", prof, Cache(tmp_path), finetune_stage=False)
+    untrained = StageOverrides(pretrain={"pretext": "none"})
+    run = run_mood("near-pair:sneaker-boot", "smoke", Cache(tmp_path), finetune_stage=False, changes=untrained)
     assert run.pretrained.history == [] and run.finetuned is None
     assert 0 <= run.table.loc["mean", "AUROC"] <= 100
 
@@ -107,17 +106,17 @@ def test_profiles_and_overrides() -> None:
     assert (cli.eval.pool, cli.eval.n_ood, cli.finetune.batch_size) == ("mean", None, get_profile("gpu").finetune.batch_size)
     with pytest.raises(ValueError, match=r"PretrainConfig.batch_size must be int, got 2.5"):
         StageOverrides.parse(["pretrain.batch_size=2.5"])
-    with pytest.raises(ValueError, match="write stage.field=value with stage one of pretrain, finetune, eval"):
+    with pytest.raises(ValueError, match="write stage.field=value with stage one of pretrain, finetune, eval, unleash"):
         StageOverrides.parse(["model.name=vit"])
     cpu = get_profile("cpu")
     one, multi = make_protocol("one-class:2"), make_protocol("multi-class", ood=("gaussian",), n_ood=10)
     assert (one.kind, multi.kind) == ("one-class", "multi-class")
-    oc = cpu.for_protocol(one)
+    oc = resolve(cpu, one).profile
     assert oc.pretrain.epochs == cpu.one_class.pretrain["epochs"] != cpu.pretrain.epochs
     assert oc.finetune.label_smoothing == cpu.one_class.finetune["label_smoothing"] != cpu.finetune.label_smoothing
     assert oc.pretrain.batch_size == cpu.one_class.pretrain["batch_size"] != cpu.pretrain.batch_size
-    assert cpu.for_protocol(multi).pretrain == cpu.pretrain
-    seeded = cpu.with_finetune_seed(7)  # seeds share the pretraining
+    assert resolve(cpu, multi).profile.pretrain == cpu.pretrain
+    seeded = resolve(cpu, multi, finetune_seed=7).profile  # seeds share the pretraining
     assert seeded.finetune.seed == 7 and seeded.pretrain == cpu.pretrain
     with pytest.raises(ValueError, match="seeds must be distinct integers"):
         replace(cpu, seeds=(0, 0))
@@ -129,17 +128,17 @@ def test_profiles_and_overrides() -> None:
 
 def test_command_line_settings_hold_for_every_protocol_kind(tmp_path: Path, capsys) -> None:
     from mood.cli import _profile, build_parser, main
-    from mood.experiments.pipeline import setup
 
     cpu = get_profile("cpu")
     args = build_parser().parse_args(["run", "--profile", "cpu", "--protocol", "one-class:0", "--pretrain-epochs", "3",
                                       "--set", "finetune.batch_size=64", "--set", "eval.pool=mean"])
     for name in ("one-class:0", "multi-class"):  # the one-class overrides set both epochs and batch size
-        _, prof = setup(name, _profile(args))
+        prof = resolve(_profile(args), name).profile
         assert (prof.pretrain.epochs, prof.finetune.batch_size, prof.eval.pool) == (3, 64, "mean"), name
-    _, prof = setup("one-class:0", _profile(args))
+    prof = resolve(_profile(args), "one-class:0").profile
     assert prof.finetune.label_smoothing == cpu.one_class.finetune["label_smoothing"]  # the rest still holds
-    assert _profile(args).at_ablation_scale().pretrain.epochs == 3 != cpu.at_ablation_scale().pretrain.epochs
+    ablation = lambda p: resolve(p, "multi-class", scale="ablation").profile.pretrain.epochs  # noqa: E731
+    assert ablation(_profile(args)) == 3 != ablation(cpu)
     artifacts = tmp_path / "a"
     for argv, message in ((["--pretrain-epochs", "3", "--set", "pretrain.epochs=4"],
                            "pretrain.epochs set both by a flag and by --set"),
@@ -176,18 +175,82 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Cache:
 
 
 @pytest.mark.parametrize("name", list(SCORES))
-def test_every_registered_score_runs_through_run(name: str, shared_cache: Cache) -> None:
-    """One registry: every name it lists works end to end (trained once, then from the cache)."""
+def test_every_registered_score_scores_its_definition_and_tables_its_own_metrics(name: str, shared_cache: Cache,
+                                                                                  score_by_definition) -> None:
+    """One registry: every name it lists works end to end (trained once, then from the cache), its
+    scores are those of its published definition recomputed in numpy / scikit-learn on the run's
+    features (``score_by_definition``, tests/conftest.py), and each row of its table holds the
+    metrics of those scores."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from mood.experiments.pipeline import protocol_inputs
+
     run = run_mood("multi-class", "smoke", shared_cache, detector=name, ood=("mnist", "uniform"))
-    assert list(run.table.index) == ["mnist", "uniform", "mean (far)", "mean (noise)", "mean"]
-    assert run.table[["AUROC", "FPR95"]].apply(lambda c: c.between(0, 100)).all().all()
+    t = run.table
+    assert list(t.index) == ["mnist", "uniform", "mean (far)", "mean (noise)", "mean"]
+    id_s, ood_s = run.scores[0].numpy(), {k: v.numpy() for k, v in run.scores[1].items()}
+    inputs = protocol_inputs(run.protocol, run.profile.eval, run.profile.format) if SCORES[name].needs == "model" else None
+    ref_id, ref_ood = score_by_definition(name, run.features, run.finetuned.backbone, inputs)
+    for got, ref in ((id_s, ref_id), *((ood_s[k], ref_ood[k]) for k in ood_s)):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max(), err_msg=name)
+    for k in ("mnist", "uniform"):
+        y = np.r_[np.zeros(len(id_s)), np.ones(len(ood_s[k]))]  # 1 = OOD, the positive class of the AUROC
+        assert t.loc[k, "AUROC"] == pytest.approx(100 * roc_auc_score(y, np.r_[id_s, ood_s[k]]), abs=1e-9)
+        assert t.loc[k, "AUROC"] == pytest.approx(100 * roc_auc_score(y, np.r_[ref_id, ref_ood[k]]), abs=0.1)
+        fpr, tpr, _ = roc_curve(1 - y, -np.r_[id_s, ood_s[k]], drop_intermediate=False)  # ID positive (MOOD)
+        assert t.loc[k, "FPR95"] == pytest.approx(100 * fpr[np.searchsorted(tpr, 0.95)], abs=1e-9)
+    np.testing.assert_allclose(t.loc["mean (far)"], t.loc["mnist"])  # one set per group here
+    np.testing.assert_allclose(t.loc["mean (noise)"], t.loc["uniform"])
+    np.testing.assert_allclose(t.loc["mean"], t.loc[["mnist", "uniform"]].mean())
+    if SCORES[name].needs == "features":  # a distance to the ID training features puts noise far from them
+        assert t.loc["uniform", "AUROC"] > 60, t
 
 
-def test_cli_takes_every_registered_detector(tmp_path: Path) -> None:
-    proc = _mood("run", "--detector", "odin", "--profile", "smoke", "--protocol", "near-pair:pullover-coat",
-                 "--artifacts", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    assert "Coat" in proc.stdout and "unknown" not in proc.stderr
+CLI_PROTOCOL = "near-pair:pullover-coat"
+
+
+@pytest.fixture(scope="module")
+def cli_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact folder holding one smoke model of :data:`CLI_PROTOCOL`, trained once for the module:
+    each detector the command line takes then only re-scores it."""
+    root = tmp_path_factory.mktemp("cli-artifacts")
+    run_mood(CLI_PROTOCOL, "smoke", Cache(root))
+    return root
+
+
+@pytest.mark.parametrize("name", list(SCORES))
+def test_cli_tables_every_registered_detector_as_its_definition_scores(name: str, cli_artifacts: Path, tmp_path: Path,
+                                                                     capsys, monkeypatch: pytest.MonkeyPatch,
+                                                                     score_by_definition) -> None:
+    """``mood run --detector NAME`` for every score of the registry: a full results table, finite, whose
+    AUROC is that of the score's definition recomputed on the cached model's features, beside the ID
+    accuracy of that model's logits; the one cached model serves every detector (nothing retrains)."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from mood.cli import main
+    from mood.core.metrics import METRIC_COLUMNS
+    from mood.experiments.pipeline import protocol_inputs
+
+    monkeypatch.setenv("MOOD_PROGRESS", "0")
+    out = tmp_path / "t.json"
+    assert main(["run", "--detector", name, "--profile", "smoke", "--protocol", CLI_PROTOCOL,
+                 "--artifacts", str(cli_artifacts), "--out", str(out)]) == 0, capsys.readouterr().err
+    table = pd.DataFrame(json.loads(out.read_text())).set_index("ood")
+    assert list(table.index) == ["Coat", "mean"] and {"ID acc", *METRIC_COLUMNS} <= set(table.columns)
+    assert np.isfinite(table[["ID acc", *METRIC_COLUMNS]].to_numpy(float)).all()
+    np.testing.assert_allclose(table.loc["mean", list(METRIC_COLUMNS)], table.loc["Coat", list(METRIC_COLUMNS)])
+    assert [len(list((cli_artifacts / stage).iterdir())) for stage in ("pretrain", "finetune")] == [1, 1]
+    run = run_mood(CLI_PROTOCOL, "smoke", Cache(cli_artifacts), detector=name)  # what the command scored, cached
+    assert run.pretrained.seconds == 0 and run.finetuned.seconds == 0
+    feats = run.features
+    inputs = protocol_inputs(run.protocol, run.profile.eval, run.profile.format) if SCORES[name].needs == "model" else None
+    ref_id, ref_ood = score_by_definition(name, feats, run.finetuned.backbone, inputs)
+    y = np.r_[np.zeros(len(ref_id)), np.ones(len(ref_ood["Coat"]))]
+    assert table.loc["Coat", "AUROC"] == pytest.approx(100 * roc_auc_score(y, np.r_[ref_id, ref_ood["Coat"]]), abs=0.1)
+    accuracy = 100 * np.mean(feats.id.logits.numpy().argmax(1) == feats.id.labels.numpy())
+    assert table["ID acc"].tolist() == pytest.approx([accuracy] * 2)
+    assert accuracy > 100 / run.protocol.num_classes  # the trained head beats chance even at smoke scale
 
 
 def test_bad_names_are_rejected_before_any_work(tmp_path: Path) -> None:
@@ -231,3 +294,28 @@ def test_validity_gate_follows_the_profile() -> None:
     assert check(get_profile("cpu"), 90.0).ok
     smoke = check(get_profile("smoke"), 99.0)
     assert not smoke.ok and "meaningless" in smoke.message
+
+
+def test_related_scores_keep_their_identities_on_the_cli_model(cli_artifacts: Path) -> None:
+    """Scores of the registry that are functions of one another agree on the command line's cached model:
+    MSP = -exp(energy - MaxLogit) (softmax's max is exp(max logit - logsumexp)), energy lies within
+    log(C) below MaxLogit (so they rank alike up to that gap), the entropy is at least the min-entropy
+    -log(max softmax), and ODIN without its input step at T=1 is MSP on the very images featured."""
+    from mood.experiments.pipeline import protocol_inputs
+
+    cache = Cache(cli_artifacts)
+    runs = {n: run_mood(CLI_PROTOCOL, "smoke", cache, detector=n) for n in ("msp", "maxlogit", "energy", "entropy")}
+    run = runs["msp"]
+    inputs = protocol_inputs(run.protocol, run.profile.eval, run.profile.format)
+    odin = score(run.features, "odin", backbone=run.finetuned.backbone, inputs=inputs, temperature=1.0, epsilon=0.0)
+    n_classes = run.features.id.logits.shape[1]
+
+    def part(scores: tuple, which: str) -> np.ndarray:
+        return (scores[0] if which == "ID" else scores[1][which]).numpy().astype(np.float64)
+
+    for which in ("ID", "Coat"):
+        msp, maxlogit, energy, entropy = (part(runs[n].scores, which) for n in ("msp", "maxlogit", "energy", "entropy"))
+        np.testing.assert_allclose(msp, -np.exp(energy - maxlogit), rtol=1e-5, err_msg=which)
+        assert (energy <= maxlogit + 1e-5).all() and (energy >= maxlogit - np.log(n_classes) - 1e-5).all(), which
+        assert (entropy >= -np.log(-msp) - 1e-5).all(), which
+        np.testing.assert_allclose(part(odin, which), msp, rtol=1e-5, err_msg=which)

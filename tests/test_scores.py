@@ -244,11 +244,9 @@ def test_bad_features_and_unfitted() -> None:
     with pytest.raises(ValueError, match="needs labels"):
         scores.Mahalanobis(class_conditional=True).fit(torch.randn(10, 2))
     with pytest.raises(ValueError, match="valid: mahalanobis, mahalanobis_cc, knn"):
-        scores.make_detector("lof")
+        scores.get_score("lof")
     with pytest.raises(ValueError, match=r"no hyperparameter\(s\) \['kk'\]; valid: k=50"):
-        scores.make_detector("knn", kk=3)
-    with pytest.raises(ValueError, match="logits score, not a feature detector"):
-        scores.make_detector("energy")
+        scores.get_score("knn").check_params({"kk": 3})
 
 
 def test_registry_knows_what_each_score_needs() -> None:

@@ -5,35 +5,41 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from mood.core.io import save_results
 from mood.book.summary import claims_table
+from mood.experiments import tables
+
+
+def _save(name: str, df: pd.DataFrame, res: Path) -> None:
+    """``df`` as the registered result table ``name``, the declared columns it leaves out NaN."""
+    tables.save(name, df.assign(**{c: np.nan for c in tables.get(name).columns if c not in df}), res)
 
 
 def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float | None, gap: float = 1.0,
            significant: bool = True) -> None:
-    save_results(pd.DataFrame({"AUROC": [one_auroc], "pixel 1-NN AUROC": [pixel], "untrained AUROC": [one_auroc - 2]}, index=pd.Index(["mean"], name="class")),
-                 res, "05_one_class")
+    _save("05_one_class", pd.DataFrame({"AUROC": [one_auroc], "pixel 1-NN AUROC": [pixel], "untrained AUROC": [one_auroc - 2]},
+                                       index=pd.Index(["mean"], name="class")), res)
     table = pd.DataFrame({"AUROC": [98.0, 99.0, 98.5]}, index=pd.Index(["mnist", "uniform", "mean"], name="ood"))
-    save_results(table, res, "06_multi_class")
-    save_results(table, res, "07_near_distribution")
-    save_results(pd.DataFrame({"MOOD (no OOD data)": [98.0], "OE 10-shot": [97.0]}, index=["mean"]), res, "08_few_shot")
+    _save("06_multi_class", table, res)
+    _save("07_near_distribution", table, res)
+    _save("08_few_shot", pd.DataFrame({"MOOD (no OOD data)": [98.0], "OE 10-shot": [97.0]}, index=["mean"]), res)
     for ch in ("06", "07"):
         duel = pd.DataFrame({"score": ["energy", "mahalanobis"], "mean": [gap, 2 * gap], "ci_lo": [gap - 1, gap],
                              "ci_hi": [gap + 1, 3 * gap], "seeds": [3, 3], "significant": [significant, True],
-                             "test": ["paired t over seeds"] * 2},
+                             "p": [0.01, 0.002], "test": ["paired t over seeds"] * 2},
                             index=pd.Index(["cnn_small from scratch", "vit from scratch"], name="baseline"))
-        save_results(duel, res, f"{ch}_versus_baselines")
+        _save(f"{ch}_versus_baselines", duel, res)
         v = pd.DataFrame([{"profile": "p", "id_accuracy": acc, "floor": floor, "ok": floor is not None and acc >= floor}])
-        save_results(v.set_index("profile"), res, f"{ch}_validity")
+        _save(f"{ch}_validity", v.set_index("profile"), res)
     # only the largest k decides: MOOD's claim is against 10-shot OE (the 5-shot row trails here)
     oe = pd.DataFrame({"score": ["outlier_class", "outlier_class", "mahalanobis"], "mean": [-5.0, gap, 2 * gap],
                        "ci_lo": [-6.0, gap - 1, gap], "ci_hi": [-4.0, gap + 1, 3 * gap], "significant": [True, significant, True],
-                       "test": ["paired bootstrap of test images, one seed"] * 3},
+                       "p": [0.001, 0.01, 0.002], "test": ["paired bootstrap of test images, one seed"] * 3},
                       index=pd.Index(["OE 5-shot", "OE 10-shot", "OE 10-shot"], name="baseline"))
-    save_results(oe, res, "08_versus_oe")
+    _save("08_versus_oe", oe.set_index("score", append=True), res)
 
 
 def test_no_verdict_below_the_floor_or_the_pixel_baseline(tmp_path: Path) -> None:
@@ -52,7 +58,8 @@ def test_verdicts_when_the_setting_is_valid(tmp_path: Path) -> None:
     assert c.iloc[3] == True  # noqa: E712 (both 10-shot variants beaten significantly; 5-shot not the claim)
     assert c.iloc[1] == True and c.iloc[2] == True  # noqa: E712 (both baselines beaten, significantly)
     measured = claims_table(tmp_path)["measured here"].iloc[1]
-    assert "best equal-compute baseline (cnn_small from scratch, energy): +1.00 points [+0.00, +2.00], paired t over seeds" in measured
+    assert ("best equal-compute baseline (cnn_small from scratch, energy): +1.00 points, 95% CI [+0.00, +2.00], p = 0.010 "
+            "(paired t over seeds)") in measured
     _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=91.0, floor=84.5, significant=False)
     c = claims_table(tmp_path)["replicated"]
     assert c.iloc[1] == False and c.iloc[3] == False  # noqa: E712 (one gap not significant: not shown)
@@ -73,7 +80,7 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
 
     _write(tmp_path, one_auroc=90.0, pixel=92.3, acc=88.5, floor=84.5)
     save_table(pd.DataFrame({"seconds": [10.0, 20.0, 30.0]},
-                            index=pd.Index(["01_a", "09_b", "10_c"], name="chapter")), tmp_path / "_timings.csv")
+                            index=pd.Index(["01_a", "09_b", "10_c"], name="chapter")), tmp_path / f"{tables.TIMINGS}.csv")
     h = headline(tmp_path).set_index("figure")["value"]
     assert h.to_dict() == {"id_accuracy": 88.5, "auroc_mnist": 98.0, "auroc_far_mean": 98.5,
                            "one_class_auroc_mean": 90.0, "one_class_pixel_knn_auroc_mean": 92.3,
@@ -92,7 +99,7 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
                             index=pd.Index([0, 1, 2], name="seed"))
     from mood.core.stats import seed_summary
 
-    save_results(seed_summary(per_seed), tmp_path, "06_multi_class_summary")
+    tables.save("06_multi_class_summary", seed_summary(per_seed), tmp_path)
     h = headline(tmp_path).set_index("figure")["value"]
     assert h["id_accuracy"] == 89.0 and h["auroc_mnist"] == pytest.approx(98.5) and h["seeds"] == 3
     assert h["auroc_mnist_ci_lo"] < 98.5 < h["auroc_mnist_ci_hi"] and h["auroc_far_mean_std"] == 0.0
@@ -149,19 +156,21 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps({"commit": "a" * 40, "date": "2026-11-26",
                                                                     "device": "cpu", "torch": "2"}))
     block = readme_block(tmp_path, profiles=("cpu",))
-    assert "| Fashion-MNIST vs MNIST AUROC | 97.00 ± 0.50 [95.80, 98.20] |" in block
-    assert "auroc_mnist_std" not in block and "| fine-tuning seeds behind the means | 3.00 |" in block
+    assert "| multi-class: AUROC, Fashion-MNIST vs MNIST | 97.00 ± 0.50 [95.80, 98.20] |" in block
+    assert "auroc_mnist_std" not in block and "seeds |" not in block  # the seed count goes beside the ID accuracy
     record = json.loads((tmp_path / "cpu" / "provenance.json").read_text())
     record["partial_runs"] = [{"commit": "b" * 40, "date": "2026-11-27", "device": "cpu", "torch": "2",
                                "chapter_seconds": {"10_pretext": 4321.0}}]
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
-    assert "`10_pretext` (4,321 s) at commit `bbbbbbbbbb`, 2026-11-27" in readme_block(tmp_path, profiles=("cpu",))
+    block = readme_block(tmp_path, profiles=("cpu",))
+    assert "run on their own (`book run --only`): `10_pretext`; 2 runs in all, 2026-11-26 to 2026-11-27" in block
+    assert len([line for line in block.splitlines() if line.startswith("- ")]) == 1  # one line of provenance
     # a folder holding only chapters run on their own says there is no whole run, and gives no run totals
     record.update(chapter_seconds={}, run_training={"trained runs": 2, "trained s": 5.0, "cached runs": 0, "cached s": 0})
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
     block = readme_block(tmp_path, profiles=("cpu",))
     assert "no whole-book run of record yet" in block and "commit `aaaaaaaaaa`" not in block
-    assert "the run of record:" not in block and "`10_pretext` (4,321 s) at commit `bbbbbbbbbb`" in block
+    assert "`10_pretext`, at commit `bbbbbbbbbb`, 2026-11-27, cpu, torch 2" in block
 
 
 def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
@@ -171,7 +180,7 @@ def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
     runs = pd.DataFrame([{"variant": v, "protocol": p, "seed": s, "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)}
                          for p, shift in (("near-split", 10.0), ("multi-class", 0.0)) for s in range(3)
                          for v, a in (("BEiT MIM", 90.0 - shift), ("classification", 88.0 - shift))])
-    save_results(pair_gaps(runs, [("BEiT MIM", "classification")]), tmp_path, "10_pretext_gaps")
+    tables.save("10_pretext_gaps", pair_gaps(runs, [("BEiT MIM", "classification")]), tmp_path)
     h = headline(tmp_path).set_index("figure")["value"]
     # multi-class, paired by seed: (2, 2.5, 3)
     assert h["pretext_mim_minus_classification"] == pytest.approx(2.5)
@@ -189,8 +198,8 @@ def test_headline_takes_chapter_11s_vit_minus_resnet_gap_not_its_other_pair(tmp_
     variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT, no pretraining", 70.0, 0.0), ("ResNet, no pretraining", 60.0, 2.0))
     runs = pd.DataFrame([{"variant": v, "protocol": "multi-class", "seed": s, "AUROC": x + s * slope}
                          for s in range(3) for v, x, slope in variants])
-    save_results(pair_gaps(runs, [(a, b), ("ViT, no pretraining", "ResNet, no pretraining")]), tmp_path,
-                 "11_architecture_gaps")
+    tables.save("11_architecture_gaps", pair_gaps(runs, [(a, b), ("ViT, no pretraining", "ResNet, no pretraining")]),
+                tmp_path)
     h = headline(tmp_path).set_index("figure")["value"]
     # the classification pair, paired by seed: (-4, -3, -2); the other pair is (10, 8, 6)
     assert h["architecture_vit_minus_resnet"] == pytest.approx(-3.0)

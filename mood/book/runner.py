@@ -230,18 +230,19 @@ def build(profile: str | None = None, root: Path = REPO, seed: int = 0, resume: 
 def chapter_setup(profile: str, seed: int = 0):
     """The first call of every chapter: work from the book's root (so a student running the
     notebook from ``notebooks/`` shares the cache and results with ``make book``), seed numpy and
-    torch, print where the chapter runs, and return the profile with ``seed`` applied."""
+    torch, print where the chapter runs, and return its base profile (:func:`mood.experiments.resolve.base_profile`,
+    ``seed`` on every stage), from which the chapter resolves its runs."""
     import numpy as np
     import torch
 
-    from mood.experiments.config import get_profile
+    from mood.experiments.resolve import base_profile
 
     cwd = Path.cwd()
     if cwd.name == "notebooks" and (cwd.parent / "_config.yml").exists():
         os.chdir(cwd.parent)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    prof = get_profile(profile).with_seed(seed)
+    prof = base_profile(profile, seed=seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"profile={prof.name} seed={seed} device={device} model={prof.model.name} "
           f"pretext={prof.pretrain.pretext} torch={torch.__version__}")

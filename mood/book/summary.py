@@ -8,6 +8,7 @@ trivial raw-pixel baseline where one was run. Otherwise the cell says why there 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -18,8 +19,11 @@ from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenan
 from mood.core.io import atomic_write_text, load_table
 from mood.core.metrics import per_set
 from mood.core.stats import beats_all, pair_label
+from mood.experiments import tables as result_tables
+from mood.experiments.verdicts import Validity, paired
 
 SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
+# the result tables (mood.experiments.tables) the claims are read from
 CHAPTER_FILES = ("05_one_class", "06_multi_class", "06_validity", "06_versus_baselines", "07_near_distribution",
                  "07_validity", "07_versus_baselines", "08_few_shot", "08_versus_oe")
 
@@ -28,25 +32,16 @@ def _versus(res: Path, name: str, metric: str, what: str = "equal-compute baseli
             keep: Callable[[pd.DataFrame], pd.DataFrame] = lambda t: t) -> tuple[object, str]:
     """The verdict of a paired comparison table (:func:`mood.experiments.baselines.versus_baselines`, saved by
     chapters 6, 7 and 8), restricted to the rows ``keep`` returns, and the words that report it."""
-    duel = keep(load_table(res / f"{name}.csv"))
+    duel = keep(result_tables.load(name, res).reset_index().set_index("baseline"))  # 08_versus_oe: also by score
     best = duel.iloc[int(duel["mean"].to_numpy().argmin())]  # the baseline MOOD leads least (or trails most)
-    words = (f"{metric} AUROC minus the best {what} ({best.name}, {best['score']}): "
-             f"{best['mean']:+.2f} points [{best['ci_lo']:+.2f}, {best['ci_hi']:+.2f}], {best['test']}")
-    return beats_all(duel), words
+    words = paired(best["mean"], best["ci_lo"], best["ci_hi"], best["p"], unit="points", test=best["test"], says=None)
+    return beats_all(duel), f"{metric} AUROC minus the best {what} ({best.name}, {best['score']}): {words}"
 
 
 def _most_shots(t: pd.DataFrame) -> pd.DataFrame:
     """The rows of chapter 8's comparison against the OE baseline given the most shots ("OE k-shot")."""
     shots = t.index.str.extract(r"OE (\d+)-shot", expand=False).astype(float)
     return t[shots == shots.max()]
-
-
-def _gated(result: object, validity: pd.Series) -> object:
-    if bool(validity["ok"]):
-        return result
-    if pd.isna(validity["floor"]):
-        return f"no verdict (profile {validity.name} exercises the code only)"
-    return f"no verdict (ID accuracy {validity['id_accuracy']:.1f}% < floor {validity['floor']:.1f}%)"
 
 
 def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
@@ -56,12 +51,12 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
         FileNotFoundError: naming the chapters whose tables are missing from ``results_dir``.
     """
     res = Path(results_dir)
-    missing = [n for n in CHAPTER_FILES if not (res / f"{n}.csv").exists()]
+    missing = result_tables.missing(CHAPTER_FILES, res)
     if missing:
         raise FileNotFoundError(f"{res} lacks {', '.join(missing)}: run chapters 5-8 first (`make book` runs them in order)")
-    one, multi, near, few = (load_table(res / f"{n}.csv") for n in ("05_one_class", "06_multi_class",
-                                                                       "07_near_distribution", "08_few_shot"))
-    v6, v7 = load_table(res / "06_validity.csv").iloc[0], load_table(res / "07_validity.csv").iloc[0]
+    one, multi, near, few = (result_tables.load(n, res)
+                             for n in ("05_one_class", "06_multi_class", "07_near_distribution", "08_few_shot"))
+    v6, v7 = (Validity.read(result_tables.load(n, res).iloc[0]) for n in ("06_validity", "07_validity"))
     ours, pixel = one.loc["mean", "AUROC"], one.loc["mean", "pixel 1-NN AUROC"]
     sets = per_set(multi)["AUROC"]
     mood_few = few.loc["mean", "MOOD (no OOD data)"]
@@ -78,17 +73,17 @@ def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
         {"claim (Li et al. 2023)": "multi-class: MIM + Mahalanobis beats the alternatives",
          "paper": "+3.0% AUROC over the previous state of the art",
          "measured here": f"mean AUROC {multi.loc['mean', 'AUROC']:.1f}, worst {sets.min():.1f} ({sets.idxmin()}); "
-                          f"ID accuracy {v6['id_accuracy']:.1f}%; {multi_words}",
-         "replicated": _gated(multi_beats, v6)},
+                          f"ID accuracy {v6.id_accuracy:.1f}%; {multi_words}",
+         "replicated": v6.gated(multi_beats)},
         {"claim (Li et al. 2023)": "near-distribution: unseen classes of the same domain are detected better",
          "paper": "+2.1% AUROC over the previous state of the art",
          "measured here": f"mean AUROC {near.loc['mean', 'AUROC']:.1f} over the held-out classes; "
-                          f"known-class accuracy {v7['id_accuracy']:.1f}%; {near_words}",
-         "replicated": _gated(near_beats, v7)},
+                          f"known-class accuracy {v7.id_accuracy:.1f}%; {near_words}",
+         "replicated": v7.gated(near_beats)},
         {"claim (Li et al. 2023)": "MOOD without OOD data beats 10-shot outlier exposure",
          "paper": "beats Fort et al. (2021) 10-shot OE",
          "measured here": f"MOOD mean AUROC {mood_few:.1f}; {few_words}",
-         "replicated": _gated(few_beats, v6)},
+         "replicated": v6.gated(few_beats)},
     ]
     return pd.DataFrame(rows).set_index("claim (Li et al. 2023)")
 
@@ -110,7 +105,7 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
     rows: dict[str, float] = {}
 
     def table(name: str) -> pd.DataFrame | None:
-        return load_table(res / f"{name}.csv") if (res / f"{name}.csv").exists() else None
+        return result_tables.load(name, res) if result_tables.exists(name, res) else None
 
     if (v := table("06_validity")) is not None:
         rows["id_accuracy"] = float(v.iloc[0]["id_accuracy"])
@@ -159,7 +154,8 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
                     rows[f"{figure}{suffix(cond)}"] = float(r["Δ"].iloc[0])
                     if r["seeds"].iloc[0] >= 2:  # one seed has no spread
                         rows |= {f"{figure}{suffix(cond)}_{k}": float(r[k].iloc[0]) for k in ("std", "ci_lo", "ci_hi")}
-    if (t := table("_timings")) is not None:
+    if (timings := res / f"{result_tables.TIMINGS}.csv").exists():
+        t = load_table(timings)
         main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
         rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
         if whole_book:
@@ -201,58 +197,118 @@ FIGURE_LABELS = {
 
 
 SPREAD = ("_std", "_ci_lo", "_ci_hi")  # a figure's spread over seeds, beside it in headline.csv
+# The README's table, at most 12 rows: the headline figures a newcomer reads first, in this order, each
+# with a short label (FIGURE_LABELS has the long ones) and, where the headline has one, the figure read
+# beside it (how many seeds; the training accuracy of the model whose OOD score it is).
+README_FIGURES: dict[str, tuple[str, tuple[str, str] | None]] = {
+    "id_accuracy": ("multi-class: ID test accuracy (%)", ("seeds", "{:.0f} seeds")),
+    "auroc_mnist": ("multi-class: AUROC, Fashion-MNIST vs MNIST", None),
+    "auroc_far_mean": ("multi-class: mean AUROC, far-OOD sets (MNIST, digits, textures, photos)", None),
+    "one_class_auroc_mean": ("one-class: mean AUROC over the 10 classes", None),
+    "one_class_pixel_knn_auroc_mean": ("one-class: raw-pixel 1-NN baseline, mean AUROC", None),
+    "one_class_untrained_auroc_mean": ("one-class: the same network untrained, mean AUROC", None),
+    "pretext_mim_minus_classification": ("pretext ablation: BEiT MIM minus classification pretraining, AUROC", None),
+    "architecture_vit_minus_resnet": ("architecture ablation: ViT minus a ResNet of similar FLOPs, AUROC", None),
+    "um_energy_auroc_gain": ("Unleashing Mask, clean labels: Energy AUROC, UM minus the last epoch",
+                             ("um_train_accuracy_final", "train accuracy {:.2f}%")),
+    "um_val_epoch_energy_auroc_gain": ("clean labels: Energy AUROC, epoch picked on validation OOD minus the last",
+                                       ("um_train_accuracy_final", "train accuracy {:.2f}%")),
+    "um_energy_auroc_gain_noisy": ("Unleashing Mask, 20% label noise: Energy AUROC, UM minus the last epoch",
+                                   ("um_train_accuracy_final_noisy", "train accuracy {:.2f}%")),
+    "um_val_epoch_energy_auroc_gain_noisy": ("20% label noise: Energy AUROC, epoch picked on validation OOD minus "
+                                             "the last", ("um_train_accuracy_final_noisy", "train accuracy {:.2f}%")),
+}
 
 
-def _rows(table: pd.DataFrame) -> list[str]:
-    """The README's table rows: each figure, with ``± std [95% interval]`` where it has them."""
-    values = dict(zip(table["figure"], table["value"]))
-    spreads = {f + s for f in values for s in SPREAD}
-    rows = []
-    for f, v in values.items():
-        if f in spreads:
-            continue
-        cell = f"{v:.2f}"
-        if all(f + s in values for s in SPREAD):
-            cell += f" ± {values[f + '_std']:.2f} [{values[f + '_ci_lo']:.2f}, {values[f + '_ci_hi']:.2f}]"
-        rows.append(f"  | {FIGURE_LABELS.get(f, f)} | {cell} |")
+def _cell(values: dict[str, float], figure: str) -> str:
+    """One figure of one profile: its value, ``± std [95% interval]`` where it has them, and the
+    figure read beside it (:data:`README_FIGURES`); ``—`` where the profile lacks it."""
+    if figure not in values:
+        return "—"
+    cell = f"{values[figure]:.2f}"
+    if all(figure + s in values for s in SPREAD):
+        cell += f" ± {values[figure + '_std']:.2f} [{values[figure + '_ci_lo']:.2f}, {values[figure + '_ci_hi']:.2f}]"
+    if (beside := README_FIGURES[figure][1]) and beside[0] in values:
+        cell += ", " + beside[1].format(values[beside[0]])
+    return cell
+
+
+def _rows(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The README's table, one column per profile (``tables``: its ``headline.csv``), one row per
+    figure of :data:`README_FIGURES` that some profile has."""
+    values = {prof: dict(zip(t["figure"], t["value"])) for prof, t in tables.items()}
+    rows = ["| figure (± std over seeds [95% interval]) | " + " | ".join(f"`{p}`" for p in values) + " |",
+            "|---" * (len(values) + 1) + "|"]
+    for figure, (label, _) in README_FIGURES.items():
+        if any(figure in v for v in values.values()):
+            rows.append(f"| {label} | " + " | ".join(_cell(v, figure) for v in values.values()) + " |")
     return rows
+
+
+def _chapter_span(chapters) -> str:
+    """``01_a, 02_b, 03_c, 09_d`` -> ``chapters 1-3, 9``; the names themselves when they are not numbered."""
+    names = list(chapters)
+    if not all(str(c)[:2].isdigit() for c in names):
+        return ", ".join(f"`{c}`" for c in names)
+    spans: list[list[int]] = []
+    for n in sorted({int(str(c)[:2]) for c in names}):
+        if spans and n == spans[-1][-1] + 1:
+            spans[-1].append(n)
+        else:
+            spans.append([n])
+    return "chapters " + ", ".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else f"{s[0]}" for s in spans)
+
+
+def _provenance_line(prof: str, record: dict, repo: Path) -> str:
+    """One line on what a profile's results were stitched from: the run of record (commit, date,
+    device, torch, its chapters and wall time), the chapters that come from other runs and how many
+    runs that makes, and the published edition, if any (``repo/book/edition/<prof>/``)."""
+    from mood.book.edition import EDITION_DIR, superseded
+
+    runs = record.get("partial_runs", [])
+    whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own
+    if whole:
+        line = f"commit `{record['commit'][:10]}`, {run_dates(record)}, {record['device']}, torch {record['torch']}"
+        if chapters := record.get("chapter_seconds"):
+            line += f", {_chapter_span(chapters)}"
+            line += f" ({record['total_seconds']:,.0f} s)" if "total_seconds" in record else ""
+    else:
+        line = "no whole-book run of record yet"
+    for how, mine in (("from an earlier run of record", [r for r in runs if r.get("source") == FROM_RUN_OF_RECORD]),
+                      ("run on their own (`book run --only`)", [r for r in runs if r.get("source") != FROM_RUN_OF_RECORD])):
+        if mine:
+            line += f"; {how}: " + ", ".join(f"`{c}`" for c in sorted(c for r in mine for c in r["chapter_seconds"]))
+    if not whole and len(runs) == 1:
+        run = runs[0]
+        line += (f", at commit `{run['commit'][:10]}`, {run['date'][:10]}, {run['device']}, "
+                 f"torch {run.get('torch', record.get('torch'))}")
+    elif whole + len(runs) > 1:
+        dates = sorted(str(r["date"])[:10] for r in ([record] if whole else []) + runs)
+        line += f"; {whole + len(runs)} runs in all, {dates[0]} to {dates[-1]}"
+    edition = repo / EDITION_DIR / prof / "edition.json"
+    if edition.exists():
+        ed = json.loads(edition.read_text())
+        newer = superseded({"profile": prof, **ed}, repo)
+        line += (f". Published edition `{EDITION_DIR.as_posix()}/{prof}/`: commit `{str(ed['commit'])[:10]}`, "
+                 f"{str(ed['date'])[:10]}" + (f", {len(newer)} chapters run again since" if newer else ""))
+    return f"- `{prof}` (`results/{prof}/`): {line}."
 
 
 def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("cpu", "gpu")) -> str:
     """The README's results section, rendered from ``results/<profile>/headline.csv`` and
     ``provenance.json`` of each profile that has them, and from its published edition, if any
-    (``book/edition/<profile>/`` beside ``results_root``; nothing typed by hand)."""
-    from mood.book.edition import summary_line
-
+    (``book/edition/<profile>/`` beside ``results_root``; nothing typed by hand): one table of
+    :data:`README_FIGURES`, a column per profile, then one line of provenance per profile."""
     root = Path(results_root)
-    parts = []
+    tables, lines = {}, []
     for prof in profiles:
         head, record = root / prof / "headline.csv", load_provenance(root / prof)
-        edition = f"  - {summary_line(prof, root.parent)}"
         if not head.exists() or record is None:
-            parts.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).\n{edition}")
+            lines.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).")
             continue
-        table = pd.read_csv(head)
-        whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own, listed below
-        lines = [(f"- `{prof}`: commit `{record['commit'][:10]}`, {run_dates(record)}, {record['device']}, "
-                  f"torch {record['torch']} (`results/{prof}/`):" if whole else
-                  f"- `{prof}`: no whole-book run of record yet; the chapters below ran on their own "
-                  f"(`results/{prof}/`, torch {record['torch']}):"),
-                 "", "  | figure | value (± std over seeds [95% interval]) |", "  |---|---|"]
-        lines += _rows(table)
-        if whole and (note := training_note(record.get("run_training"))):
-            lines.append(f"  - the run of record: {note}")
-        for run in record.get("partial_runs", []):
-            training = run.get("chapter_training", {})
-            chapters = ", ".join(f"`{c}` ({sec:,.0f} s" + (f"; {n}" if (n := training_note(training.get(c))) else "") + ")"
-                                 for c, sec in run["chapter_seconds"].items())
-            how = ("from an earlier run of record" if run.get("source") == FROM_RUN_OF_RECORD
-                   else "run on their own (`book run --only`)")
-            lines.append(f"  - {how}: {chapters} at commit `{run['commit'][:10]}`, "
-                         f"{run['date'][:10]}, {run['device']}")
-        lines.append(edition)
-        parts.append("\n".join(lines))
-    return "\n".join([README_BEGIN, *parts, README_END])
+        tables[prof] = pd.read_csv(head)
+        lines.append(_provenance_line(prof, record, root.parent))
+    return "\n".join([README_BEGIN, *(_rows(tables) + [""] if tables else []), *lines, README_END])
 
 
 def update_readme(readme: str | os.PathLike, results_root: str | os.PathLike) -> bool:

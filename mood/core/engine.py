@@ -35,7 +35,7 @@ from mood.core.progress import progress
 OPTIMIZERS = ("adamw", "sgd")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings common to every stage.
 

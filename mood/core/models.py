@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import timm
@@ -51,7 +51,7 @@ POOLS = ("mean", "cls", "mood", "blocks", "tokens")
 NON_VIT_POOLS = ("mean", "tokens")  # what a model without patch tokens can pool
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Which backbone, for which images.
 
@@ -210,7 +210,7 @@ class Backbone(nn.Module):
     def reset_head(self, num_classes: int) -> None:
         """A new, freshly initialised classifier with ``num_classes`` outputs."""
         self.net.reset_classifier(num_classes)
-        self.cfg.num_classes = num_classes
+        self.cfg = replace(self.cfg, num_classes=num_classes)
 
     def _require_vit(self, what: str) -> None:
         if not self.is_vit:

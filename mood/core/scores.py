@@ -429,14 +429,3 @@ def get_score(name: str) -> ScoreSpec:
     if name not in SCORES:
         raise ValueError(f"unknown score {name!r}; valid: {', '.join(SCORES)}")
     return SCORES[name]
-
-
-def make_detector(name: str, **params: Any) -> Detector:
-    """A feature detector by registry name (``mahalanobis``, ``mahalanobis_cc``, ``knn``, ``vim`` with
-    ``weight=``, ``bias=``), with ``params`` checked against its hyperparameters."""
-    spec = get_score(name)
-    if spec.needs != "features":
-        raise ValueError(f"{name!r} is a {spec.needs} score, not a feature detector; feature detectors: "
-                         f"{', '.join(n for n, s in SCORES.items() if s.needs == 'features')}")
-    head = {k: params.pop(k) for k in ("weight", "bias") if k in params} if spec.needs_head else {}
-    return spec.build(**head, **spec.check_params(params))

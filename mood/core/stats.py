@@ -4,19 +4,15 @@
 - :func:`paired_test`: is a same-seed difference (variant A minus B, one number per seed) nonzero?
   A two-sided paired t-test at ``alpha`` with its t-interval. When the per-seed differences are
   independent and normal with mean 0, it rejects with probability ``alpha`` (5%): that is its
-  false-positive rate, whatever the number of seeds (>= 2).
+  false-positive rate, whatever the number of seeds (>= 2); tests/test_stats.py checks it by
+  simulation, beside the former "|mean| > 2·std over 2 seeds" rule's 21.6%.
 - :func:`paired_bootstrap`: is the AUROC of two fixed models on the same test images different?
   Images resampled jointly; covers the test-set sample, not training seeds.
 - :func:`seed_summary`: mean ± std and t-interval over seeds of each headline figure.
 - :func:`seed_gaps`: :func:`paired_test` per group of a long table of per-seed differences.
-- :func:`false_positive_rate`: the rate at which a decision rule fires on pure noise, by
-  simulation, so that any rule's error rate can be stated (the former "|mean| > 2·std over 2
-  seeds" rule fires 21.6% of the time, the paired t-test 5%).
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -193,14 +189,6 @@ def seed_gaps(diffs: pd.DataFrame, by: list[str], value: str, alpha: float = ALP
     out.index = pd.MultiIndex.from_tuples(out.index, names=by) if len(by) > 1 else pd.Index(
         [k[0] if isinstance(k, tuple) else k for k in out.index], name=by[0])
     return out
-
-
-def false_positive_rate(rule: Callable[[np.ndarray], bool], seeds: int, trials: int = 20_000,
-                        seed: int = 0) -> float:
-    """How often ``rule`` (per-seed differences ``[seeds]`` -> "there is a difference") fires when
-    there is none: differences drawn i.i.d. from N(0, 1), ``trials`` times."""
-    rng = np.random.default_rng(seed)
-    return float(np.mean([rule(rng.normal(size=seeds)) for _ in range(trials)]))
 
 
 PAIR_SEP = " − "  # between the two variants of a paired comparison's label

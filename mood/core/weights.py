@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ from torch import nn
 
 CONTAINER_KEYS = ("model", "state_dict", "backbone", "module")
 PREFIXES = ("module.", "net.")
+EXPECTED = ("expected a file written by torch.save holding a state dict (or a .safetensors file), "
+            "or 'timm' for timm's published weights")
 
 
 def describe(pretrained: str) -> str:
@@ -45,7 +48,9 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def check_pretrained(pretrained: str | None, name: str, is_preset: bool) -> None:
-    """Raises a ``ValueError`` for a source that cannot work, before anything is built."""
+    """Raises a one-line ``ValueError`` for a source that cannot work, before anything is built or cached:
+    a checkpoint file is read here (once per file version), so a file of another format, a truncated
+    one or a directory is named at configuration time."""
     if pretrained is None:
         return
     if pretrained == "timm":
@@ -53,8 +58,22 @@ def check_pretrained(pretrained: str | None, name: str, is_preset: bool) -> None
             raise ValueError(f"model {name!r} is a mood preset, which timm publishes no weights for; name a timm "
                              f"model (e.g. beit_base_patch16_224.in22k_ft_in22k) or pass a checkpoint file")
         return
-    if not Path(pretrained).is_file():
+    path = Path(pretrained)
+    if path.is_dir():
+        raise ValueError(f"pretrained={pretrained!r} is a directory; {EXPECTED}")
+    if not path.is_file():
         raise ValueError(f"pretrained={pretrained!r} is neither 'timm' nor an existing checkpoint file")
+    st = path.stat()
+    _check_file(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _check_file(path: str, size: int, mtime_ns: int) -> None:
+    """Reads checkpoint ``path`` once per file version (memory-mapped where torch can), so that a file
+    of another format fails at configuration time rather than after a stage's cache folder is made."""
+    if size == 0:
+        raise ValueError(f"pretrained={path!r} is an empty file; {EXPECTED}")
+    read_state_dict(path, mmap=zipfile.is_zipfile(path))
 
 
 def timm_pretrained(name: str, **kwargs) -> nn.Module:
@@ -72,15 +91,24 @@ def timm_pretrained(name: str, **kwargs) -> nn.Module:
             f"timm.create_model('{name}', pretrained=True)\"; or pass a checkpoint file as pretrained") from err
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, mmap: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of checkpoint ``path``, unwrapped from their container and without the
-    ``module.``/``net.`` prefixes of DDP and ``mood`` backbones."""
+    ``module.``/``net.`` prefixes of DDP and ``mood`` backbones.
+
+    Raises:
+        ValueError: one line naming ``path``, for a file torch cannot load (another format, truncated)
+            or one holding no state dict.
+    """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a pickle torch wrote: text, JSON, ...
+            raise ValueError(f"{path}: not a torch checkpoint ({_reason(err)}); {EXPECTED}") from err
         raise ValueError(f"{path} holds more than tensors (e.g. the argparse Namespace the official BEiT and MAE "
                          f"checkpoints carry), which is loaded only from a trusted file: re-save its weights, "
                          f"torch.save(torch.load(path, weights_only=False)['model'], 'weights.pt')") from err
+    except Exception as err:  # the unpickler, zip reader and safetensors raise many kinds (KeyError, EOFError, ...)
+        raise ValueError(f"{path}: not a torch checkpoint ({_reason(err)}); {EXPECTED}") from err
     while isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
         inner = next((state[k] for k in CONTAINER_KEYS if isinstance(state.get(k), dict)), None)
         if inner is None:
@@ -95,6 +123,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         if isinstance(v, torch.Tensor):
             out[k] = v
     return out
+
+
+def _reason(err: Exception) -> str:
+    """``err`` in one short line: its type and the first line of its message."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines()]
+    lines = [ln for ln in lines if ln.startswith("Unsupported")] or lines  # the weights-only unpickler's gist
+    return f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__
 
 
 def _adapt(key: str, value: torch.Tensor, target: torch.Tensor, net: nn.Module) -> torch.Tensor | None:

@@ -9,77 +9,26 @@ chapters, so a variant that only changes the score reuses the trained backbone.
 
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from mood.core.cache import Cache, Trained
-from mood.core.io import save_results
-from mood.experiments.config import Profile, override
+from mood.experiments.config import Profile
 from mood.core.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.core.metrics import results_table
 from mood.core.models import training_flops
 from mood.experiments.parallel import Job, prefetch
 from mood.core.stats import holm, pair_label, paired_test, seed_gaps
-from mood.experiments.pipeline import (ProtocolFeatures, check_score, extract_protocol, extract_protocol_pools, finetune,
-                           id_accuracy, pretrain, score_protocol, scoring_pool, setup, training_sample)
+from mood.experiments.pipeline import (extract_protocol, extract_protocol_pools, finetune, id_accuracy,
+                                      pretrain, score_protocol, training_sample)
+from mood.experiments.resolve import SCALES, Variant, resolve
+from mood.experiments import tables
 from mood.experiments.probes import probe_accuracies
+from mood.experiments.verdicts import gate, paired
 from mood.core.protocols import Protocol
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One setting of an ablation; ``None`` keeps the profile's value.
-
-    Args:
-        name: row label in the tables.
-        pretext: pretext task (:data:`mood.core.pretext.PRETEXTS`).
-        model: backbone preset or timm name.
-        finetune: fine-tune on the ID labels after pretraining.
-        label_smoothing: fine-tuning label smoothing.
-        intermediate: pretrain on a broader offline corpus and fine-tune on its labels before the ID
-            fine-tuning (MOOD's intermediate fine-tuning on ImageNet-21k, scaled down).
-        mask_ratio: masked fraction of patches (MIM pretext tasks).
-        mask_kind: ``"block"`` or ``"random"``.
-        pretrain_epochs: pretraining length.
-        detector: OOD score (any name of :data:`mood.core.scores.SCORES`).
-        pool: a pool of :data:`mood.core.models.POOLS` (None: the profile's; ViM's, the mean token its head reads).
-        normalize: L2-normalise features before Mahalanobis.
-    """
-
-    name: str
-    pretext: str | None = None
-    model: str | None = None
-    finetune: bool = True
-    label_smoothing: float | None = None
-    intermediate: bool = False
-    mask_ratio: float | None = None
-    mask_kind: str | None = None
-    pretrain_epochs: int | None = None
-    detector: str = "mahalanobis"
-    pool: str | None = None
-    normalize: bool = False
-
-    def __post_init__(self) -> None:
-        check_score(self.detector)
-
-
-def configure(prof: Profile, v: Variant) -> Profile:
-    """The profile with the variant's knobs applied (from a random init, :func:`mood.experiments.pipeline.setup`
-    then drops the layer-wise lr decay, as for every model that starts from one)."""
-    p = copy.deepcopy(prof)
-    pre = {k: val for k, val in (("pretext", v.pretext), ("mask_ratio", v.mask_ratio), ("mask_kind", v.mask_kind),
-                                 ("epochs", v.pretrain_epochs)) if val is not None}
-    p.pretrain = override(p.pretrain, **pre)
-    if v.label_smoothing is not None:
-        p.finetune = override(p.finetune, label_smoothing=v.label_smoothing)
-    if v.model is not None:
-        p.model = replace(p.model, name=v.model)
-    p.eval = override(p.eval, pool=v.pool or scoring_pool(v.detector, p.eval.pool), normalize=v.normalize)
-    return p
 
 
 def intermediate_corpus(protocol: Protocol, prof: Profile, seed: int = 0) -> ImageSet:
@@ -119,20 +68,6 @@ def images_seen(stages: list[Trained]) -> int:
     return int(round(sum(r["img_per_s"] * r["seconds"] for t in stages for r in t.history)))
 
 
-def score_variant(v: Variant, trained: Trained, protocol: Protocol, feats: ProtocolFeatures, p: Profile):
-    """OOD scores of ID test and each OOD set for ``v.detector`` (a model score such as ODIN re-runs
-    the model on the same images the features came from)."""
-    return score_protocol(feats, v.detector, trained, protocol, p.eval, p.format)  # p.eval carries v.normalize
-
-
-SCALES = ("ablation", "main")
-
-
-def _check_scale(scale: str) -> None:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-
-
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None,
                 scale: str = "ablation", probe: bool = False) -> dict:
     """One (variant, protocol, seed): a row of mean AUROC / FPR95 over the protocol's OOD sets, ID
@@ -148,17 +83,16 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
         probe: also the linear-probe and k-NN accuracy of the pretrained backbone's mean token,
             before any fine-tuning (:mod:`mood.experiments.probes`; not on one-class protocols, which have one label).
     """
-    _check_scale(scale)
     cache = cache or Cache()
     t0 = time.perf_counter()
-    protocol, p = setup(protocol_name, prof)
-    # the ablation scale wins over per-protocol overrides
-    p = configure(p.at_ablation_scale(seed) if scale == "ablation" else p.with_finetune_seed(seed), v)
+    seeds = {"seed": seed} if scale == "ablation" else {"finetune_seed": seed}
+    run = resolve(prof, protocol_name, scale=scale, variant=v, **seeds)
+    protocol, p = run.protocol, run.profile
     stages = _train(v, protocol, p, cache)
     trained = stages[-1]
     last = p.finetune if v.finetune else p.pretrain
     feats = extract_protocol(trained, protocol, p.eval, p.format, cache, train=training_sample(protocol.train, last))
-    id_s, ood_s = score_variant(v, trained, protocol, feats, p)
+    id_s, ood_s = score_protocol(feats, v.detector, trained, protocol, p.eval, p.format)
     table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
     label = protocol_name if scale == "ablation" else f"{protocol_name} (main scale)"
     row = {"variant": v.name, "protocol": label, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
@@ -209,7 +143,8 @@ def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], pr
     (:func:`mood.experiments.parallel.prefetch`, in :func:`training_waves`), and the rows are then read from the
     cache they filled: on a GPU, several small models train side by side faster than one after another.
     """
-    _check_scale(scale)  # before any training
+    if scale not in SCALES:  # before any training
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
     cache = cache or Cache()
     runs = [(v, proto, seed) for v in variants for proto in protocols for seed in seeds]
     for wave in training_waves(runs, scale):
@@ -238,13 +173,6 @@ def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None =
     return table.loc[order or list(dict.fromkeys(runs["variant"]))][columns]
 
 
-def below_floor(accuracy: dict[str, float], floor: float) -> str:
-    """"no verdict: below the floor (...)" naming the models (variant -> mean ID accuracy, %) under
-    the profile's accuracy ``floor``; "" when none is (NaN, a model without a classifier, is not gated)."""
-    below = [f"{v} {a:.1f}%" for v, a in accuracy.items() if a < floor]
-    return f"no verdict: below the {floor}% accuracy floor ({', '.join(below)})" if below else ""
-
-
 def leader_test(per_seed: pd.DataFrame, higher_is_better: bool = True) -> tuple[str, str, dict]:
     """The best and second-best variant by their mean over seeds, and a paired t-test of the gap
     between them (:func:`mood.core.stats.paired_test`).
@@ -267,8 +195,9 @@ def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = T
             floor: float | None = None) -> str:
     """Prose: the best variant per protocol, its margin over the runner-up, and a paired t-test of
     that margin over seeds (:func:`leader_test`: at most 5% false positives when there is no
-    difference; no test with one seed). With the profile's accuracy ``floor``, a comparison whose
-    models classify below it (mean ``ID acc`` over seeds) is marked as no verdict."""
+    difference; no test with one seed), in the words of :func:`mood.experiments.verdicts.paired`.
+    With the profile's accuracy ``floor``, a comparison whose models classify below it (mean ``ID
+    acc`` over seeds) is no verdict (:func:`mood.experiments.verdicts.gate`); without one, nothing is gated."""
     lines = []
     for proto, df in runs.groupby("protocol", sort=False):
         s = df.groupby("variant", sort=False)[value].mean()
@@ -276,17 +205,13 @@ def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = T
             continue
         per_seed = df.pivot_table(index="seed", columns="variant", values=value)[list(s.index)]
         best, second, test = leader_test(per_seed, higher_is_better)
-        if test["seeds"] < 2:
-            call = "one seed: no test"
-        else:
-            call = (f"95% CI of the gap [{test['ci_lo']:+.2f}, {test['ci_hi']:+.2f}], paired t-test p={test['p']:.3f}: "
-                    + ("significant" if test["significant"] else "not significant"))
-        line = f"{proto}: {best} leads with {s[best]:.2f} {value}, {abs(s[best] - s[second]):.2f} ahead of {second} — {call}"
+        no_verdict = ""
         if floor is not None and "ID acc" in df:
             acc = df.groupby("variant", sort=False)["ID acc"].mean()
-            if gate := below_floor({v: acc[v] for v in (best, second)}, floor):
-                line += f"; {gate}"
-        lines.append(line)
+            no_verdict = gate({v: acc[v] for v in (best, second)}, floor)
+        words = paired(test["mean"], test["ci_lo"], test["ci_hi"], test["p"], unit=value, test="paired t-test",
+                       no_verdict=no_verdict)
+        lines.append(f"{proto}: {best} leads with {s[best]:.2f} {value}; {pair_label(best, second)}: {words}")
     return "\n".join(lines)
 
 
@@ -314,11 +239,12 @@ def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
 
 
 def save_grid(runs: pd.DataFrame, results_dir: str, stem: str, value: str = "AUROC") -> pd.DataFrame:
-    """Writes an ablation's runs (``<stem>_runs``) and their :func:`mean_std` table (``<stem>``)
-    under ``results_dir``; returns the table."""
-    save_results(runs.set_index("variant"), results_dir, f"{stem}_runs")
+    """Writes an ablation's runs (``<stem>_runs``) and their :func:`mean_std` table (``<stem>``),
+    both registered result tables (:mod:`mood.experiments.tables`), under ``results_dir``; returns the table."""
+    tables.get(stem), tables.get(f"{stem}_runs")  # both registered, before either is written
+    tables.save(f"{stem}_runs", runs.set_index("variant"), results_dir)
     table = mean_std(runs, value)
-    save_results(table, results_dir, stem)
+    tables.save(stem, table, results_dir)
     return table
 
 
@@ -393,15 +319,13 @@ def _pair_row(gaps: pd.DataFrame, a: str, b: str, protocol: str) -> pd.Series:
 
 
 def _evidence(a: str, b: str, r: pd.Series) -> str:
-    return f"{pair_label(a, b)}: {r['gap']:+.2f} AUROC, 95% CI [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}], p = {r['p']:.3f}"
+    return f"{pair_label(a, b)}: {paired(r['gap'], r['ci_lo'], r['ci_hi'], r['p'], says=None)}"
 
 
 def _no_verdict(intervals: pd.DataFrame, variants: list[str], protocol: str, floor: float | None) -> str:
-    """Why no verdict is drawn: the profile has no accuracy ``floor``, or a model of ``variants``
-    classifies below it (``intervals``: a :func:`seed_intervals` table); "" when a verdict stands."""
-    if floor is None:
-        return "no verdict: this profile exercises the code only"
-    return below_floor({v: intervals.loc[(v, protocol), "ID acc"] for v in variants}, floor)
+    """:func:`mood.experiments.verdicts.gate` of ``variants`` on ``protocol`` (``intervals``: a
+    :func:`seed_intervals` table): "" when a verdict stands."""
+    return gate({v: intervals.loc[(v, protocol), "ID acc"] for v in variants}, floor)
 
 
 def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[str], protocol: str,
@@ -411,8 +335,8 @@ def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[st
     :func:`seed_intervals` table, indexed ``(variant, protocol)``). Returns ``call`` (one line),
     ``evidence`` and ``holds`` (None without a verdict)."""
     order = ordering(gaps, chain, protocol)
-    if gate := _no_verdict(intervals, chain, protocol, floor):
-        call, holds = gate, None
+    if no_verdict := _no_verdict(intervals, chain, protocol, floor):
+        call, holds = no_verdict, None
     else:
         holds = order["holds"]
         call = "holds (5% intersection-union test)" if holds else "does not hold here"
@@ -427,11 +351,6 @@ def pair_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, a: str, b: str, pr
     the profile has no accuracy ``floor`` or either model classifies below it (``intervals``: a
     :func:`seed_intervals` table)."""
     r = _pair_row(gaps, a, b, protocol)
-    line = f"{_evidence(a, b, r)}, Holm p = {r['p (Holm)']:.3f}"
-    if gate := _no_verdict(intervals, [a, b], protocol, floor):
-        return f"{line} — {gate}"
-    if np.isnan(r["p"]):
-        return f"{line} — one seed: no test"
-    if r["p (Holm)"] >= 0.05:
-        return f"{line} — too close to call"
-    return f"{line} — {a if r['gap'] > 0 else b} is better"
+    return f"{pair_label(a, b)}: " + paired(r["gap"], r["ci_lo"], r["ci_hi"], r["p"], p_holm=r["p (Holm)"],
+                                            says=(f"{a} is better", f"{b} is better", "too close to call"),
+                                            no_verdict=_no_verdict(intervals, [a, b], protocol, floor))

@@ -16,8 +16,7 @@ labelled OOD images. :func:`versus_baselines` tests MOOD against any of them, pa
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,12 +25,11 @@ import torch
 from mood.core.cache import Cache
 from mood.experiments.config import EvalConfig, Profile, override
 from mood.core.data import ImageFormat, ImageSet, to_tensor
-from mood.core.engine import TrainConfig
 from mood.core.features import FeatureSet
-from mood.core.models import NON_VIT_POOLS, Backbone
 from mood.experiments.parallel import Job, prefetch
 from mood.experiments.pipeline import (MoodRun, ProtocolFeatures, eval_sample, extract_protocol, finetune, id_accuracy, run_mood,
-                           score, score_protocol, scores_table, setup, training_sample)
+                           score, score_protocol, scores_table, training_sample)
+from mood.experiments.resolve import FromScratch, resolve, train_steps
 from mood.core.protocols import Protocol
 from mood.core.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
 
@@ -73,28 +71,6 @@ def pixel_baselines(protocol: Protocol, cfg: EvalConfig, fmt: ImageFormat = Imag
 
 
 EQUAL_COMPUTE_SCORES: tuple[str, ...] = ("mahalanobis", "knn", "msp", "energy")
-
-
-def _steps(n_images: int, cfg: TrainConfig) -> int:
-    n = n_images if cfg.max_images is None else min(n_images, cfg.max_images)
-    return max(1, n // cfg.batch_size) * cfg.epochs
-
-
-def from_scratch(prof: Profile, n_images: int, model: str | None = None) -> Profile:
-    """``prof`` without pretraining, its fine-tuning from a random initialisation as many optimiser
-    steps long as ``prof``'s pretraining and fine-tuning together on ``n_images`` training images
-    (same batch size as the fine-tuning; :func:`mood.experiments.pipeline.setup` drops the layer-wise lr decay,
-    which only makes sense on top of a pretrained network). ``model`` swaps the backbone (e.g. ``cnn_small``)."""
-    p = copy.deepcopy(prof)
-    total = _steps(n_images, prof.pretrain) + _steps(n_images, prof.finetune)
-    per_epoch = _steps(n_images, replace(prof.finetune, epochs=1))
-    p.pretrain = replace(p.pretrain, pretext="none")
-    p.finetune = replace(p.finetune, epochs=max(1, round(total / per_epoch)))
-    if model is not None:
-        p.model = replace(p.model, name=model)
-        if p.eval.pool not in NON_VIT_POOLS and not Backbone(copy.deepcopy(p.model)).is_vit:
-            p.eval = replace(p.eval, pool="mean")  # its own pooled feature: the ViT's token pools do not exist here
-    return p
 
 
 @dataclass
@@ -144,27 +120,27 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
                              scores: tuple[str, ...] = EQUAL_COMPUTE_SCORES,
                              seeds: tuple[int, ...] | None = None) -> Comparison:
     """MOOD (the profile's pretraining + fine-tuning) against the same backbone trained from scratch
-    and each of ``scratch_models``, at equal optimiser steps (:func:`from_scratch`), on ``protocol``,
-    once per seed (default: ``prof.seeds``). MOOD's seeds fine-tune one shared pretrained backbone
-    (:meth:`~mood.experiments.config.Profile.with_finetune_seed`); a baseline's seed is its whole training."""
-    proto, p = setup(protocol, prof)
-    n = len(proto.train)
-    setups = {mood_name(p): p, f"{p.model.name} from scratch": from_scratch(p, n)}
-    setups |= {f"{m} from scratch": from_scratch(p, n, m) for m in scratch_models}
-    seeds = p.seeds if seeds is None else seeds
-    runs = {(name, seed): q.with_finetune_seed(seed) if q is p else q.with_seed(seed)  # a baseline's init is seeded too
-            for seed in seeds for name, q in setups.items()}
-    first = (mood_name(p), seeds[0])
-    done = {first: run_mood(proto, runs[first], cache)}  # MOOD's pretraining, once, before the runs that share it
-    prefetch([Job(run_mood, (proto, q, cache), name=f"{name}, seed {seed}") for (name, seed), q in runs.items()
-              if (name, seed) != first], p.workers)
+    and each of ``scratch_models``, at equal optimiser steps (:class:`~mood.experiments.resolve.FromScratch`),
+    on ``protocol``, once per seed (default: ``prof.seeds``). MOOD's seeds fine-tune one shared pretrained
+    backbone (``finetune_seed``); a baseline's seed is its whole training (``seed``)."""
+    base = resolve(prof, protocol)
+    proto, n = base.protocol, len(base.protocol.train)
+    kinds = {mood_name(base.profile): None, f"{base.profile.model.name} from scratch": FromScratch()}
+    kinds |= {f"{m} from scratch": FromScratch(m) for m in scratch_models}
+    seeds = base.profile.seeds if seeds is None else seeds
+    runs = {(name, seed): resolve(prof, proto, finetune_seed=seed) if b is None else resolve(prof, proto, baseline=b, seed=seed)
+            for seed in seeds for name, b in kinds.items()}
+    first = (mood_name(base.profile), seeds[0])
+    done = {first: run_mood(runs[first], cache=cache)}  # MOOD's pretraining, once, before the runs that share it
+    prefetch([Job(run_mood, (r,), {"cache": cache}, name=f"{name}, seed {seed}") for (name, seed), r in runs.items()
+              if (name, seed) != first], base.profile.workers)
     rows, kept = [], {}
     for seed in seeds:
-        for name in setups:
-            q = runs[(name, seed)]
-            run: MoodRun = done.get((name, seed)) or run_mood(proto, q, cache)
+        for name in kinds:
+            q = runs[(name, seed)].profile
+            run: MoodRun = done.get((name, seed)) or run_mood(runs[(name, seed)], cache=cache)
             model = run.finetuned or run.pretrained
-            steps = (_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + _steps(n, q.finetune)
+            steps = (train_steps(n, q.pretrain) if q.pretrain.pretext != "none" else 0) + train_steps(n, q.finetune)
             for det in scores:
                 id_s, ood_s = score_protocol(run.features, det, model, proto, q.eval, q.format)
                 kept[(name, det, seed)] = (id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
@@ -213,12 +189,13 @@ def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: f
                      **scores_table(kept[(model, det, seed)], proto, cfg)["AUROC"].to_dict()})
 
     for seed in seeds:
-        run = run_mood("few-shot:1", prof.with_finetune_seed(seed), cache, detector="mahalanobis")
+        run = run_mood("few-shot:1", prof, cache, detector="mahalanobis", finetune_seed=seed)
         groups = dict(run.protocol.ood_groups)
         mood_s = run.timings["pretrain_s"] + run.timings["finetune_s"]
         add(MOOD_NO_OOD, "mahalanobis", seed, run.scores, run.protocol, run.profile.eval, run.features, mood_s)
         for k in shots:
-            proto, q = setup(f"few-shot:{k}", prof.with_finetune_seed(seed))
+            shot = resolve(prof, f"few-shot:{k}", finetune_seed=seed)
+            proto, q = shot.protocol, shot.profile
             cfg = override(q.finetune, epochs=oe_epochs, lr=q.finetune.lr / 4, warmup_epochs=min(0.2, oe_epochs / 2))
             oe = finetune(run.finetuned, proto.train, cfg, proto.num_classes + 1, q.format, cache, exposure=proto.ood_train)
             feats = extract_protocol(oe, proto, q.eval, q.format, cache, train=training_sample(proto.train, cfg))

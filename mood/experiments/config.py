@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mood.core.protocols import Protocol
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainConfig(TrainConfig):
     """Pretraining: a pretext task on the protocol's training images.
 
@@ -63,14 +63,14 @@ class PretrainConfig(TrainConfig):
             raise ValueError(f"mask_ratio must lie in (0, 1) or be None, got {self.mask_ratio}")
         ratio, kind = MASK_DEFAULTS.get(self.pretext, (None, None))
         if self.mask_ratio == ratio:
-            self.mask_ratio = None
+            object.__setattr__(self, "mask_ratio", None)  # frozen: folded once, at construction
         if self.mask_kind == kind:
-            self.mask_kind = None
+            object.__setattr__(self, "mask_kind", None)
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinetuneConfig(TrainConfig):
     """Fine-tuning on ID labels (MOOD: label smoothing 0.1, layer-wise lr decay).
 
@@ -86,7 +86,7 @@ class FinetuneConfig(TrainConfig):
     warmup_epochs: float = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     """Feature extraction and scoring.
 
@@ -124,7 +124,7 @@ class EvalConfig:
                 raise ValueError(f"EvalConfig.{name} must be >= 1 or None (all), got {value}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnleashConfig:
     """Unleashing Mask (Zhu et al. 2023): an ID classifier trained from scratch with every epoch kept,
     then tuned with the loss floor ``|CE - b| + b``, in a regime where it memorises its training set.
@@ -198,9 +198,6 @@ class UnleashConfig:
             raise ValueError(f"UnleashConfig: curve_scores {self.curve_scores} and table_scores {self.table_scores} share "
                              f"no score; the epoch and b are picked on one score that both compute (energy by default)")
 
-    def with_seed(self, seed: int) -> "UnleashConfig":
-        return replace(self, train=replace(self.train, seed=seed), tune=replace(self.tune, seed=seed))
-
 
 def _matches(value: Any, hint: Any) -> bool:
     """Whether ``value`` fits the type annotation ``hint`` (ints pass for floats, bools for neither)."""
@@ -242,7 +239,7 @@ def override(cfg, **changes):
     return replace(cfg, **check_changes(type(cfg), changes))
 
 
-STAGES = ("pretrain", "finetune", "eval")  # the stages a StageOverrides changes, as its fields are named
+STAGES = ("pretrain", "finetune", "eval", "unleash")  # the stages a StageOverrides changes, as its fields are named
 
 
 @dataclass(frozen=True)
@@ -254,14 +251,17 @@ class StageOverrides:
         pretrain: fields of :class:`PretrainConfig` to change.
         finetune: fields of :class:`FinetuneConfig` to change.
         eval: fields of :class:`EvalConfig` to change.
+        unleash: fields of :class:`UnleashConfig` to change (e.g. ``floor``).
     """
 
     pretrain: Mapping[str, Any] = field(default_factory=dict)
     finetune: Mapping[str, Any] = field(default_factory=dict)
     eval: Mapping[str, Any] = field(default_factory=dict)
+    unleash: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig), ("eval", EvalConfig)):
+        for stage, cls in (("pretrain", PretrainConfig), ("finetune", FinetuneConfig), ("eval", EvalConfig),
+                           ("unleash", UnleashConfig)):
             check_changes(cls, getattr(self, stage), where=f"StageOverrides.{stage}")
 
     @classmethod
@@ -295,14 +295,12 @@ class StageOverrides:
 
     def apply(self, prof: "Profile") -> "Profile":
         """A copy of ``prof`` with these changes made."""
-        p = copy.deepcopy(prof)
-        p.pretrain = replace(p.pretrain, **self.pretrain)
-        p.finetune = replace(p.finetune, **self.finetune)
-        p.eval = replace(p.eval, **self.eval)
-        return p
+        return replace(prof, pretrain=replace(prof.pretrain, **self.pretrain),
+                       finetune=replace(prof.finetune, **self.finetune), eval=replace(prof.eval, **self.eval),
+                       unleash=replace(prof.unleash, **self.unleash))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Profile:
     """Every stage's configuration for one scale of run.
 
@@ -314,7 +312,7 @@ class Profile:
         ablation_protocols: the protocols the ablation chapters train on (each needs its own
             pretraining: a protocol's ID training set is what it pretrains on).
         seeds: fine-tuning seeds of the headline figures (chapters 6-8), each fine-tuning the one
-            shared pretrained backbone (:meth:`with_finetune_seed`): their spread covers fine-tuning
+            shared pretrained backbone (``finetune_seed`` of :func:`mood.experiments.resolve.resolve`): their spread covers fine-tuning
             and baseline training, not pretraining.
         baseline_seeds: how many of ``seeds`` (the first) the equal-compute baselines train with: 1
             compares on the test images (paired bootstrap), >= 2 over seeds (paired t-test).
@@ -358,34 +356,6 @@ class Profile:
         if not 1 <= self.baseline_seeds <= len(self.seeds):
             raise ValueError(f"profile {self.name!r}: baseline_seeds must lie in 1..{len(self.seeds)} (len(seeds)), "
                              f"got {self.baseline_seeds}")
-
-    def for_protocol(self, protocol: "Protocol") -> "Profile":
-        """This profile with the overrides of ``protocol``'s kind applied."""
-        return self.one_class.apply(self) if protocol.kind == "one-class" else copy.deepcopy(self)
-
-    def at_ablation_scale(self, seed: int = 0) -> "Profile":
-        """This profile at its ablation scale (``ablation`` overrides win over per-protocol ones), with ``seed``."""
-        return self.with_seed(seed).with_changes(self.ablation)
-
-    def with_changes(self, changes: StageOverrides) -> "Profile":
-        """This profile with ``changes`` made to its stages and winning over its one-class and ablation
-        overrides: a setting asked for (on the command line, say) holds whatever the protocol's kind."""
-        p = changes.apply(self)
-        p.one_class, p.ablation = self.one_class.then(changes), self.ablation.then(changes)
-        return p
-
-    def with_seed(self, seed: int) -> "Profile":
-        p = copy.deepcopy(self)
-        p.pretrain.seed = p.finetune.seed = seed
-        return p
-
-    def with_finetune_seed(self, seed: int) -> "Profile":
-        """This profile with ``seed`` for fine-tuning only: every seed starts from the same pretrained
-        backbone (pretraining is shared, as the compute plan says), so seeds differ in head
-        initialisation, batch order and augmentation."""
-        p = copy.deepcopy(self)
-        p.finetune.seed = seed
-        return p
 
     def to_dict(self) -> dict:
         return asdict(self)

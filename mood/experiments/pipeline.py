@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
-from mood.experiments.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile, get_profile
+from mood.experiments.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile
+from mood.experiments.resolve import Run, resolve
 from mood.core.data import ImageFormat, ImageSet, sample_tensors, to_tensor
 from mood.core.distributed import barrier, is_main
 from mood.core.engine import TrainConfig, fit, resolve_device
@@ -28,7 +29,7 @@ from mood.core.metrics import results_table
 from mood.core.models import Backbone, ModelConfig
 from mood.experiments.parallel import Job, prefetch
 from mood.core.pretext import Classification, make_task
-from mood.core.protocols import Protocol, make_protocol, parse_protocol
+from mood.core.protocols import Protocol
 from mood.core.scores import ScoreSpec, get_score
 
 
@@ -191,15 +192,6 @@ def extract_protocol_pools(trained: Trained, protocol: Protocol, cfg: EvalConfig
     return out
 
 
-HEAD_POOL = "mean"  # what a backbone's linear head reads
-
-
-def scoring_pool(detector: str, pool: str) -> str:
-    """The feature ``detector`` scores: ``pool``, except for a score built from the linear head (ViM),
-    which lives in the head's input space, the mean token (:data:`HEAD_POOL`)."""
-    return HEAD_POOL if get_score(detector).needs_head else pool
-
-
 def check_score(name: str, params: dict[str, Any] | None = None) -> ScoreSpec:
     """The registry entry of score ``name`` with ``params`` checked: call before any training."""
     spec = get_score(name)
@@ -275,49 +267,28 @@ class MoodRun:
     table: pd.DataFrame
     timings: dict[str, float]
     scores: tuple[torch.Tensor, dict[str, torch.Tensor]]
+    key: str = ""
 
 
-def setup(protocol: str | Protocol, profile: str | Profile | None = None, **protocol_kwargs) -> tuple[Protocol, Profile]:
-    """The protocol object and the profile adapted to it (one-class overrides; the image format the
-    protocol's data call for, resized to ``profile.img_size`` when set; the model's head, size and
-    channels set from the protocol and that format; no layer-wise lr decay when fine-tuning starts
-    from a random init: pretext ``none`` without published weights). Every chapter, the CLI and the
-    tests start here, so they all key the cache the same way and share trained backbones."""
-    prof = get_profile(profile) if profile is None or isinstance(profile, str) else copy.deepcopy(profile)
-    if isinstance(protocol, str):
-        spec, _ = parse_protocol(protocol)
-        if spec.ood_sets:
-            protocol_kwargs.setdefault("n_ood", prof.eval.n_ood)
-        protocol = make_protocol(protocol, **protocol_kwargs)
-    prof = prof.for_protocol(protocol)
-    fmt = protocol.format or prof.format  # CIFAR's 32 px RGB for its protocols
-    prof.format = replace(fmt, size=prof.img_size) if prof.img_size else fmt
-    prof.model.num_classes = protocol.num_classes
-    prof.model.img_size, prof.model.in_chans = prof.format.size, prof.format.channels
-    if prof.pretrain.pretext == "none" and prof.model.pretrained is None:
-        # A random init has no pretrained lower layers for layer-wise lr decay to keep: it would only
-        # slow them, handicapping every from-scratch model against the pretrained ones.
-        prof.finetune = replace(prof.finetune, layer_decay=None)
-    return protocol, prof
-
-
-def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cache: Cache | None = None,
-             finetune_stage: bool = True, detector: str | None = None, **protocol_kwargs) -> MoodRun:
+def run_mood(run: Run | str | Protocol, profile: str | Profile | None = None, cache: Cache | None = None,
+             finetune_stage: bool = True, **resolve_kwargs: Any) -> MoodRun:
     """MIM pretraining -> fine-tuning -> features -> Mahalanobis (by default) for one protocol.
 
     Args:
-        protocol: a protocol name (see :func:`mood.core.protocols.make_protocol`) or object.
+        run: a resolved :class:`~mood.experiments.resolve.Run`, or a protocol name or object to
+            resolve with ``profile`` and ``resolve_kwargs`` (:func:`~mood.experiments.resolve.resolve`:
+            ``detector``, ``finetune_seed``, ``variant``, ...).
         profile: a profile name or object (default: ``MOOD_PROFILE`` or ``cpu``).
         finetune_stage: False scores the pretrained features directly.
-        detector: any score of :data:`mood.core.scores.SCORES`; overrides ``profile.eval.detector``.
     Returns:
         The trained stages, features, the results table (percent) and wall times in seconds
         (training: from the stages' logs, also when loaded from the cache; features, score: this call).
     """
-    protocol, prof = setup(protocol, profile, **protocol_kwargs)
-    det = detector or prof.eval.detector
-    check_score(det)  # a wrong name fails here, before any training
-    prof.eval = replace(prof.eval, pool=scoring_pool(det, prof.eval.pool))
+    if not isinstance(run, Run):
+        run = resolve(profile, run, **resolve_kwargs)
+    elif profile is not None or resolve_kwargs:
+        raise ValueError("run_mood: a resolved Run carries its profile and settings; pass them to resolve() instead")
+    protocol, prof, det = run.protocol, run.profile, run.detector
     cache = cache or Cache()
     t0 = time.perf_counter()
     pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format, cache)
@@ -336,20 +307,20 @@ def run_mood(protocol: str | Protocol, profile: str | Profile | None = None, cac
     timings = {"pretrain_s": pre.train_seconds if pre.history else t1 - t0,
                "finetune_s": (fine.train_seconds if fine.history else t2 - t1) if fine is not None else 0.0,
                "features_s": t3 - t2, "score_s": t4 - t3}
-    return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s))
+    return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s), run.key)
 
 
 def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...] | None = None,
               cache: Cache | None = None, **kwargs: Any) -> dict[int, MoodRun]:
     """:func:`run_mood` once per fine-tuning seed (default: ``profile.seeds``), every seed fine-tuning
-    the same pretrained backbone (:meth:`~mood.experiments.config.Profile.with_finetune_seed`)."""
+    the same pretrained backbone (``finetune_seed`` of :func:`~mood.experiments.resolve.resolve`)."""
     seeds = profile.seeds if seeds is None else seeds
     if not seeds:
         raise ValueError("run_seeds: give at least one seed")
-    first = run_mood(protocol, profile.with_finetune_seed(seeds[0]), cache, **kwargs)  # pretrains, once
-    prefetch([Job(run_mood, (protocol, profile.with_finetune_seed(s), cache), kwargs, f"seed {s}") for s in seeds[1:]],
+    first = run_mood(protocol, profile, cache, finetune_seed=seeds[0], **kwargs)  # pretrains, once
+    prefetch([Job(run_mood, (protocol, profile, cache), {**kwargs, "finetune_seed": s}, f"seed {s}") for s in seeds[1:]],
              profile.workers)
-    return {seeds[0]: first} | {s: run_mood(protocol, profile.with_finetune_seed(s), cache, **kwargs) for s in seeds[1:]}
+    return {seeds[0]: first} | {s: run_mood(protocol, profile, cache, finetune_seed=s, **kwargs) for s in seeds[1:]}
 
 
 def seed_table(runs: dict[int, MoodRun]) -> pd.DataFrame:
@@ -377,8 +348,7 @@ def feature_table(trained: Trained, protocol: Protocol, prof: Profile, pools: tu
     rows = []
     by_pool = extract_protocol_pools(trained, protocol, prof.eval, pools, prof.format, cache, train=train)
     for pool, feats in by_pool.items():
-        cfg = copy.deepcopy(prof.eval)
-        cfg.pool = pool
+        cfg = replace(prof.eval, pool=pool)
         for det in detectors:
             table = scores_table(score_protocol(feats, det, trained, protocol, cfg, prof.format), protocol, cfg)
             rows.append({"pool": pool, "detector": det, **table["AUROC"].to_dict()})

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
-from mood.core.io import atomic_torch_save, atomic_write_text, save_results
+from mood.core.io import atomic_torch_save, atomic_write_text
 from mood.experiments.config import Profile, UnleashConfig
 from mood.core.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor, with_label_noise
 from mood.core.engine import fit, resolve_device
@@ -49,8 +49,11 @@ from mood.core.features import extract
 from mood.core.metrics import auroc, results_table
 from mood.core.stats import seed_gaps
 from mood.core.models import Backbone, ModelConfig
-from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score, setup
-from mood.core.pretext import Classification, loss_floor
+from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score
+from mood.experiments.resolve import resolve
+from mood.experiments import tables
+from mood.experiments.verdicts import paired
+from mood.core.pretext import Classification
 from mood.core.protocols import Protocol
 
 METHODS: tuple[str, ...] = ("ce", "um", "umap")
@@ -58,11 +61,6 @@ METHOD_LABELS: dict[str, str] = {"baseline": "baseline (last epoch)", "ce": "+CE
                                  "umap": "+UMAP"}
 CURVE_SCORES: tuple[str, ...] = ("msp", "energy", "odin")
 TABLE_SCORES: tuple[str, ...] = ("msp", "odin", "energy", "mahalanobis")
-
-
-def um_loss(logits: torch.Tensor, y: torch.Tensor, floor: float) -> torch.Tensor:
-    """UM's objective: batch-mean cross-entropy of ``logits [N, C]`` against ``y [N]``, floored at ``floor``."""
-    return loss_floor(F.cross_entropy(logits.float(), y), floor)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,12 +144,6 @@ def bake_masks(model: nn.Module) -> nn.Module:
         if parametrize.is_parametrized(layer, "weight"):
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
     return model
-
-
-def kept_fraction(model: nn.Module) -> float:
-    """Fraction of non-zero weights over the maskable layers."""
-    layers = maskable_layers(model)
-    return sum(int((m.weight != 0).sum()) for m in layers) / sum(m.weight.numel() for m in layers)
 
 
 @torch.no_grad()
@@ -475,9 +467,9 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
     ``model`` on ``protocol`` (multi-class by default: the MOOD chapters' OOD sets), training labels
     noised at rate ``noise``. Epochs and ``b`` are chosen on validation data only."""
     cache = cache or Cache()
-    proto, prof = setup(protocol, profile)
-    cfg = prof.unleash.with_seed(seed)
-    net = replace(prof.model, name=model)
+    run = resolve(profile, protocol, model={"name": model}, seed=seed)
+    proto, prof = run.protocol, run.profile
+    cfg, net = prof.unleash, prof.model
     timings = {}
     data = unleash_data(proto, cfg, noise, seed)
     stages = train_stages(data.train, net, cfg, prof.format, cache)
@@ -610,14 +602,6 @@ def study_effects(runs: pd.DataFrame) -> pd.DataFrame:
                       if m in methods and a in methods}, names=["comparison"])
 
 
-def _call(row: pd.Series) -> str:
-    """A paired test's outcome in words: the interval, and whether it excludes 0 at 5%."""
-    if row["seeds"] < 2:
-        return "one seed: no test"
-    verdict = "significant" if row["significant"] else "not significant"
-    return f"95% CI [{row['ci_lo']:+.2f}, {row['ci_hi']:+.2f}], paired t-test p={row['p']:.3f}, {verdict}"
-
-
 @dataclass
 class UnleashStudy:
     """:func:`run_unleash` over backbones, label-noise conditions and seeds, with the tables derived from it.
@@ -663,13 +647,13 @@ class UnleashStudy:
 
     def save(self, results_dir: str | Path, stem: str = "16_unleash") -> None:
         """Writes every table (CSV and JSON) under ``results_dir`` as ``<stem>_<table>``, and the
-        summary (:func:`summarize`) as ``<stem>``."""
-        save_results(self.curve.set_index("condition"), results_dir, f"{stem}_curve")
-        save_results(self.runs.set_index("condition"), results_dir, f"{stem}_runs")
-        save_results(self.floors.set_index("condition"), results_dir, f"{stem}_floors")
-        save_results(self.stages.set_index("condition"), results_dir, f"{stem}_stages")
-        save_results(summarize(self.runs), results_dir, stem)
-        save_results(self.effects.round(4), results_dir, f"{stem}_effect")
+        summary (:func:`summarize`) as ``<stem>``: chapter 16's result tables (``16_unleash*``,
+        :mod:`mood.experiments.tables`), under the file stem ``stem``."""
+        for part, df in (("_curve", self.curve.set_index("condition")), ("_runs", self.runs.set_index("condition")),
+                         ("_floors", self.floors.set_index("condition")),
+                         ("_stages", self.stages.set_index("condition")), ("", summarize(self.runs)),
+                         ("_effect", self.effects.round(4))):
+            tables.save(f"16_unleash{part}", df, results_dir, stem=f"{stem}{part}")
 
     def verdict(self) -> str:
         """Per condition and backbone, in prose: where training got (train accuracy), the epoch picked
@@ -691,7 +675,8 @@ class UnleashStudy:
                 key = (name, cond, model, "energy")
                 if key in eff.index:
                     e = eff.loc[key]
-                    lines.append(f"  {what}: {e['Δ']:+.2f} Energy AUROC ({_call(e)}).")
+                    words = paired(e["Δ"], e["ci_lo"], e["ci_hi"], e["p"], unit="Energy AUROC", test="paired t-test")
+                    lines.append(f"  {what}: {words}.")
 
             said("val-OOD epoch vs last", "epoch picked on the validation OOD set minus the last epoch")
             said("early stopping vs last", "early stopping on ID validation loss minus the last epoch")
@@ -711,19 +696,19 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
               noise: tuple[float, ...] | None = None) -> UnleashStudy:
     """:func:`run_unleash` for every backbone (default: the profile's), label-noise condition
     (default: the profile's) and seed (default: the profile's), collected into an :class:`UnleashStudy`."""
-    _, prof = setup(protocol, profile)
+    prof = resolve(profile, protocol).profile
     cfg = prof.unleash
     models = list(models or cfg.models)
     seeds = list(cfg.seeds if seeds is None else seeds)
     conditions = tuple(cfg.noise if noise is None else noise)
     replace(cfg, noise=conditions)  # bad rates fail here, before any training
     for m in models:
-        replace(prof.model, name=m)  # a wrong name fails here, before any training
+        resolve(profile, protocol, model={"name": m})  # a wrong name fails here, before any training
     curves, tables, floors, timings, losses = [], [], [], [], []
     for rate in conditions:
         for model in models:
             for seed in seeds:
-                run = run_unleash(model, prof, seed=seed, protocol=protocol, cache=cache, noise=rate)
+                run = run_unleash(model, profile, seed=seed, protocol=protocol, cache=cache, noise=rate)
                 keys = {"condition": condition_label(rate), "model": model, "seed": seed}
                 curves.append(run.curve.assign(model=model, seed=seed))
                 tables.append(run.table)
@@ -744,7 +729,7 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
                         pd.concat(losses, ignore_index=True))
 
 
-__all__ = ["WeightMask", "add_masks", "bake_masks", "kept_fraction", "estimate_floor", "um_loss", "UnleashData",
+__all__ = ["WeightMask", "add_masks", "bake_masks", "estimate_floor", "UnleashData",
            "unleash_data", "EvalSets", "eval_sets", "evaluate", "sample_losses", "Stages", "train_stages",
            "stage_curve", "tune", "UnleashRun", "run_unleash", "best_epoch", "summarize", "effect", "stage_table",
            "study_effects", "UnleashStudy", "run_study", "condition_label", "um_label"]
