@@ -7,7 +7,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mood.experiments.baselines import pixel_baselines, pixel_features
 from mood.experiments.config import EvalConfig, get_profile

@@ -15,7 +15,7 @@ from typing import Callable
 
 import pandas as pd
 
-from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenance, run_dates, training_note
+from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenance, run_dates
 from mood.core.io import atomic_write_text, load_table
 from mood.core.metrics import per_set
 from mood.core.stats import beats_all, pair_label

@@ -11,7 +11,6 @@ run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from contextlib import nullcontext

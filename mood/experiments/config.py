@@ -19,7 +19,7 @@ import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from mood.core.data import ImageFormat
 from mood.core.engine import TrainConfig
@@ -27,9 +27,6 @@ from mood.core.masking import MASK_KINDS
 from mood.core.models import POOLS, ModelConfig
 from mood.core.pretext import MASK_DEFAULTS, PRETEXTS
 from mood.core.scores import get_score
-
-if TYPE_CHECKING:
-    from mood.core.protocols import Protocol
 
 
 @dataclass(frozen=True)
