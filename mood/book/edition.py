@@ -160,18 +160,16 @@ def editions(root: Path | None = None) -> list[str]:
 
 
 def summary_line(profile: str, root: Path) -> str:
-    """One line on the ``profile`` edition for the README: its commit, date and size on disk, or
-    that there is none yet."""
-    folder = root / EDITION_DIR / profile
-    if not (folder / "edition.json").exists():
-        return (f"no published edition yet (after a whole-book run: `python -m mood book publish --profile {profile}`)")
-    record = json.loads((folder / "edition.json").read_text())
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    line = (f"published edition `{EDITION_DIR.as_posix()}/{profile}/` from commit `{str(record['commit'])[:10]}`, "
-            f"{run_dates(record)}, {size / 1e6:.1f} MB (`PROFILE={profile} make edition` renders it, executing nothing)")
-    if newer := superseded({"profile": profile, **record}, root):
-        line += f"; chapters run again since, whose results of record above it does not show: {_runs_since(newer)}"
-    return line
+    """The README's words on the ``profile`` edition: ``"Published edition `book/edition/cpu/`: commit `...`,
+    2026-11-26, 14 chapters run again since"``; ``""`` when there is none."""
+    path = root / EDITION_DIR / profile / "edition.json"
+    if not path.exists():
+        return ""
+    record = json.loads(path.read_text())
+    newer = superseded({"profile": profile, **record}, root)
+    since = f", {len(newer)} chapter{'s' if len(newer) > 1 else ''} run again since" if newer else ""
+    return (f"Published edition `{EDITION_DIR.as_posix()}/{profile}/`: commit `{str(record['commit'])[:10]}`, "
+            f"{str(record['date'])[:10]}{since}")
 
 
 def status(root: Path, record: dict | None) -> str:

@@ -8,13 +8,13 @@ trivial raw-pixel baseline where one was run. Otherwise the cell says why there 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
+from mood.book.edition import summary_line
 from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenance, run_dates
 from mood.core.io import atomic_write_text, load_table
 from mood.core.metrics import per_set
@@ -263,8 +263,6 @@ def _provenance_line(prof: str, record: dict, repo: Path) -> str:
     """One line on what a profile's results were stitched from: the run of record (commit, date,
     device, torch, its chapters and wall time), the chapters that come from other runs and how many
     runs that makes, and the published edition, if any (``repo/book/edition/<prof>/``)."""
-    from mood.book.edition import EDITION_DIR, superseded
-
     runs = record.get("partial_runs", [])
     whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own
     if whole:
@@ -285,12 +283,8 @@ def _provenance_line(prof: str, record: dict, repo: Path) -> str:
     elif whole + len(runs) > 1:
         dates = sorted(str(r["date"])[:10] for r in ([record] if whole else []) + runs)
         line += f"; {whole + len(runs)} runs in all, {dates[0]} to {dates[-1]}"
-    edition = repo / EDITION_DIR / prof / "edition.json"
-    if edition.exists():
-        ed = json.loads(edition.read_text())
-        newer = superseded({"profile": prof, **ed}, repo)
-        line += (f". Published edition `{EDITION_DIR.as_posix()}/{prof}/`: commit `{str(ed['commit'])[:10]}`, "
-                 f"{str(ed['date'])[:10]}" + (f", {len(newer)} chapters run again since" if newer else ""))
+    if edition := summary_line(prof, repo):
+        line += f". {edition}"
     return f"- `{prof}` (`results/{prof}/`): {line}."
 
 
