@@ -24,7 +24,7 @@ from mood.experiments.parallel import Job, prefetch
 from mood.core.stats import holm, pair_label, paired_test, seed_gaps
 from mood.experiments.pipeline import (extract_protocol, extract_protocol_pools, finetune, id_accuracy,
                                       pretrain, score_protocol, training_sample)
-from mood.experiments.resolve import SCALES, Variant, resolve
+from mood.experiments.resolve import Variant, check_scale, resolve
 from mood.experiments import tables
 from mood.experiments.probes import probe_accuracies
 from mood.experiments.verdicts import gate, paired
@@ -143,8 +143,7 @@ def run_grid(variants: list[Variant], protocols: list[str], seeds: list[int], pr
     (:func:`mood.experiments.parallel.prefetch`, in :func:`training_waves`), and the rows are then read from the
     cache they filled: on a GPU, several small models train side by side faster than one after another.
     """
-    if scale not in SCALES:  # before any training
-        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    check_scale(scale)  # before any training
     cache = cache or Cache()
     runs = [(v, proto, seed) for v in variants for proto in protocols for seed in seeds]
     for wave in training_waves(runs, scale):

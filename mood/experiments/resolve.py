@@ -134,7 +134,8 @@ class Run:
                 f"seeds {p.pretrain.seed}/{p.finetune.seed}, score {self.detector} on pool {p.eval.pool!r}; key {self.key}")
 
 
-def _check_scale(scale: str) -> None:
+def check_scale(scale: str) -> None:
+    """A ``ValueError`` naming the valid scales unless ``scale`` is one of :data:`SCALES`."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
 
@@ -225,7 +226,7 @@ def resolve(profile: str | Profile | None = None, protocol: str | Protocol = "mu
     Raises:
         ValueError: a wrong name or value anywhere, before any data is loaded or model trained.
     """
-    _check_scale(scale)
+    check_scale(scale)
     prof = base_profile(profile, changes=changes, model=model, img_size=img_size)
     det = detector or (variant.detector if variant is not None else prof.eval.detector)
     get_score(det)
@@ -255,4 +256,4 @@ def resolve(profile: str | Profile | None = None, protocol: str | Protocol = "mu
     return Run(protocol, prof, det, scale)
 
 
-__all__ = ["SCALES", "Variant", "FromScratch", "Run", "base_profile", "resolve", "scoring_pool", "train_steps"]
+__all__ = ["SCALES", "check_scale", "Variant", "FromScratch", "Run", "base_profile", "resolve", "scoring_pool", "train_steps"]

@@ -50,7 +50,7 @@ from mood.core.metrics import auroc, results_table
 from mood.core.stats import seed_gaps
 from mood.core.models import Backbone, ModelConfig
 from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score
-from mood.experiments.resolve import resolve
+from mood.experiments.resolve import base_profile, resolve
 from mood.experiments import tables
 from mood.experiments.verdicts import paired
 from mood.core.pretext import Classification
@@ -703,7 +703,7 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
     conditions = tuple(cfg.noise if noise is None else noise)
     replace(cfg, noise=conditions)  # bad rates fail here, before any training
     for m in models:
-        resolve(profile, protocol, model={"name": m})  # a wrong name fails here, before any training
+        base_profile(profile, model={"name": m})  # a wrong name fails here, before any training
     curves, tables, floors, timings, losses = [], [], [], [], []
     for rate in conditions:
         for model in models:
