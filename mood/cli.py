@@ -21,6 +21,9 @@ from typing import Sequence
 import pandas as pd
 
 
+COMPUTE_APPENDIX = "book/appendix_compute.md"  # the compute plan, with the cpu record's measured costs
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from mood.core.data import OFFLINE_OOD, ONLINE_OOD, DataNotFoundError, load_fashion_mnist, load_ood
     from mood.core.protocols import NEAR_PAIRS, make_protocol
@@ -153,11 +156,13 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     from mood.book import runner as book
 
-    from mood.book.summary import update_readme
+    from mood.book.summary import update_cost, update_readme
 
     def readme() -> None:
         changed = update_readme(book.REPO / "README.md", book.REPO / "results")
         print("README.md results block " + ("updated" if changed else "already up to date"))
+        changed = update_cost(book.REPO / COMPUTE_APPENDIX, book.REPO / "results" / "cpu")
+        print(f"{COMPUTE_APPENDIX} measured block " + ("updated" if changed else "already up to date"))
 
     if args.action == "readme":
         readme()

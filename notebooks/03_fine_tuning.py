@@ -60,9 +60,9 @@ curves({"multi-class": fine.history}, keys=("loss", "acc"));
 # for calibration, but it erases the spread within a class that a distance-based detector reads —
 # in the pooled feature the head sees. How much of that reaches the detector depends on the feature
 # it scores: a pooled feature is what smoothing shapes, while the last block's tokens side by side
-# (the `cpu` profile's feature, chapter 6) keep where each pattern sits. Chapter 12 fine-tunes this
-# same pretrained backbone with and without smoothing and scores both; the `cpu` profile fine-tunes
-# without it (its docstring gives the measurements behind that choice).
+# (the `cpu` profile's feature, chapter 6) keep where each pattern sits. At the `gpu` profile chapter 12
+# fine-tunes with and without smoothing and scores both; the `cpu` profile fine-tunes without it (its
+# docstring gives the measurements behind that choice).
 #
 # ## One-class fine-tuning and label smoothing
 #

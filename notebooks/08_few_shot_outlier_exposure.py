@@ -26,7 +26,7 @@
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
 seed = 0  # seed of every stage
 results_dir = "results/cpu"  # where this chapter's tables are written
-shots = [1, 5, 10]  # OOD images per source given to the OE baseline
+shots = None  # OOD images per source given to the OE baseline; None: the profile's plan (cpu: [10], gpu: [1, 5, 10])
 oe_epochs = 2  # the OE baseline's extra epochs on top of MOOD's fine-tuning
 
 # %% tags=["remove-cell"]
@@ -47,6 +47,7 @@ from mood.core.stats import beats_all
 
 # %%
 prof = chapter_setup(profile, seed)
+shots = list(shots or prof.plan.oe_shots)
 seeds = tuple(seed + s for s in prof.seeds)
 compared = compare_outlier_exposure(prof, tuple(shots), oe_epochs, seeds=seeds)
 labels = {(MOOD_NO_OOD, "mahalanobis"): MOOD_NO_OOD}

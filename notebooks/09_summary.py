@@ -30,13 +30,14 @@ from mood.book.summary import claims_table, headline
 # %% [markdown]
 # A claim gets a verdict only where this setting could have replicated it: the model behind the
 # numbers classifies the ID data at least as well as the profile's accuracy floor (a linear model on
-# raw pixels reaches 84.5%), and the one-class detector beats the raw-pixel nearest-neighbour
+# raw pixels of the same training images reaches 84.5% on the ten classes), and the one-class detector beats the raw-pixel nearest-neighbour
 # baseline. Below either, the numbers measure how little the model was trained, and the cell says so
-# instead of "not replicated". The multi-class and near-distribution claims are tested against the
-# equal-compute baselines of chapters 6 and 7 (the same ViT from scratch and a small CNN, for as many
-# optimiser steps, scored four ways): "replicated" needs MOOD ahead of every one of them, each
-# difference significant in a paired test at 5%, and the cell names the test and the closest
-# baseline with the difference's 95% interval.
+# instead of "not replicated". Where the profile trains equal-compute baselines in chapters 6 and 7
+# (`gpu`: the same ViT from scratch and a small CNN, for as many optimiser steps, scored four ways),
+# the multi-class and near-distribution claims are tested against them: "replicated" needs MOOD ahead
+# of every one of them, each difference significant in a paired test at 5%, and the cell names the
+# test and the closest baseline with the difference's 95% interval. On `cpu` those baselines are
+# the equal-compute arms of chapters 10 and 11, with MOOD's three seeds, and the cell says so.
 
 # %%
 prof = chapter_setup(profile, seed)

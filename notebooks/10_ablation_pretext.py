@@ -16,58 +16,48 @@
 # model that merely trained longer or learned the classes better.
 #
 # Same ViT, same fine-tuning, same Mahalanobis score on the same feature as the main chapters; only
-# the pretraining changes (and with it one fine-tuning setting: without pretraining there is no
-# layer-wise lr decay, which would only slow the random lower layers, as for chapter 6's baselines). Every variant pretrains and fine-tunes on the same sample of ID training
-# images (the profile's *ablation scale*: 20,000 images on `cpu`), each seed trains every stage
-# anew, and the comparisons are paired by seed. Three things are read from each run:
+# the pretraining changes. The design is declared below before any result: the question, the
+# endpoint, the variants this profile trains and the contrasts that carry a verdict
+# (`mood.experiments.studies`). On `cpu` every study runs on the near-distribution split at the main
+# chapters' scale: each variant's fine-tuning seeds fine-tune one pretrained backbone, the BEiT arm is
+# chapter 7's model (read from the cache, not trained again), and the endpoint — the mean AUROC over
+# the four held-out classes — leaves room to move, where the multi-class mean (98-99) does not. The
+# "no pretraining" arm trains from a random init for as many optimiser steps as MOOD's pretraining and
+# fine-tuning together: the equal-compute baseline of chapters 6-7. SimMIM, MAE and SimCLR are the
+# `gpu` profile's questions. Three things are read from each run:
 #
 # 1. what the pretrained features know about the classes *before* fine-tuning (linear-probe and
 #    k-NN accuracy of the frozen mean token);
 # 2. the fine-tuned model's ID accuracy and the training images it processed — OOD scores follow
 #    closed-set accuracy (Vaze et al. 2022), so a variant that wins on AUROC only because it is
 #    more accurate, or trained on more images, has not shown a better *pretext*;
-# 3. the OOD AUROC, with a 95% interval over seeds and a paired test for every comparison.
+# 3. the OOD AUROC, with a 95% interval over seeds, and a paired test for each declared contrast
+#    beside the smallest gap the design could detect (MDE).
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
-seed = 0  # first seed; the profile's ablation_seeds are used
+seed = 0  # first seed; the profile's seeds are used
 results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
-from mood.experiments.ablations import Variant, family_gap, ordering_verdict, pair_gaps, run_grid, save_grid, seed_intervals
-from mood.experiments import tables
-from mood.book.runner import chapter_setup
+from IPython.display import Markdown
+
 from mood.book.plots import ablation_tradeoff
-from mood.experiments.verdicts import check
+from mood.book.runner import chapter_setup
+from mood.experiments import studies
 
-# %%
+# %% tags=["hide-input"]
 prof = chapter_setup(profile, seed)
-seeds = [seed + s for s in prof.ablation_seeds]
-protocols = list(prof.ablation_protocols)
-variants = [Variant("BEiT MIM", pretext="beit"), Variant("SimMIM", pretext="simmim"), Variant("MAE", pretext="mae"),
-            Variant("classification", pretext="classification"), Variant("SimCLR", pretext="simclr"),
-            Variant("no pretraining", pretext="none")]
-print(f"seeds {seeds}; protocols {protocols}; ablation scale: {prof.ablation}")
-
-# %% [markdown]
-# On `cpu` the ablations train on the multi-class protocol only: each protocol needs its own
-# pretraining (its ID training set is what a variant pretrains on), and one protocol at a scale
-# where the models learn their task answers more than three at a scale where they do not. The
-# `gpu` profile does the same at its larger scale (a ViT-S on 4-pixel patches, 30 pretraining epochs),
-# training six runs side by side on the one GPU; the profile's `ablation_protocols` name the protocols.
+Markdown(studies.get("pretext", prof).declaration(prof))
 
 # %%
-runs = run_grid(variants, protocols, seeds, prof, probe=True)
-save_grid(runs, results_dir, "10_pretext")
-intervals = seed_intervals(runs)
-intervals["valid"] = [check(prof, a).ok for a in intervals["ID acc"]]
-tables.save("10_pretext_intervals", intervals, results_dir)
-intervals.round(2)
+result = studies.run_chapter("pretext", prof, results_dir, seed, probe=True)
+result.intervals.round(2)
 
 # %% [markdown]
-# Mean AUROC over the protocol's OOD sets: mean, standard deviation and 95% t-interval over seeds,
-# beside each variant's ID accuracy (`valid`: at or above the profile's accuracy floor), the
-# training images its stages processed and their training time, and the frozen-feature probes.
+# Mean AUROC over the protocol's OOD sets: mean, standard deviation and 95% t-interval over seeds
+# (clipped to [0, 100]), beside each variant's ID accuracy, the training images its stages
+# processed and their training time, and the frozen-feature probes.
 #
 # ## What the pretraining learned before any label
 #
@@ -77,56 +67,29 @@ intervals.round(2)
 # probes (no pretraining) are the floor any pretext should clear.
 
 # %%
-probe_cols = [c for c in ("linear probe acc", "kNN acc") if c in intervals]
-intervals[probe_cols].round(2) if probe_cols else "no probes: the protocols here have one class"
+probe_cols = [c for c in ("linear probe acc", "kNN acc") if c in result.intervals]
+result.intervals[probe_cols].round(2) if probe_cols else "no probes: the protocols here have one class"
 
 # %% [markdown]
 # ## AUROC against accuracy and against compute
 
-# %%
-for proto in protocols:
-    fig = ablation_tradeoff(runs[runs["protocol"] == proto])
-    fig.suptitle(proto, y=1.02)
+# %% tags=["hide-input"]
+for proto, runs in result.runs.groupby("protocol", sort=False):
+    ablation_tradeoff(runs).suptitle(proto, y=1.02)
 
 # %% [markdown]
-# ## Paired comparisons
+# ## The declared contrasts
 #
-# Each row is one variant minus another, seed by seed (both trained with the same seed on the same
-# images), with the 95% t-interval of the mean difference and a paired t-test (5% false positives
-# when there is no difference). That 5% holds for each row alone: six rows of true nulls would show
-# at least one "significant" about a quarter of the time. `p (Holm)` adjusts the six for one
-# another (Holm-Bonferroni): reading only the rows where it is below 0.05 keeps the chance of any
-# false call among them at most 5%.
+# Each row is one variant minus another, seed by seed (both fine-tuned with the same seed), with the
+# 95% t-interval of the mean difference, the paired t-test's `p`, `p (Holm)` adjusted over this
+# chapter's contrasts, and `MDE`: the smallest true gap this design detects with 80% probability,
+# from the measured spread of the per-seed gap. A contrast is `replicated` (or `contradicted`) only
+# when its interval excludes 0 and its Holm p is below 0.05; otherwise it is inconclusive, and the
+# MDE says how large a difference could have gone unseen. No call where a model classifies below
+# the profile's accuracy floor.
 
 # %%
-pairs = [("BEiT MIM", "classification"), ("classification", "SimCLR"), ("BEiT MIM", "SimCLR"),
-         ("SimMIM", "classification"), ("MAE", "classification"), ("BEiT MIM", "no pretraining")]
-gaps = pair_gaps(runs, pairs)
-tables.save("10_pretext_gaps", gaps, results_dir)
-gaps.round(3)
+result.gaps[["gap", "ci_lo", "ci_hi", "p", "p (Holm)", "MDE", "ID acc a", "ID acc b", "call"]].round(3)
 
-# %%
-families = {"BEiT MIM": "reconstruction", "SimMIM": "reconstruction", "MAE": "reconstruction",
-            "classification": "recognition", "SimCLR": "recognition"}
-by_family = family_gap(runs, families, "reconstruction", "recognition")
-tables.save("10_pretext_families", by_family, results_dir)
-by_family.round(3)
-
-# %% [markdown]
-# ## Verdict
-#
-# MOOD's ordering, MIM > classification > contrastive, holds on a protocol when both links are
-# positive and significant — an intersection-union test, so it is declared true with at most 5%
-# probability when either link is false. It is judged only where every model in the chain passes
-# the accuracy floor; otherwise the protocol gets no verdict.
-
-# %%
-chain = ["BEiT MIM", "classification", "SimCLR"]
-for proto in protocols:
-    result = ordering_verdict(gaps, intervals, chain, proto, prof.accuracy_floor)
-    print(f"{proto}: MIM > classification > contrastive — {result['call']}")
-    for line in result["evidence"]:
-        print("   ", line)
-    fam = by_family.loc[proto]
-    print(f"    reconstruction − recognition (family means): {fam['gap']:+.2f} AUROC, 95% CI "
-          f"[{fam['ci_lo']:+.2f}, {fam['ci_hi']:+.2f}] -> {fam['call']}")
+# %% tags=["hide-input"]
+print("\n".join(studies.verdict_lines(result.gaps)))

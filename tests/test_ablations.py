@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.experiments.ablations import Variant, family_gap, intermediate_corpus, leader_test, mean_std, verdict
+from mood.experiments.ablations import Variant, family_gap, intermediate_corpus, mean_std
 from mood.experiments.config import get_profile
 from mood.core.data import ImageFormat, concat, from_array
 from mood.experiments.resolve import resolve
@@ -48,45 +48,6 @@ def test_mean_std_table() -> None:
     acc = mean_std(_runs().assign(**{"ID acc": [85.0, 86.0, np.nan, np.nan, 80.0, 81.0, 90.0, 90.0]}))
     assert list(acc.columns) == ["p", "p ID acc", "q", "q ID acc"]
     assert (acc.loc["A", "p ID acc"], acc.loc["B", "p ID acc"], acc.loc["B", "q ID acc"]) == ("85.50", "—", "90.00")
-
-
-def test_verdict_tests_the_gap_paired_by_seed() -> None:
-    runs = _runs()
-    runs.loc[(runs["protocol"] == "q") & (runs["variant"] == "B") & (runs["seed"] == 1), "AUROC"] = 70.6
-    lines = verdict(runs).splitlines()
-    # p: A - B per seed = (10, 11): t = 21 on 1 df, p = 0.030
-    assert lines[0] == ("p: A leads with 91.00 AUROC; A − B: +10.50 AUROC, 95% CI [+4.15, +16.85], p = 0.030 "
-                        "(paired t-test) — significant")
-    # q: B - A per seed = (0.5, -0.4): no evidence either way
-    assert lines[1].startswith("q: B leads with 70.55 AUROC; B − A: +0.05 AUROC") and lines[1].endswith("— not significant")
-    assert verdict(_runs()[_runs()["seed"] == 0]).splitlines()[0] == "p: A leads with 90.00 AUROC; A − B: +10.00 AUROC — one seed: no test"
-    # the accuracy floor: a lead between models below it is no verdict; a model without a head is not gated
-    acc = runs.assign(**{"ID acc": [85.0, 86.0, np.nan, np.nan, 80.0, 81.0, 90.0, 90.0]})
-    gated = verdict(acc, floor=84.5).splitlines()
-    assert "no verdict" not in gated[0]  # A 85.5%, B without a classifier
-    assert gated[1].endswith("(paired t-test) — no verdict: below the 84.5% accuracy floor (A 80.5%)")
-    assert verdict(acc) == verdict(runs)  # no floor given (a smoke profile): nothing gated
-
-
-def test_leader_test_keeps_its_false_positive_rate_though_it_picks_the_pair() -> None:
-    """The verdict tests the gap between the two variants it ranked first on the same runs: with
-    equal variants (a seed effect shared by all, as training seeds are), "significant" stays at or
-    under 5%, and a real lead is found."""
-    rng = np.random.default_rng(0)
-
-    def rate(k: int, lead: float = 0.0, trials: int = 3000) -> float:
-        hits = 0
-        for _ in range(trials):
-            x = rng.normal(size=(3, k)) + rng.normal(size=(3, 1))
-            x[:, 0] += lead
-            best, _, test = leader_test(pd.DataFrame(x, columns=[f"v{i}" for i in range(k)]))
-            hits += bool(test["significant"]) and (lead == 0 or best == "v0")
-        return hits / trials
-
-    two, five = rate(2), rate(5)
-    assert abs(two - 0.05) < 0.015  # two equal variants: exactly the test's 5% (sign-blind)
-    assert five < two  # more equal variants: the top two are closer than a random pair
-    assert rate(5, lead=6.0, trials=300) > 0.5
 
 
 def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
@@ -176,25 +137,6 @@ def test_training_cost_prices_each_variant_by_its_own_models_flops() -> None:
         training_cost(runs, [Variant("X")], prof)
 
 
-def test_pair_gaps_and_the_ordering_as_an_intersection_union_test() -> None:
-    from mood.experiments.ablations import ordering, pair_gaps
-
-    gaps = pair_gaps(_pretext_runs(), [("M", "C"), ("C", "S"), ("M", "N")])
-    mc = gaps.loc[("M − C", "multi-class")]
-    assert mc["gap"] == pytest.approx(3.0) and mc["gap std"] == pytest.approx(1.0) and bool(mc["significant"])
-    assert (mc["a"], mc["b"]) == pytest.approx((93.0, 90.0))
-    assert not bool(gaps.loc[("C − S", "multi-class"), "significant"])
-    # Holm over the three pairs of the protocol: never below the raw p, the smallest times three
-    assert (gaps["p (Holm)"] >= gaps["p"]).all()
-    assert gaps["p (Holm)"].min() == pytest.approx(min(1.0, 3 * gaps["p"].min()))
-    # one link too close to call: the chain does not hold, though its first link does
-    chain = ordering(gaps, ["M", "C", "S"], "multi-class")
-    assert chain["holds"] is False and len(chain["evidence"]) == 2 and chain["evidence"][0].startswith("M − C: +3.00")
-    assert ordering(gaps, ["M", "C"], "multi-class")["holds"] is True
-    with pytest.raises(ValueError, match="pass the pair"):
-        ordering(gaps, ["S", "M"], "multi-class")
-
-
 @pytest.mark.usefixtures("require_fmnist")
 def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) -> None:
     from mood.experiments.ablations import run_variant
@@ -208,42 +150,6 @@ def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) 
     assert 0 <= row["linear probe acc"] <= 100 and 0 <= row["kNN acc"] <= 100
     one = run_variant(Variant("BEiT", pretext="beit"), "one-class:1", prof, seed=0, cache=Cache(tmp_path), probe=True)
     assert "kNN acc" not in one  # one label: nothing to probe
-
-
-def test_ordering_verdict_is_given_only_where_the_chain_passes_the_floor() -> None:
-    from mood.experiments.ablations import ordering_verdict, pair_gaps, seed_intervals
-
-    runs = _pretext_runs()
-    gaps, intervals = pair_gaps(runs, [("M", "C"), ("C", "S")]), seed_intervals(runs)  # ID acc 86.0 for all
-    assert ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", 84.5)["holds"] is True
-    assert ordering_verdict(gaps, intervals, ["M", "C", "S"], "multi-class", 84.5)["call"] == "does not hold here"
-    below = ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", 90.0)
-    assert below["holds"] is None and below["call"].startswith("no verdict: below the 90.0% accuracy floor (M 86.0%")
-    assert ordering_verdict(gaps, intervals, ["M", "C"], "multi-class", None)["holds"] is None
-
-
-def test_pair_verdict_calls_at_the_holm_p_and_only_above_the_floor() -> None:
-    from mood.experiments.ablations import pair_gaps, pair_verdict, seed_intervals
-
-    runs = _pretext_runs()
-    gaps, intervals = pair_gaps(runs, [("M", "C"), ("C", "S"), ("N", "M")]), seed_intervals(runs)
-    assert pair_verdict(gaps, intervals, "N", "M", "multi-class", 84.5).endswith("— M is better")  # negative gap
-    assert pair_verdict(gaps, intervals, "C", "S", "multi-class", 84.5).endswith("too close to call")
-    # M − C: p 0.035 alone, 0.070 once Holm adjusts it for the protocol's three pairs
-    mc = gaps.loc[("M − C", "multi-class")]
-    assert mc["p"] < 0.05 <= mc["p (Holm)"]
-    assert pair_verdict(gaps, intervals, "M", "C", "multi-class", 84.5).endswith("too close to call")
-    alone = pair_gaps(runs, [("M", "C")])
-    line = pair_verdict(alone, intervals, "M", "C", "multi-class", 84.5)
-    assert line.startswith("M − C: +3.00 AUROC, 95% CI [") and line.endswith("— M is better")
-    one = runs[runs["seed"] == 0]
-    assert pair_verdict(pair_gaps(one, [("M", "C")]), seed_intervals(one), "M", "C", "multi-class", 84.5).endswith(
-        "one seed: no test")
-    gaps = alone
-    assert "below the 90.0% accuracy floor" in pair_verdict(gaps, intervals, "M", "C", "multi-class", 90.0)
-    assert pair_verdict(gaps, intervals, "M", "C", "multi-class", None).endswith("exercises the code only")
-    with pytest.raises(ValueError, match="pass the pair"):
-        pair_verdict(gaps, intervals, "C", "M", "multi-class", 84.5)
 
 
 def test_training_waves_train_each_model_once_and_never_two_at_once() -> None:

@@ -68,7 +68,7 @@ def test_the_ledger_tells_stages_trained_from_stages_loaded_from_the_cache(tmp_p
     load_trained(bb(), new)  # ... and loaded again there: still one trained stage
     load_trained(bb(), old)
     load_trained(bb(), old)  # loaded twice, counted once, at its logged training time
-    assert read_ledger(ledger) == {"trained runs": 1, "trained s": 7.5, "cached runs": 1, "cached s": 100.0}
+    assert read_ledger(ledger) == {"trained runs": 1, "trained s": 7.5, "trained images": 0, "cached runs": 1, "cached s": 100.0}
     # over two chapters: a stage one trains and the other loads counts as trained
     other = tmp_path / "next.jsonl"
     monkeypatch.setenv(LEDGER_ENV, str(other))

@@ -81,6 +81,21 @@ def test_chapters_write_results_whose_one_class_numbers_recompute(built: Path) -
             "one_class_pixel_knn_auroc_mean", "chapters_1_9_seconds", "book_seconds"} <= set(head.index)
 
 
+def test_rows_with_equal_run_keys_are_equal_across_every_table(built: Path) -> None:
+    """One model, one number: every row carrying a run key agrees with every other row of that key on
+    every figure they share, and the sharing is real: chapter 7's models are the studies' reference arms."""
+    from mood.experiments import tables
+
+    res = built / "results" / "smoke"
+    rows = tables.keyed_rows(res)
+    conflicts = tables.key_conflicts(res)
+    assert conflicts.empty, conflicts.to_string()
+    near = set(tables.load("07_near_distribution_seeds", res)["run key"])
+    shared = rows[rows["run key"].isin(near)].groupby("run key")["table"].nunique()
+    assert len(shared) == len(near) and (shared >= 4).all(), shared  # chapter 7 and three or more studies
+    assert rows.groupby(["run key", "column"])["table"].nunique().max() >= 4
+
+
 def test_pages_show_one_parameters_cell_and_no_imports(built: Path) -> None:
     """Papermill's injected cell is hidden and its values appear in the chapter's own cell; import
     cells (plumbing) are removed from the page but stay in the notebook, runnable top to bottom."""
@@ -183,7 +198,7 @@ def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> 
     assert set(record["chapter_seconds"]) == {"01_a", "02_b"}  # the run of record's chapters, as they were
     assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
     assert {"commit", "date", "device", "torch"} <= set(record["partial_runs"][0])
-    assert record["partial_runs"][0]["chapter_training"]["10_c"] == {"trained runs": 0, "trained s": 0,
+    assert record["partial_runs"][0]["chapter_training"]["10_c"] == {"trained runs": 0, "trained s": 0, "trained images": 0,
                                                                      "cached runs": 1, "cached s": 90.0}
     assert record["chapter_training"]["01_a"]["cached runs"] == 0  # the run of record's chapters trained nothing
     head = pd.read_csv(tmp_path / "results" / "smoke" / "headline.csv").set_index("figure")["value"]

@@ -13,7 +13,7 @@ import yaml
 from mood.book import runner as book
 
 README = (book.REPO / "README.md").read_text()
-APPENDIX = ("book/appendix_running.md", "book/appendix_scaling.md")  # what the README leaves to the book
+APPENDIX = ("book/appendix_running.md", "book/appendix_scaling.md", "book/appendix_compute.md")  # what the README leaves to the book
 
 
 def _section(text: str, heading: str) -> str:
@@ -84,6 +84,15 @@ def test_results_block_is_rendered_from_the_committed_results() -> None:
 
     # run `python -m mood book readme` after a run of record
     assert _results_block() == readme_block(book.REPO / "results")
+
+
+def test_the_compute_appendix_reads_its_costs_from_the_cpu_record() -> None:
+    from mood.book.summary import PLAN_BEGIN, PLAN_END, cost_block
+
+    page = _page("book/appendix_compute.md")
+    # run `python -m mood book readme` after a run of record
+    assert page[page.index(PLAN_BEGIN):page.index(PLAN_END) + len(PLAN_END)] == cost_block(book.REPO / "results" / "cpu")
+    assert "| `06_multi_class` |" in page and "| chapters 1-9 |" in page
 
 
 def test_update_readme_renders_headline_and_provenance(tmp_path) -> None:

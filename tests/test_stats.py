@@ -135,3 +135,62 @@ def test_pair_names_inverts_pair_label_and_refuses_a_label_without_the_separator
     assert pair_names(pair_label("ViT + classification", "ResNet, none")) == ("ViT + classification", "ResNet, none")
     with pytest.raises(ValueError, match="not a paired comparison"):
         pair_names("ViT - ResNet")  # an ASCII hyphen is not the separator
+
+
+def test_mde_is_monotone_and_proportional_to_the_spread() -> None:
+    assert stats.mde(1.0, 3) > stats.mde(1.0, 4) > stats.mde(1.0, 5) > stats.mde(1.0, 10)
+    assert stats.mde(1.0, 3) < stats.mde(1.0, 3, tests=2) < stats.mde(1.0, 3, tests=3)
+    assert stats.mde(1.0, 4, power=0.5) < stats.mde(1.0, 4) < stats.mde(1.0, 4, power=0.9)
+    assert stats.mde(2.5, 4, tests=2) == pytest.approx(2.5 * stats.mde(1.0, 4, tests=2), rel=1e-9)
+    assert np.isnan(stats.mde(1.0, 1)) and np.isnan(stats.mde(float("nan"), 3)) and stats.mde(0.0, 3) == 0.0
+    # many seeds: the t-test is the z-test, MDE = (z_{1 - alpha/2} + z_power) sd / sqrt(seeds)
+    assert stats.mde(1.0, 400) == pytest.approx((sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) / 20, rel=0.005)
+
+
+@pytest.mark.parametrize("tests", [1, 2])
+def test_mde_is_detected_at_the_stated_power(tests: int) -> None:
+    """20,000 simulated 3-seed experiments whose true difference is the MDE: the t-test at
+    alpha / tests rejects 80% of them."""
+    rng = np.random.default_rng(0)
+    d = rng.normal(stats.mde(1.0, 3, tests=tests), 1.0, size=(20_000, 3))
+    rejected = sps.ttest_1samp(d, 0.0, axis=1).pvalue < stats.ALPHA / tests
+    assert rejected.mean() == pytest.approx(0.8, abs=0.015)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"seeds": 3.0}, "seeds"), ({"tests": 0}, "tests"), ({"alpha": 1.0}, "alpha"),
+    ({"power": 0.0}, "power"), ({"power": 0.01}, "power"), ({"sd": -1.0}, "sd"),
+])
+def test_mde_refuses_bad_arguments_by_name(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        stats.mde(**{"sd": 1.0, "seeds": 3, **kwargs})
+
+
+def test_bounded_interval_stays_inside_the_bounds_and_contains_the_mean() -> None:
+    per_seed = pd.DataFrame({"near_top": [99.2, 99.9, 100.0], "middle": [60.0, 62.0, 64.0]})
+    plain = stats.seed_summary(per_seed)
+    assert plain.loc["near_top", "ci_hi"] > 100  # the case it fixes
+    bounded = stats.seed_summary(per_seed, bounds=(0, 100))
+    pd.testing.assert_frame_equal(bounded[["mean", "std", "seeds"]], plain[["mean", "std", "seeds"]])
+    lo, hi = bounded.loc["near_top", ["ci_lo", "ci_hi"]]
+    assert 0 <= lo < 99.7 < hi <= 100
+    assert (lo, hi) == (plain.loc["near_top", "ci_lo"], 100.0)  # the t-interval, clipped at the bound
+    assert (lo, hi) == stats.bounded_interval(per_seed["near_top"].to_numpy(), 0, 100)
+    # inside the bounds: the t-interval itself
+    assert bounded.loc["middle", ["ci_lo", "ci_hi"]].to_numpy() == pytest.approx(
+        plain.loc["middle", ["ci_lo", "ci_hi"]].to_numpy())
+
+
+def test_bounded_interval_edge_cases() -> None:
+    assert np.isnan(stats.bounded_interval(np.array([99.0, np.nan]), 0, 100)).all()
+    assert stats.bounded_interval(np.array([100.0, 100.0, 100.0]), 0, 100) == (100.0, 100.0)
+    with pytest.raises(ValueError, match="bounds"):
+        stats.bounded_interval(np.array([99.0, 101.0]), 0, 100)
+
+
+def test_seed_summary_without_bounds_is_the_paired_t_interval() -> None:
+    per_seed = pd.DataFrame({"auroc": [99.6, 98.1, 99.9], "fpr": [12.0, 20.5, 15.25]})
+    s = stats.seed_summary(per_seed)
+    for c in per_seed:
+        t = stats.paired_test(per_seed[c].to_numpy())
+        assert (s.loc[c, "ci_lo"], s.loc[c, "ci_hi"]) == (t["ci_lo"], t["ci_hi"])

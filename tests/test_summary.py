@@ -70,7 +70,7 @@ def test_verdicts_when_the_setting_is_valid(tmp_path: Path) -> None:
 
 
 def test_missing_chapters_are_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="05_one_class, 06_multi_class, 06_validity, 06_versus_baselines"):
+    with pytest.raises(FileNotFoundError, match="05_one_class, 06_multi_class, 06_validity, 07_near_distribution"):
         claims_table(tmp_path)
 
 
@@ -84,14 +84,17 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
     h = headline(tmp_path).set_index("figure")["value"]
     assert h.to_dict() == {"id_accuracy": 88.5, "auroc_mnist": 98.0, "auroc_far_mean": 98.5,
                            "one_class_auroc_mean": 90.0, "one_class_pixel_knn_auroc_mean": 92.3,
-                           "one_class_untrained_auroc_mean": 88.0, "chapters_1_9_seconds": 30.0, "book_seconds": 60.0}
+                           "one_class_untrained_auroc_mean": 88.0, "chapters_1_9_seconds": 30.0,
+                           "chapters_10_15_seconds": 30.0, "book_seconds": 60.0}
     back = pd.read_csv(save_headline(tmp_path))
-    assert list(back.columns) == ["figure", "value"] and len(back) == 8
+    assert list(back.columns) == ["figure", "value"] and len(back) == 9
     # a whole-book run that loaded trained stages from the artifact cache says how much training it skipped
     (tmp_path / "provenance.json").write_text(json.dumps({"run_training": {"trained runs": 2, "trained s": 5.0,
+                                                                           "trained images": 6000,
                                                                            "cached runs": 3, "cached s": 700.0}}))
     h = headline(tmp_path).set_index("figure")["value"]
     assert h["book_seconds"] == 60.0 and h["book_cached_training_seconds"] == 700.0
+    assert h["train_img_per_s"] == 1200.0  # the images its trained stages processed over their seconds
     assert "book_cached_training_seconds" not in headline(tmp_path, whole_book=False)["figure"].to_list()
     (tmp_path / "provenance.json").unlink()
     # with seeds, the means over seeds are the figures of record, with their spread and interval
@@ -107,17 +110,21 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
     from mood.experiments.unleash import UnleashStudy
 
     floors = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "floor b": 1.0, "last-epoch train CE": 0.05,
-                            "last-epoch train acc": acc + s} for c, acc in (("clean", 99.0), ("noise 20%", 97.0)) for s in (0, 1, 2)])
+                            "last-epoch train acc": acc + s, "UM final train CE": ratio + 0.1 * s, "UM loss / b": ratio + 0.1 * s}
+                           for c, acc, ratio in (("clean", 99.0, 0.9), ("noise 20%", 97.0, 1.4)) for s in (0, 1, 2)])
+    climb = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "epoch": e, "ce": 1.0, "floor b": 1.0, "ce / b": 1.0}
+                          for c in ("clean", "noise 20%") for s in (0, 1, 2) for e in (1, 2)])
     runs = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "method": m, "score": "energy",
                           "AUROC": base + s + (gain if m == "+UM" else 0.0), "FPR95": 50.0, "ID acc": 80.0}
                          for c, base, gain in (("clean", 80.0, 1.0), ("noise 20%", 60.0, -2.0)) for s in (0, 1, 2)
                          for m in ("baseline (last epoch)", "+UM")])
     curve = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "epoch": e, "energy AUROC": 80.0}
                           for c in ("clean", "noise 20%") for s in (0, 1, 2) for e in (1, 2)])
-    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",))
+    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",), climb)
     study.save(tmp_path)
     h = headline(tmp_path).set_index("figure")["value"]
     assert h["um_train_accuracy_final"] == 100.0 and h["um_train_accuracy_final_noisy"] == 98.0
+    assert h["um_loss_to_floor_ratio"] == pytest.approx(1.0) and h["um_loss_to_floor_ratio_noisy"] == pytest.approx(1.5)
     assert h["um_energy_auroc_gain"] == pytest.approx(1.0) and h["um_energy_auroc_gain_noisy"] == pytest.approx(-2.0)
     assert h["um_energy_auroc_gain_ci_lo"] == h["um_energy_auroc_gain_ci_hi"] == pytest.approx(1.0)  # same gain every seed
 
@@ -173,36 +180,41 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
     assert "`10_pretext`, at commit `bbbbbbbbbb`, 2026-11-27, cpu, torch 2" in block
 
 
-def test_headline_takes_the_pretext_gap_of_chapter_10(tmp_path: Path) -> None:
-    from mood.experiments.ablations import pair_gaps
+def test_headline_takes_the_pretext_gaps_of_chapter_10(tmp_path: Path) -> None:
+    from mood.experiments import studies
+    from mood.experiments.config import get_profile
     from mood.book.summary import headline
 
-    runs = pd.DataFrame([{"variant": v, "protocol": p, "seed": s, "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)}
-                         for p, shift in (("near-split", 10.0), ("multi-class", 0.0)) for s in range(3)
-                         for v, a in (("BEiT MIM", 90.0 - shift), ("classification", 88.0 - shift))])
-    tables.save("10_pretext_gaps", pair_gaps(runs, [("BEiT MIM", "classification")]), tmp_path)
+    runs = pd.DataFrame([{"variant": v, "protocol": "near-split", "seed": s, "ID acc": 90.0,
+                          "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)} for s in range(3)
+                         for v, a in (("BEiT MIM", 80.0), ("classification", 78.0), ("no pretraining (equal compute)", 70.0))])
+    cpu = get_profile("cpu")
+    tables.save("10_pretext_gaps", studies.contrasts(runs, studies.get("pretext", cpu), cpu), tmp_path)
     h = headline(tmp_path).set_index("figure")["value"]
-    # multi-class, paired by seed: (2, 2.5, 3)
+    assert h["pretext_mim_minus_scratch"] == pytest.approx(10.5)  # (10, 10.5, 11)
+    # paired by seed: (2, 2.5, 3)
     assert h["pretext_mim_minus_classification"] == pytest.approx(2.5)
     assert h["pretext_mim_minus_classification_std"] == pytest.approx(0.5)
     assert h["pretext_mim_minus_classification_ci_lo"] < 2.5 < h["pretext_mim_minus_classification_ci_hi"]
     assert not any(f.startswith("architecture_") for f in h.index)  # chapter 11 did not run
 
 
-def test_headline_takes_chapter_11s_vit_minus_resnet_gap_not_its_other_pair(tmp_path: Path) -> None:
-    from mood.experiments.ablations import pair_gaps
+def test_headline_takes_chapter_11s_vit_minus_cnn_contrast_not_its_other_pair(tmp_path: Path) -> None:
+    from mood.experiments import studies
+    from mood.experiments.config import get_profile
     from mood.core.stats import pair_names
     from mood.book.summary import ARCHITECTURE_HEADLINE, headline
 
     a, b = pair_names(ARCHITECTURE_HEADLINE)
-    variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT, no pretraining", 70.0, 0.0), ("ResNet, no pretraining", 60.0, 2.0))
-    runs = pd.DataFrame([{"variant": v, "protocol": "multi-class", "seed": s, "AUROC": x + s * slope}
+    variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT + classification", 70.0, 0.0), ("ResNet + classification", 60.0, 2.0),
+                ("ViT (equal compute)", 50.0, 0.0))
+    runs = pd.DataFrame([{"variant": v, "protocol": "near-split", "seed": s, "AUROC": x + s * slope, "ID acc": 90.0}
                          for s in range(3) for v, x, slope in variants])
-    tables.save("11_architecture_gaps", pair_gaps(runs, [(a, b), ("ViT, no pretraining", "ResNet, no pretraining")]),
-                tmp_path)
+    gpu = get_profile("gpu")  # the full grid: both architecture pairs
+    tables.save("11_architecture_gaps", studies.contrasts(runs, studies.get("architecture", gpu), gpu), tmp_path)
     h = headline(tmp_path).set_index("figure")["value"]
-    # the classification pair, paired by seed: (-4, -3, -2); the other pair is (10, 8, 6)
-    assert h["architecture_vit_minus_resnet"] == pytest.approx(-3.0)
-    assert h["architecture_vit_minus_resnet_std"] == pytest.approx(1.0)
-    assert h["architecture_vit_minus_resnet_ci_lo"] < -3.0 < h["architecture_vit_minus_resnet_ci_hi"] < 0
+    # the declared headline pair, paired by seed: (-4, -3, -2); the ViT-vs-ResNet pair is (10, 8, 6)
+    assert h["architecture_vit_minus_cnn"] == pytest.approx(-3.0)
+    assert h["architecture_vit_minus_cnn_std"] == pytest.approx(1.0)
+    assert h["architecture_vit_minus_cnn_ci_lo"] < -3.0 < h["architecture_vit_minus_cnn_ci_hi"] < 0
     assert "pretext_mim_minus_classification" not in h

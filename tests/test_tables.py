@@ -67,7 +67,7 @@ def test_save_refuses_what_is_not_registered_or_lacks_its_columns(tmp_path: Path
 
 
 def test_load_restores_a_multilevel_index_and_header(tmp_path: Path) -> None:
-    gaps = pd.DataFrame({c: [1.0] for c in tables.GAPS},
+    gaps = pd.DataFrame({c: [1.0] for c in tables.CONTRASTS},
                         index=pd.MultiIndex.from_tuples([("M − C", "multi-class")], names=["comparison", "protocol"]))
     tables.save("10_pretext_gaps", gaps, tmp_path)
     assert tables.load("10_pretext_gaps", tmp_path).index.names == ["comparison", "protocol"]

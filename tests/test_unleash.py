@@ -319,7 +319,7 @@ def test_study_tables_and_verdict_from_runs() -> None:
     assert "early stopping vs last" not in effects.index.get_level_values("comparison")  # not run: not compared
     floors = pd.DataFrame([{"condition": "clean", "model": "m", "seed": s, "floor b": 0.3, "last-epoch train CE": 0.1,
                             "last-epoch train acc": 99.5} for s in (0, 1, 2)])
-    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",))
+    study = UnleashStudy(curve, runs, floors, pd.DataFrame(), ("energy",), pd.DataFrame())
     pd.testing.assert_frame_equal(study.stages, stages)
     pd.testing.assert_frame_equal(study.effects, effects)
     text = study.verdict()

@@ -220,6 +220,20 @@ def loss_histogram(losses: pd.DataFrame, floors: Mapping[tuple[str, str], float]
     return fig
 
 
+def floor_climb(climb: pd.DataFrame, tolerance: float = 0.10) -> plt.Axes:
+    """UM's training cross-entropy over its floor ``b`` per tuning epoch (a :class:`UnleashStudy`'s
+    ``climb``: one line per condition and seed), on a log scale, with 1 (the floor) and the ±``tolerance`` band marked."""
+    ax = sns.lineplot(data=climb, x="epoch", y="ce / b", hue="condition", units="seed", estimator=None, marker="o")
+    ax.axhline(1.0, color="tab:red", ls="--", label="floor b")
+    ax.axhspan(1 - tolerance, 1 + tolerance, color="tab:red", alpha=0.1)
+    ax.set_yscale("log")
+    ax.set_ylabel("training CE / b")
+    ax.set_xlabel("UM tuning epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    return ax
+
+
 def ablation_bars(runs: pd.DataFrame, value: str = "AUROC") -> plt.Axes:
     """One bar per (variant, protocol) of an ablation's runs: mean over seeds, whisker = sd."""
     ax = sns.barplot(data=runs, y="variant", x=value, hue="protocol", errorbar="sd")

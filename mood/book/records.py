@@ -179,6 +179,14 @@ def cached_training(results_dir: str | os.PathLike) -> dict | None:
     return run if run.get("cached runs") else None
 
 
+def training_speed(results_dir: str | os.PathLike) -> float | None:
+    """The training throughput of the run recorded in ``results_dir`` (img/s): the training images its
+    trained stages processed over their training seconds (``run_training``; every model the run
+    trained, as it trained them), so two machines' budgets can be compared; None without a record of it."""
+    run = (load_provenance(results_dir) or {}).get("run_training", {})
+    return run["trained images"] / run["trained s"] if run.get("trained images") and run.get("trained s") else None
+
+
 def provenance_path(results_dir: str | os.PathLike) -> Path:
     """Where a results folder keeps its :func:`provenance`: ``results_dir/provenance.json``."""
     return Path(results_dir) / "provenance.json"

@@ -122,7 +122,7 @@ def load_trained(backbone: "Backbone", run_dir: Path, **extras: Any) -> Trained:
 # The book runner points MOOD_LEDGER at a file per chapter: every training stage the chapter ran or
 # loaded from the cache appends a line, so a chapter's wall time can say what training it did not do.
 LEDGER_ENV = "MOOD_LEDGER"
-LEDGER_COLUMNS = ("trained runs", "trained s", "cached runs", "cached s")  # read_ledger's figures
+LEDGER_COLUMNS = ("trained runs", "trained s", "trained images", "cached runs", "cached s")  # read_ledger's figures
 
 
 def _ledger(trained: Trained, cached: bool) -> None:
@@ -130,16 +130,20 @@ def _ledger(trained: Trained, cached: bool) -> None:
 
     if (path := os.environ.get(LEDGER_ENV)) and is_main():
         seconds = trained.train_seconds if cached else trained.seconds
+        images = 0 if cached else round(sum(r.get("img_per_s", 0.0) * r.get("seconds", 0.0) for r in trained.history))
         with open(path, "a") as f:  # one short line per append: side-by-side workers do not interleave
-            f.write(json.dumps({"run": trained.run_id, "cached": cached, "seconds": round(seconds, 3)}) + "\n")
+            f.write(json.dumps({"run": trained.run_id, "cached": cached, "seconds": round(seconds, 3),
+                                "images": images}) + "\n")
 
 
 def read_ledger(*paths: str | os.PathLike) -> dict[str, float]:
     """What a chapter's (or, given every chapter's ledger, a run's) training cost: ``trained runs``
-    / ``trained s`` (stages trained there, this call's wall time) and ``cached runs`` / ``cached s``
+    / ``trained s`` / ``trained images`` (stages trained there, this call's wall time, the training
+    images they processed, from their logs) and ``cached runs`` / ``cached s``
     (stages only loaded from the cache, with the training time their logs record). A stage counts
     once, as trained if it was trained there at all."""
     trained: dict[str, float] = {}
+    images: dict[str, float] = {}
     cached: dict[str, float] = {}
     lines = [line for p in paths if Path(p).exists() for line in Path(p).read_text().splitlines()]
     for entry in map(json.loads, lines):
@@ -147,6 +151,7 @@ def read_ledger(*paths: str | os.PathLike) -> dict[str, float]:
             cached.setdefault(entry["run"], entry["seconds"])
         else:
             trained[entry["run"]] = trained.get(entry["run"], 0.0) + entry["seconds"]
+            images[entry["run"]] = max(images.get(entry["run"], 0), entry.get("images", 0))
     cached = {run: sec for run, sec in cached.items() if run not in trained}
     return {"trained runs": len(trained), "trained s": round(sum(trained.values()), 1),
-            "cached runs": len(cached), "cached s": round(sum(cached.values()), 1)}
+            "trained images": int(sum(images.values())), "cached runs": len(cached), "cached s": round(sum(cached.values()), 1)}

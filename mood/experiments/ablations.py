@@ -21,13 +21,12 @@ from mood.core.data import ImageSet, concat, load_mnist, load_photos, load_textu
 from mood.core.metrics import results_table
 from mood.core.models import training_flops
 from mood.experiments.parallel import Job, prefetch
-from mood.core.stats import holm, pair_label, paired_test, seed_gaps
+from mood.core.stats import bounded_interval, holm, pair_label, paired_test, seed_gaps
 from mood.experiments.pipeline import (extract_protocol, extract_protocol_pools, finetune, id_accuracy,
                                       pretrain, score_protocol, training_sample)
 from mood.experiments.resolve import Variant, check_scale, resolve
 from mood.experiments import tables
 from mood.experiments.probes import probe_accuracies
-from mood.experiments.verdicts import gate, paired
 from mood.core.protocols import Protocol
 
 
@@ -85,7 +84,8 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     """
     cache = cache or Cache()
     t0 = time.perf_counter()
-    seeds = {"seed": seed} if scale == "ablation" else {"finetune_seed": seed}
+    # a from-scratch model is all fine-tuning: its seed is its whole training, as for chapter 6's baselines
+    seeds = {"seed": seed} if scale == "ablation" or v.from_scratch else {"finetune_seed": seed}
     run = resolve(prof, protocol_name, scale=scale, variant=v, **seeds)
     protocol, p = run.protocol, run.profile
     stages = _train(v, protocol, p, cache)
@@ -95,7 +95,7 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     id_s, ood_s = score_protocol(feats, v.detector, trained, protocol, p.eval, p.format)
     table = results_table(id_s.numpy(), {k: s.numpy() for k, s in ood_s.items()}, p.eval.fpr_positive)
     label = protocol_name if scale == "ablation" else f"{protocol_name} (main scale)"
-    row = {"variant": v.name, "protocol": label, "seed": seed, "AUROC": table.loc["mean", "AUROC"],
+    row = {"variant": v.name, "protocol": label, "seed": seed, "run key": run.key, "AUROC": table.loc["mean", "AUROC"],
            "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
            "images seen": images_seen(stages), "train s": sum(t.train_seconds for t in stages)}
     if probe and protocol.kind != "one-class":  # one label: nothing to probe
@@ -107,7 +107,7 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
 
 # The variant's knobs that reach its pretraining, and those that reach any training stage; the rest
 # (name, detector, pool, normalize) only change how a trained model is scored.
-PRETRAIN_KNOBS = ("pretext", "model", "intermediate", "mask_ratio", "mask_kind", "pretrain_epochs")
+PRETRAIN_KNOBS = ("pretext", "model", "intermediate", "mask_ratio", "mask_kind", "pretrain_epochs", "from_scratch")
 TRAIN_KNOBS = PRETRAIN_KNOBS + ("finetune", "label_smoothing")
 
 
@@ -115,7 +115,7 @@ def training_key(v: Variant, protocol: str, seed: int, scale: str, knobs: tuple[
     """What identifies the models a run trains up to the stages ``knobs`` reach: two runs with the
     same key train the same models (the main scale seeds only the fine-tuning, so its pretraining
     key has no seed)."""
-    seeded = scale == "ablation" or knobs != PRETRAIN_KNOBS
+    seeded = scale == "ablation" or knobs != PRETRAIN_KNOBS or v.from_scratch
     return (protocol, seed if seeded else None, *(getattr(v, k) for k in knobs))
 
 
@@ -170,48 +170,6 @@ def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None =
         columns = [c for proto in protocols for c in (proto, f"{proto} ID acc")]
     table.columns.name = None
     return table.loc[order or list(dict.fromkeys(runs["variant"]))][columns]
-
-
-def leader_test(per_seed: pd.DataFrame, higher_is_better: bool = True) -> tuple[str, str, dict]:
-    """The best and second-best variant by their mean over seeds, and a paired t-test of the gap
-    between them (:func:`mood.core.stats.paired_test`).
-
-    Args:
-        per_seed: one row per seed, one column per variant (at least two).
-
-    Choosing the pair by the same runs does not raise the test's 5% false-positive rate: when two
-    variants are equal, which of them leads depends only on the sign of their gap, to which a
-    two-sided test is blind; when more are equal, the top two sit closer than a random pair and
-    significance is rarer (simulated with 3 seeds: 3.6% for 3 equal variants, 1% for 9;
-    tests/test_ablations.py checks the rate).
-    """
-    means = per_seed.mean().sort_values(ascending=not higher_is_better)
-    best, second = means.index[:2]
-    return best, second, paired_test((per_seed[best] - per_seed[second]).to_numpy())
-
-
-def verdict(runs: pd.DataFrame, value: str = "AUROC", higher_is_better: bool = True,
-            floor: float | None = None) -> str:
-    """Prose: the best variant per protocol, its margin over the runner-up, and a paired t-test of
-    that margin over seeds (:func:`leader_test`: at most 5% false positives when there is no
-    difference; no test with one seed), in the words of :func:`mood.experiments.verdicts.paired`.
-    With the profile's accuracy ``floor``, a comparison whose models classify below it (mean ``ID
-    acc`` over seeds) is no verdict (:func:`mood.experiments.verdicts.gate`); without one, nothing is gated."""
-    lines = []
-    for proto, df in runs.groupby("protocol", sort=False):
-        s = df.groupby("variant", sort=False)[value].mean()
-        if len(s) < 2:
-            continue
-        per_seed = df.pivot_table(index="seed", columns="variant", values=value)[list(s.index)]
-        best, second, test = leader_test(per_seed, higher_is_better)
-        no_verdict = ""
-        if floor is not None and "ID acc" in df:
-            acc = df.groupby("variant", sort=False)["ID acc"].mean()
-            no_verdict = gate({v: acc[v] for v in (best, second)}, floor)
-        words = paired(test["mean"], test["ci_lo"], test["ci_hi"], test["p"], unit=value, test="paired t-test",
-                       no_verdict=no_verdict)
-        lines.append(f"{proto}: {best} leads with {s[best]:.2f} {value}; {pair_label(best, second)}: {words}")
-    return "\n".join(lines)
 
 
 def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
@@ -270,15 +228,18 @@ def training_cost(runs: pd.DataFrame, variants: list[Variant], prof: Profile) ->
     return pd.DataFrame(rows).set_index("variant")
 
 
-def seed_intervals(runs: pd.DataFrame, value: str = "AUROC") -> pd.DataFrame:
+def seed_intervals(runs: pd.DataFrame, value: str = "AUROC",
+                   bounds: tuple[float, float] | None = (0.0, 100.0)) -> pd.DataFrame:
     """Per (variant, protocol): ``value``'s mean, std, seeds and 95% t-interval over seeds
-    (:func:`mood.core.stats.paired_test`), beside the seed-mean of each of :data:`PER_RUN_MEANS` the runs
+    (:func:`mood.core.stats.paired_test`; clipped to ``bounds``, a percentage's by default:
+    :func:`mood.core.stats.bounded_interval`), beside the seed-mean of each of :data:`PER_RUN_MEANS` the runs
     have. Index ``(variant, protocol)``."""
     rows = []
     for (variant, proto), g in runs.groupby(["variant", "protocol"], sort=False):
         t = paired_test(g[value].to_numpy())
+        lo, hi = bounded_interval(g[value].to_numpy(), *bounds) if bounds else (t["ci_lo"], t["ci_hi"])
         rows.append({"variant": variant, "protocol": proto, value: t["mean"], "std": t["std"], "seeds": t["seeds"],
-                     "ci_lo": t["ci_lo"], "ci_hi": t["ci_hi"],
+                     "ci_lo": lo, "ci_hi": hi,
                      **{c: float(g[c].mean()) for c in PER_RUN_MEANS if c in g}})
     return pd.DataFrame(rows).set_index(["variant", "protocol"])
 
@@ -299,57 +260,3 @@ def pair_gaps(runs: pd.DataFrame, pairs: list[tuple[str, str]], value: str = "AU
     return out.set_index(["comparison", "protocol"])
 
 
-def ordering(gaps: pd.DataFrame, chain: list[str], protocol: str) -> dict[str, object]:
-    """Whether ``chain[0] > chain[1] > ...`` holds on ``protocol``: every consecutive gap of ``gaps``
-    (:func:`pair_gaps`) positive and significant. An intersection-union test: when any one of the
-    orderings is false, it concludes "holds" with probability at most the paired test's 5%.
-    Returns ``holds`` and ``evidence`` (one line per link)."""
-    links = [(a, b, _pair_row(gaps, a, b, protocol)) for a, b in zip(chain, chain[1:])]
-    holds = all(r["gap"] > 0 and bool(r["significant"]) for _, _, r in links)
-    return {"holds": holds, "evidence": [_evidence(a, b, r) for a, b, r in links]}
-
-
-def _pair_row(gaps: pd.DataFrame, a: str, b: str, protocol: str) -> pd.Series:
-    """The :func:`pair_gaps` row of ``a − b`` on ``protocol``, or an error saying how to get it."""
-    key = (pair_label(a, b), protocol)
-    if key not in gaps.index:
-        raise ValueError(f"no paired gap {key[0]!r} on {protocol!r}; pass the pair ({a!r}, {b!r}) to pair_gaps")
-    return gaps.loc[key]
-
-
-def _evidence(a: str, b: str, r: pd.Series) -> str:
-    return f"{pair_label(a, b)}: {paired(r['gap'], r['ci_lo'], r['ci_hi'], r['p'], says=None)}"
-
-
-def _no_verdict(intervals: pd.DataFrame, variants: list[str], protocol: str, floor: float | None) -> str:
-    """:func:`mood.experiments.verdicts.gate` of ``variants`` on ``protocol`` (``intervals``: a
-    :func:`seed_intervals` table): "" when a verdict stands."""
-    return gate({v: intervals.loc[(v, protocol), "ID acc"] for v in variants}, floor)
-
-
-def ordering_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, chain: list[str], protocol: str,
-                     floor: float | None) -> dict[str, object]:
-    """:func:`ordering` gated by validity: no verdict where the profile has no accuracy floor (it
-    exercises the code only) or a model of the chain classifies below it (``intervals``: a
-    :func:`seed_intervals` table, indexed ``(variant, protocol)``). Returns ``call`` (one line),
-    ``evidence`` and ``holds`` (None without a verdict)."""
-    order = ordering(gaps, chain, protocol)
-    if no_verdict := _no_verdict(intervals, chain, protocol, floor):
-        call, holds = no_verdict, None
-    else:
-        holds = order["holds"]
-        call = "holds (5% intersection-union test)" if holds else "does not hold here"
-    return {"call": call, "evidence": order["evidence"], "holds": holds}
-
-
-def pair_verdict(gaps: pd.DataFrame, intervals: pd.DataFrame, a: str, b: str, protocol: str,
-                 floor: float | None) -> str:
-    """One line on ``a`` against ``b`` on ``protocol``: their paired gap from ``gaps`` (:func:`pair_gaps`)
-    with its 95% interval, and the call at the Holm-adjusted ``p`` (at most 5% chance of any false
-    call among the protocol's pairs): ``a`` or ``b`` is better, or too close to call. No call where
-    the profile has no accuracy ``floor`` or either model classifies below it (``intervals``: a
-    :func:`seed_intervals` table)."""
-    r = _pair_row(gaps, a, b, protocol)
-    return f"{pair_label(a, b)}: " + paired(r["gap"], r["ci_lo"], r["ci_hi"], r["p"], p_holm=r["p (Holm)"],
-                                            says=(f"{a} is better", f"{b} is better", "too close to call"),
-                                            no_verdict=_no_verdict(intervals, [a, b], protocol, floor))

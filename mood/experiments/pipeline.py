@@ -307,7 +307,8 @@ def run_mood(run: Run | str | Protocol, profile: str | Profile | None = None, ca
     timings = {"pretrain_s": pre.train_seconds if pre.history else t1 - t0,
                "finetune_s": (fine.train_seconds if fine.history else t2 - t1) if fine is not None else 0.0,
                "features_s": t3 - t2, "score_s": t4 - t3}
-    return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s), run.key)
+    key = run.key if fine is not None else replace(run, finetuned=False).key
+    return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s), key)
 
 
 def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...] | None = None,
@@ -324,9 +325,9 @@ def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...]
 
 
 def seed_table(runs: dict[int, MoodRun]) -> pd.DataFrame:
-    """One row per seed (index ``seed``): ``ID acc`` (%) and the AUROC of every OOD set and group
-    mean of the run's table; :func:`mood.core.stats.seed_summary` turns it into mean ± std and intervals."""
-    out = pd.DataFrame.from_dict({s: {"ID acc": id_accuracy(r.features), **r.table["AUROC"].to_dict()}
+    """One row per seed (index ``seed``): its ``run key``, ``ID acc`` (%) and the AUROC of every OOD set
+    and group mean of the run's table; :func:`mood.core.stats.seed_summary` turns it into mean ± std and intervals."""
+    out = pd.DataFrame.from_dict({s: {"run key": r.key, "ID acc": id_accuracy(r.features), **r.table["AUROC"].to_dict()}
                                   for s, r in runs.items()}, orient="index")
     out.index.name = "seed"
     return out

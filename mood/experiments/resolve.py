@@ -67,6 +67,9 @@ class Variant:
         detector: OOD score (any name of :data:`mood.core.scores.SCORES`).
         pool: a pool of :data:`mood.core.models.POOLS` (None: the profile's; ViM's, the mean token its head reads).
         normalize: L2-normalise features before Mahalanobis.
+        from_scratch: no pretraining; fine-tune a random init as many optimiser steps as the profile's
+            pretraining and fine-tuning together (:class:`FromScratch` with this variant's ``model``), so
+            the variant is the equal-compute baseline of chapters 6-7, trained and cached once.
     """
 
     name: str
@@ -81,9 +84,13 @@ class Variant:
     detector: str = "mahalanobis"
     pool: str | None = None
     normalize: bool = False
+    from_scratch: bool = False
 
     def __post_init__(self) -> None:
         get_score(self.detector)
+        if self.from_scratch and (self.pretext not in (None, "none") or self.intermediate or not self.finetune):
+            raise ValueError(f"variant {self.name!r}: from_scratch trains no pretext and fine-tunes; drop pretext, "
+                             f"intermediate and finetune=False")
 
 
 @dataclass(frozen=True)
@@ -108,20 +115,23 @@ class Run:
         profile: every stage's configuration, as the stages will read it.
         detector: the OOD score of the run's tables.
         scale: ``"main"`` or ``"ablation"``.
+        finetuned: False scores the pretrained backbone (an ablation's ``finetune=False``).
     """
 
     protocol: Protocol
     profile: Profile
     detector: str
     scale: str = "main"
+    finetuned: bool = True
 
     @property
     def key(self) -> str:
-        """A hash of the resolved training and scoring configuration: equal keys, equal models and scores."""
+        """A hash of the resolved training and scoring configuration: equal keys, equal models and scores
+        (every results table's ``run key``; :func:`mood.experiments.tables.key_conflicts` checks the rule)."""
         p = self.profile
         spec = {"protocol": self.protocol.name, "model": p.model.to_dict(), "pretrain": p.pretrain.to_dict(),
-                "finetune": p.finetune.to_dict(), "eval": asdict(p.eval), "format": asdict(p.format),
-                "detector": self.detector}
+                "finetune": p.finetune.to_dict() if self.finetuned else None, "eval": asdict(p.eval),
+                "format": asdict(p.format), "detector": self.detector}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def describe(self) -> str:
@@ -217,7 +227,8 @@ def resolve(profile: str | Profile | None = None, protocol: str | Protocol = "mu
         model: fields of :class:`~mood.core.models.ModelConfig` to change (step 2).
         img_size: resize every image to this side (step 2).
         scale: ``"main"`` or ``"ablation"`` (step 5).
-        variant: an ablation's knobs (step 6); its detector is the run's unless ``detector`` is given.
+        variant: an ablation's knobs (step 6); its detector is the run's unless ``detector`` is given;
+            a ``from_scratch`` variant is the baseline ``FromScratch(variant.model)``.
         baseline: train from scratch at equal compute (step 7).
         seed: seeds every stage; ``finetune_seed``: the fine-tuning alone, after ``seed`` (step 8).
         detector: the OOD score (default: the variant's, else the profile's ``eval.detector``).
@@ -241,6 +252,8 @@ def resolve(profile: str | Profile | None = None, protocol: str | Protocol = "mu
         prof = prof.ablation.apply(prof)
     if variant is not None:
         prof = _variant(prof, variant)
+        if variant.from_scratch:
+            baseline = baseline or FromScratch(variant.model)
     if baseline is not None:
         prof = _from_scratch(prof, len(protocol.train), baseline)
     prof = _seeded(prof, seed, finetune_seed)
@@ -253,7 +266,7 @@ def resolve(profile: str | Profile | None = None, protocol: str | Protocol = "mu
         # slow them, handicapping every from-scratch model against the pretrained ones.
         prof = replace(prof, finetune=replace(prof.finetune, layer_decay=None))
     prof = replace(prof, eval=replace(prof.eval, pool=scoring_pool(det, prof.eval.pool)))
-    return Run(protocol, prof, det, scale)
+    return Run(protocol, prof, det, scale, finetuned=variant.finetune if variant is not None else True)
 
 
 __all__ = ["SCALES", "check_scale", "Variant", "FromScratch", "Run", "base_profile", "resolve", "scoring_pool", "train_steps"]

@@ -53,9 +53,20 @@ class ResultTable:
 SEED_TEST = ("mean", "std", "seeds", "ci_lo", "ci_hi")  # mean, std and 95% t-interval over seeds
 VERSUS = ("score", "ID acc", "mean", *SEED_TEST[1:], "p", "significant", "test")  # baselines.versus_baselines
 OOD_METRICS = ("AUROC", "AUPR-In", "AUPR-Out", "FPR95")  # metrics.results_table
-RUNS = ("protocol", "seed", "AUROC", "FPR95", "ID acc", "images seen", "train s")  # ablations.run_variant
+RUNS = ("protocol", "seed", "run key", "AUROC", "FPR95", "ID acc", "images seen", "train s")  # ablations.run_variant
 GAPS = ("a", "b", "gap", "gap std", "ci_lo", "ci_hi", "p", "significant", "p (Holm)")  # ablations.pair_gaps
+CONTRASTS = (*GAPS, "MDE", "ID acc a", "ID acc b", "claimed", "call")  # studies.contrasts
 VALIDITY = ("id_accuracy", "floor", "ok")  # verdicts.Validity.to_dict
+
+def _study_tables(stem: str, chapter: str) -> tuple[ResultTable, ...]:
+    """The four tables of an ablation study (:func:`mood.experiments.studies.run_chapter`)."""
+    return (ResultTable(stem, chapter, ("variant",), (), "mean ± std over seeds per protocol"),
+            ResultTable(f"{stem}_runs", chapter, ("variant",), RUNS, "one row per variant, protocol and seed, with its run key"),
+            ResultTable(f"{stem}_intervals", chapter, ("variant", "protocol"), ("AUROC", *SEED_TEST[1:], "ID acc"),
+                        "mean AUROC with its 95% interval over seeds (clipped to [0, 100]), beside ID accuracy and compute"),
+            ResultTable(f"{stem}_gaps", chapter, ("comparison", "protocol"), CONTRASTS,
+                        "the declared contrasts: paired gap, 95% CI, p, Holm p over the study, MDE at 80% power, call"))
+
 
 _TABLES = [
     ResultTable("01_datasets", "01_ood_problem", ("name",), ("images", "size", "classes", "source"),
@@ -77,7 +88,7 @@ _TABLES = [
                 "one-class AUROC per feature pool"),
     ResultTable("05_one_class_vs_anchors", "05_one_class", (), ("mean AUROC", "source"),
                 "this run's one-class mean beside the published anchors"),
-    ResultTable("06_multi_class_seeds", "06_multi_class", ("seed",), ("ID acc", "mean (far)", "mean"),
+    ResultTable("06_multi_class_seeds", "06_multi_class", ("seed",), ("run key", "ID acc", "mean (far)", "mean"),
                 "one row per fine-tuning seed: ID accuracy and the AUROC of every OOD set"),
     ResultTable("06_validity", "06_multi_class", ("profile",), VALIDITY, "the accuracy floor of chapter 6's models"),
     ResultTable("06_multi_class_summary", "06_multi_class", ("figure",), SEED_TEST,
@@ -98,6 +109,8 @@ _TABLES = [
                 "the accuracy floor of chapter 7's model"),
     ResultTable("07_near_distribution", "07_near_distribution", ("ood",), OOD_METRICS,
                 "near-distribution protocol, per held-out class"),
+    ResultTable("07_near_distribution_seeds", "07_near_distribution", ("seed",), ("run key", "ID acc", "mean"),
+                "one row per fine-tuning seed: its run key, ID accuracy and the AUROC of every held-out class"),
     ResultTable("07_equal_compute", "07_near_distribution", ("model",),
                 ("score", "seed", "ID acc", "steps", "train s", "mean"),
                 "the baselines at equal compute: one row per model, score and seed"),
@@ -111,42 +124,25 @@ _TABLES = [
                 "MOOD without OOD data minus each outlier-exposure variant, paired test"),
     ResultTable("09_claims", "09_summary", ("claim (Li et al. 2023)",), ("paper", "measured here", "replicated"),
                 "each claim of the MOOD paper: published, measured here, the verdict"),
-    ResultTable("10_pretext", "10_ablation_pretext", ("variant",), (), "mean ± std over seeds per protocol"),
-    ResultTable("10_pretext_runs", "10_ablation_pretext", ("variant",), RUNS, "one row per variant, protocol and seed"),
-    ResultTable("10_pretext_intervals", "10_ablation_pretext", ("variant", "protocol"),
-                ("AUROC", *SEED_TEST[1:], "ID acc", "images seen", "train s", "valid"),
-                "mean AUROC with its 95% interval over seeds, and whether the models pass the accuracy floor"),
-    ResultTable("10_pretext_gaps", "10_ablation_pretext", ("comparison", "protocol"), GAPS,
-                "paired-by-seed gaps between pretext tasks, Holm-adjusted per protocol"),
-    ResultTable("10_pretext_families", "10_ablation_pretext", ("protocol",),
-                ("reconstruction", "recognition", "gap", "gap std", "ci_lo", "ci_hi", "p", "call"),
-                "reconstruction minus recognition pretext tasks, paired by seed"),
-    ResultTable("11_architecture", "11_ablation_architecture", ("variant",), (), "mean ± std over seeds per protocol"),
-    ResultTable("11_architecture_runs", "11_ablation_architecture", ("variant",), RUNS,
-                "one row per variant, protocol and seed"),
-    ResultTable("11_architecture_gaps", "11_ablation_architecture", ("comparison", "protocol"), GAPS,
-                "paired-by-seed gaps ViT minus ResNet, Holm-adjusted per protocol"),
+    *(table for stem, chapter in (("10_pretext", "10_ablation_pretext"), ("11_architecture", "11_ablation_architecture"),
+                                  ("12_fine_tuning", "12_ablation_fine_tuning"), ("13_ood_metric", "13_ablation_ood_metric"),
+                                  ("14_masking", "14_ablation_masking"))
+      for table in _study_tables(stem, chapter)),
     ResultTable("11_architecture_cost", "11_ablation_architecture", ("variant",),
                 ("model", "ID acc", "images seen", "MFLOP per image", "train TFLOP", "train s"),
                 "the training compute of each variant"),
-    ResultTable("12_fine_tuning", "12_ablation_fine_tuning", ("variant",), (), "mean ± std over seeds per protocol"),
-    ResultTable("12_fine_tuning_runs", "12_ablation_fine_tuning", ("variant",), RUNS,
-                "one row per variant, protocol and seed"),
-    ResultTable("13_ood_metric", "13_ablation_ood_metric", ("variant",), (), "mean AUROC ± std over seeds per protocol"),
-    ResultTable("13_ood_metric_runs", "13_ablation_ood_metric", ("variant",), RUNS,
-                "one row per variant, protocol and seed"),
     ResultTable("13_ood_metric_fpr95", "13_ablation_ood_metric", ("variant",), (),
                 "mean FPR95 ± std over seeds per protocol"),
-    ResultTable("14_masking", "14_ablation_masking", ("variant",), (), "mean ± std over seeds per protocol"),
-    ResultTable("14_masking_runs", "14_ablation_masking", ("variant",), RUNS, "one row per variant, protocol and seed"),
     ResultTable("16_unleash_curve", "16_unleashing_mask", ("condition",), ("model", "seed", "epoch"),
                 "one row per condition, model, seed and epoch: training loss and accuracy, OOD metrics of each score"),
     ResultTable("16_unleash_runs", "16_unleashing_mask", ("condition",),
                 ("model", "seed", "method", "score", "AUROC", "FPR95", "ID acc"),
                 "one row per condition, model, seed, method and score"),
     ResultTable("16_unleash_floors", "16_unleashing_mask", ("condition",),
-                ("model", "seed", "floor b", "last-epoch train CE", "last-epoch train acc"),
-                "UM's loss floor b beside the final model's training loss, per condition, model and seed"),
+                ("model", "seed", "floor b", "last-epoch train CE", "last-epoch train acc", "UM final train CE", "UM loss / b"),
+                "UM's loss floor b beside the final model's training loss and UM's, per condition, model and seed"),
+    ResultTable("16_unleash_climb", "16_unleashing_mask", ("condition",), ("model", "seed", "epoch", "ce", "floor b", "ce / b"),
+                "UM's training cross-entropy per tuning epoch against its floor b, per condition, model and seed"),
     ResultTable("16_unleash_stages", "16_unleashing_mask", ("condition",),
                 ("model", "seed", "score", "best epoch", "best AUROC", "last epoch", "last AUROC", "gap"),
                 "the best epoch against the last, per condition, model, seed and score"),
@@ -210,3 +206,33 @@ def load(name: str, results_dir: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"{file} is missing: chapter {table.chapter} writes it")
     header = list(range(table.header_rows)) if table.header_rows > 1 else 0
     return pd.read_csv(file, index_col=list(range(max(1, len(table.index)))), header=header)
+
+
+RUN_KEY = "run key"  # the column of a row made by one resolved run (mood.experiments.resolve.Run.key)
+CALL_TIMES = ("seconds",)  # wall time of the call that read a row, not a figure of its model
+
+
+def keyed_rows(results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every row of every registered table under ``results_dir`` that carries a run key, in one long
+    table: ``table``, ``run key`` and each numeric column as ``column`` / ``value``."""
+    parts = []
+    for name, t in TABLES.items():
+        if t.header_rows > 1 or not exists(name, results_dir):
+            continue
+        df = load(name, results_dir).reset_index()
+        if RUN_KEY not in df:
+            continue
+        values = df.select_dtypes("number").drop(columns=["seed", *CALL_TIMES], errors="ignore")
+        long = values.assign(**{RUN_KEY: df[RUN_KEY]}).melt(id_vars=RUN_KEY, var_name="column", value_name="value")
+        parts.append(long.assign(table=name))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["table", RUN_KEY, "column", "value"])
+
+
+def key_conflicts(results_dir: str | os.PathLike, tolerance: float = 1e-6) -> pd.DataFrame:
+    """Rows with the same run key whose figures differ: per (run key, column) present in several rows,
+    the tables and the spread of values, where it exceeds ``tolerance``. Empty when the same model shows
+    the same numbers wherever it appears (the book's one-model-one-number rule)."""
+    rows = keyed_rows(results_dir).dropna(subset=["value"])
+    spread = rows.groupby([RUN_KEY, "column"]).agg(tables=("table", lambda t: ", ".join(sorted(set(t)))),
+                                                    low=("value", "min"), high=("value", "max"), rows=("value", "size"))
+    return spread[(spread["rows"] > 1) & (spread["high"] - spread["low"] > tolerance)]

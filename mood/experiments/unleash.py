@@ -147,17 +147,23 @@ def bake_masks(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def estimate_floor(backbone: Backbone, x: torch.Tensor, y: torch.Tensor, keep: float = 0.965, seed: int = 0,
-                   batch_size: int = 512) -> float:
-    """UM's loss floor ``b``: mean cross-entropy over ``x [N, C, H, W]`` / ``y [N]`` of a copy of
-    ``backbone`` (eval mode) with a random ``1 - keep`` of every layer's weights set to zero."""
+def masked_losses(backbone: Backbone, x: torch.Tensor, y: torch.Tensor, keep: float = 0.965, seed: int = 0,
+                  batch_size: int = 512) -> torch.Tensor:
+    """Per-image cross-entropy ``[N]`` over ``x [N, C, H, W]`` / ``y [N]`` of a copy of ``backbone``
+    (eval mode) with a random ``1 - keep`` of every layer's weights set to zero."""
     model = copy.deepcopy(backbone).eval()
     add_masks(model, keep, "random", seed)
     device = next(model.parameters()).device
-    total = 0.0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        total += F.cross_entropy(model(xb.to(device)).float(), yb.to(device), reduction="sum").item()
-    return total / len(x)
+    with torch.no_grad():
+        return torch.cat([F.cross_entropy(model(xb.to(device)).float(), yb.to(device), reduction="none").cpu()
+                          for xb, yb in zip(x.split(batch_size), y.split(batch_size))])
+
+
+def estimate_floor(backbone: Backbone, x: torch.Tensor, y: torch.Tensor, keep: float = 0.965, seed: int = 0,
+                   batch_size: int = 512) -> float:
+    """UM's loss floor ``b``, as the paper estimates it: the mean of :func:`masked_losses`, the training
+    loss of the final model with a small random share of its weights masked."""
+    return float(masked_losses(backbone, x, y, keep, seed, batch_size).mean())
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,6 +434,9 @@ def selection_score(cfg: UnleashConfig) -> str:
     return SELECT_SCORE if SELECT_SCORE in both else both[0]
 
 
+HOLD_EPOCHS, HOLD_TOLERANCE = 2, 0.10  # UM "holds its floor": training CE within ±10% of b over its last 2 epochs
+
+
 @dataclass
 class UnleashRun:
     """What :func:`run_unleash` produced for one backbone, seed and label-noise condition.
@@ -440,7 +449,10 @@ class UnleashRun:
         final_loss: the last epoch's training loss (for comparison with ``floor``).
         epochs: the epochs picked: ``"early stopping"`` (lowest ID validation loss) and ``"val OOD"``
             (highest validation AUROC of :data:`SELECT_SCORE`).
-        losses: per training image: ``loss`` (final model, given label), ``mislabelled``, ``id``.
+        losses: per training image: ``loss`` (final model, given label), ``masked loss`` (the same
+            with the floor estimate's mask; ``b`` is its mean), ``mislabelled``, ``id``.
+        climb: per epoch of UM's tuning at the estimated ``b``: the training cross-entropy (``ce``, before
+            the floor) and ``ce / b``: the climb from the memorised loss to the floor, and whether it holds there.
         models: the trained models by method label.
         timings: wall time of each step in seconds (0 for cached training).
     """
@@ -451,6 +463,7 @@ class UnleashRun:
     final_loss: float
     epochs: dict[str, int]
     losses: pd.DataFrame
+    climb: pd.DataFrame
     models: dict[str, Trained]
     timings: dict[str, float]
 
@@ -485,12 +498,13 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
               "val OOD": int(curve.loc[curve[f"{select} val AUROC"].idxmax(), "epoch"])}
     t = time.perf_counter()
     x, y = to_tensor(data.train, prof.format), torch.from_numpy(data.train.labels.copy()).long()
+    masked = masked_losses(stages.final.backbone, x, y, cfg.estimate_keep, seed).numpy()
     floor = cfg.floor
     if floor is None:
-        idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(x))[: cfg.estimate_images or len(x)])
-        floor = estimate_floor(stages.final.backbone, x[idx], y[idx], cfg.estimate_keep, seed)
+        idx = np.random.default_rng(seed).permutation(len(x))[: cfg.estimate_images or len(x)]
+        floor = float(masked[idx].mean())  # estimate_floor on those images
     losses = pd.DataFrame({"id": data.train.ids, "loss": sample_losses(stages.final.backbone, x, y).numpy(),
-                           "mislabelled": data.mislabelled})
+                           "masked loss": masked, "mislabelled": data.mislabelled})
     timings["floor_s"] = time.perf_counter() - t
     models = {METHOD_LABELS["baseline"]: stages.final, "early stopping (ID val loss)": _epoch_model(stages, epochs["early stopping"]),
               "epoch chosen on val OOD": _epoch_model(stages, epochs["val OOD"])}
@@ -510,12 +524,17 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
                          "val AUROC": tab.attrs["val_auroc"]})
     table = pd.DataFrame(rows)
     # UM with b chosen among the sweep on the validation OOD set (by SELECT_SCORE), as the paper tunes
-    ums = table[table["method"].isin(list(sweep)) & (table["score"] == select)]
-    chosen = ums.loc[ums["val AUROC"].idxmax(), "method"]
-    table = pd.concat([table, table[table["method"] == chosen].assign(method=UM_ON_VAL)], ignore_index=True)
+    if len(sweep) > 1:  # without a sweep there is no b to choose
+        ums = table[table["method"].isin(list(sweep)) & (table["score"] == select)]
+        chosen = ums.loc[ums["val AUROC"].idxmax(), "method"]
+        table = pd.concat([table, table[table["method"] == chosen].assign(method=UM_ON_VAL)], ignore_index=True)
     timings["eval_s"] = time.perf_counter() - t
     curve.insert(0, "condition", condition_label(noise))
-    return UnleashRun(curve, table, floor, stages.final.history[-1]["loss"], epochs, losses, models, timings)
+    um = models[um_label(1.0)].history
+    climb = pd.DataFrame({"condition": condition_label(noise), "epoch": [r["epoch"] for r in um],
+                          "ce": [r["ce"] for r in um], "floor b": floor})
+    climb["ce / b"] = climb["ce"] / floor
+    return UnleashRun(curve, table, floor, stages.final.history[-1]["loss"], epochs, losses, climb, models, timings)
 
 
 def best_epoch(curve: pd.DataFrame, score: str = "energy") -> pd.Series:
@@ -613,8 +632,9 @@ class UnleashStudy:
             training accuracy, the epochs picked, and what the per-image losses show.
         timings: per (condition, model, seed): wall time of each step (s).
         curve_scores: the scores of the per-epoch curve.
+        climb: per (condition, model, seed, epoch) of UM's tuning at the estimated ``b``: training CE and ``ce / b``.
         losses: per-image training losses of the final models (columns ``condition``, ``model``,
-            ``seed``, ``id``, ``loss``, ``mislabelled``); not saved (large), summarised in ``floors``.
+            ``seed``, ``id``, ``loss``, ``masked loss``, ``mislabelled``); not saved (large), summarised in ``floors``.
     """
 
     curve: pd.DataFrame
@@ -622,6 +642,7 @@ class UnleashStudy:
     floors: pd.DataFrame
     timings: pd.DataFrame
     curve_scores: tuple[str, ...]
+    climb: pd.DataFrame
     losses: pd.DataFrame | None = None
 
     @cached_property
@@ -651,7 +672,8 @@ class UnleashStudy:
         :mod:`mood.experiments.tables`), under the file stem ``stem``."""
         for part, df in (("_curve", self.curve.set_index("condition")), ("_runs", self.runs.set_index("condition")),
                          ("_floors", self.floors.set_index("condition")),
-                         ("_stages", self.stages.set_index("condition")), ("", summarize(self.runs)),
+                         ("_stages", self.stages.set_index("condition")), ("_climb", self.climb.set_index("condition")),
+                         ("", summarize(self.runs)),
                          ("_effect", self.effects.round(4))):
             tables.save(f"16_unleash{part}", df, results_dir, stem=f"{stem}{part}")
 
@@ -687,6 +709,12 @@ class UnleashStudy:
             side = ("above the final loss, so UM trains the loss back up to it"
                     if f["floor b"] > f["last-epoch train CE"] else "below the final loss, so UM goes on lowering it to b")
             lines.append(f"  UM floor b {f['floor b']:.3f} vs last-epoch train CE {f['last-epoch train CE']:.3f}: {side}.")
+            if "UM loss / b" in f:
+                held = self.floors.loc[(self.floors["condition"] == cond) & (self.floors["model"] == model),
+                                       f"UM held b ±{HOLD_TOLERANCE:.0%}"]
+                lines.append(f"  UM's final training CE {f['UM final train CE']:.3f} = {f['UM loss / b']:.2f} b; "
+                             f"held within ±{HOLD_TOLERANCE:.0%} of b over its last {HOLD_EPOCHS} epochs in "
+                             f"{int(held.sum())} of {len(held)} seeds.")
         lines.append("Paper (CIFAR-10, DenseNet-101): Energy + UM +1.66 AUROC, -9.40 FPR95.")
         return "\n".join(lines)
 
@@ -704,7 +732,7 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
     replace(cfg, noise=conditions)  # bad rates fail here, before any training
     for m in models:
         base_profile(profile, model={"name": m})  # a wrong name fails here, before any training
-    curves, tables, floors, timings, losses = [], [], [], [], []
+    curves, tables, floors, timings, losses, climbs = [], [], [], [], [], []
     for rate in conditions:
         for model in models:
             for seed in seeds:
@@ -713,23 +741,31 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
                 curves.append(run.curve.assign(model=model, seed=seed))
                 tables.append(run.table)
                 wrong = run.losses["mislabelled"].to_numpy()
-                loss = run.losses["loss"].to_numpy()
+                loss, masked = run.losses["loss"].to_numpy(), run.losses["masked loss"].to_numpy()
+                last = run.climb["ce / b"].to_numpy()[-HOLD_EPOCHS:]
                 floors.append({**keys, "floor b": run.floor, "last-epoch train CE": run.final_loss,
+                               "UM final train CE": float(run.climb["ce"].iloc[-1]),
+                               "UM loss / b": float(run.climb["ce / b"].iloc[-1]),
+                               f"UM held b ±{HOLD_TOLERANCE:.0%}": bool((abs(last - 1) <= HOLD_TOLERANCE).all()),
+                               "b from mislabelled images": float(masked[wrong].sum() / masked.sum()) if wrong.any() else 0.0,
                                "last-epoch train acc": run.curve["train acc"].iloc[-1],
                                "early-stopping epoch": run.epochs["early stopping"],
                                "val-OOD epoch": run.epochs["val OOD"],
                                "share of images above b": float((loss > run.floor).mean()),
                                "mislabelled share": float(wrong.mean()),
                                "mean loss, mislabelled": float(loss[wrong].mean()) if wrong.any() else np.nan,
-                               "mean loss, clean": float(loss[~wrong].mean())})
+                               "mean loss, clean": float(loss[~wrong].mean()),
+                               "masked loss, mislabelled": float(masked[wrong].mean()) if wrong.any() else np.nan,
+                               "masked loss, clean": float(masked[~wrong].mean())})
                 timings.append({**keys, **{k: round(v, 1) for k, v in run.timings.items()}})
                 losses.append(run.losses.assign(**keys))
+                climbs.append(run.climb.assign(model=model, seed=seed))
     curve, runs = pd.concat(curves, ignore_index=True), pd.concat(tables, ignore_index=True)
     return UnleashStudy(curve, runs, pd.DataFrame(floors), pd.DataFrame(timings), tuple(cfg.curve_scores),
-                        pd.concat(losses, ignore_index=True))
+                        pd.concat(climbs, ignore_index=True), pd.concat(losses, ignore_index=True))
 
 
-__all__ = ["WeightMask", "add_masks", "bake_masks", "estimate_floor", "UnleashData",
+__all__ = ["WeightMask", "add_masks", "bake_masks", "masked_losses", "estimate_floor", "UnleashData",
            "unleash_data", "EvalSets", "eval_sets", "evaluate", "sample_losses", "Stages", "train_stages",
            "stage_curve", "tune", "UnleashRun", "run_unleash", "best_epoch", "summarize", "effect", "stage_table",
            "study_effects", "UnleashStudy", "run_study", "condition_label", "um_label"]

@@ -81,7 +81,8 @@ class Validity:
                     f"here (ID accuracy {self.id_accuracy:.1f}%) is meaningless and no verdict is drawn.")
         if not self.ok:
             return (f"**No verdict.** The model classifies the ID test set at {self.id_accuracy:.1f}%, below the "
-                    f"{self.floor:.1f}% this profile's verdicts need (logistic regression on raw pixels reaches 84.5%): "
+                    f"{self.floor:.1f}% this profile's verdicts need (a logistic regression on the raw pixels of the "
+                    f"same training images): "
                     f"its OOD numbers say how under-trained it is, not whether the method works.")
         return (f"ID accuracy {self.id_accuracy:.1f}% is above the profile's floor of {self.floor:.1f}%: the numbers "
                 f"below can carry a verdict.")
@@ -90,9 +91,20 @@ class Validity:
         return {"profile": self.profile, "id_accuracy": self.id_accuracy, "floor": self.floor, "ok": self.ok}
 
 
-def check(prof: Profile, id_accuracy: float) -> Validity:
-    """The gate of profile ``prof`` for a model of ``id_accuracy`` (%)."""
-    return Validity(prof.name, float(id_accuracy), prof.accuracy_floor)
+def floor(prof: Profile, protocol: str | None = None) -> float | None:
+    """The accuracy floor (%) of ``protocol``'s models at ``prof``: its own where the profile measured
+    one (``Profile.floors``: a label space other than the ten classes), else ``Profile.accuracy_floor``;
+    None where the profile exercises the code only. A protocol label such as ``"near-split (main
+    scale)"`` is read by its first word."""
+    if prof.accuracy_floor is None:
+        return None
+    name = (protocol or "").split(" ")[0]
+    return prof.floors.get(name, prof.accuracy_floor)
+
+
+def check(prof: Profile, id_accuracy: float, protocol: str | None = None) -> Validity:
+    """The gate of profile ``prof`` for a model of ``id_accuracy`` (%) on ``protocol`` (:func:`floor`)."""
+    return Validity(prof.name, float(id_accuracy), floor(prof, protocol))
 
 
 # --------------------------------------------------------------------------------------------
