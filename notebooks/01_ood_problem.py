@@ -24,7 +24,9 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
 import pandas as pd
+from IPython.display import Markdown
 
+from mood.book import findings
 from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
@@ -91,3 +93,24 @@ protocols
 # %% tags=["hide-input"]
 pd.DataFrame([{"pair": k, "kept (ID)": FMNIST_CLASSES[a], "held out (OOD)": FMNIST_CLASSES[b]}
               for k, (a, b) in NEAR_PAIRS.items()]).set_index("pair")
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("01_ood_problem", results_dir))
+
+# %% [markdown]
+# What would change these numbers: nothing trains here; the sets and protocols are fixed by
+# `mood/core/protocols.py`, and every later chapter reads them.
+#
+# ## Exercises
+#
+# 1. Run `python -m mood data` and find the protocol whose OOD test sets are Fashion-MNIST
+#    classes. Why can its models never be pretrained on MNIST?
+# 2. Predict which OOD set a detector that only measures pixel intensity would find easiest, then
+#    check chapter 6's `pixel Gaussian` column.
+# 3. `near-pair:sneaker-boot` holds out Ankle boot with Sneaker kept. Predict whether it is harder
+#    than the near split's Sandal, and say which chapter measures it.

@@ -22,7 +22,9 @@ one_class = 0  # the normal class of the label-smoothing experiment
 
 # %% tags=["remove-cell"]
 import pandas as pd
+from IPython.display import Markdown
 
+from mood.book import findings
 from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.experiments.config import StageOverrides
@@ -107,3 +109,24 @@ curves(histories, keys=("loss",));
 # inflates its outputs to drive the loss towards zero; with smoothing the gap stays bounded. Whether
 # that changes the AUROC, and in which direction, is what this run measured; chapter 5 fine-tunes
 # every class with smoothing, as MOOD does.
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("03_fine_tuning", results_dir))
+
+# %% [markdown]
+# The one-class comparison is one class and one seed: a description, not a test. Chapter 5 repeats
+# it on every class.
+#
+# ## Exercises
+#
+# 1. Change `one_class` to 9 (Ankle boot) and run at `smoke`: does the order of the three settings
+#    stay?
+# 2. Label smoothing 0.1 puts 0.91 on the true class and 0.01 on each other. What logit gap
+#    minimises that loss with ten classes? Compare with the table's `mean top-logit gap`.
+# 3. Fine-tune without layer-wise decay (`--set finetune.layer_decay=None`) and predict the ID
+#    accuracy.

@@ -24,7 +24,9 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 
 # %% tags=["remove-cell"]
 import pandas as pd
+from IPython.display import Markdown
 
+from mood.book import findings
 from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.metrics import results_table
@@ -72,3 +74,23 @@ for det in ("mahalanobis", "mahalanobis_cc"):
 compare = pd.DataFrame(auroc_by_detector)
 tables.save("04_mahalanobis_variants", compare, results_dir)
 compare.round(2)
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("04_mahalanobis", results_dir))
+
+# %% [markdown]
+# One model, no seeds: the two Gaussians are compared as a description; chapter 13 tests scores over
+# seeds.
+#
+# ## Exercises
+#
+# 1. Fit the Gaussian on 2,000 training images instead of 20,000 (`--set eval.max_fit=2000`). Why
+#    does the covariance need about ten images per dimension?
+# 2. The ROC here takes OOD as positive while FPR95 keeps 95% of ID images. Which of the two
+#    numbers changes if you swap the positive class?
+# 3. Predict where MNIST images fall on the feature-space scatter before running it at `smoke`.

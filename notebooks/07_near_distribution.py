@@ -25,6 +25,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 import pandas as pd
 from IPython.display import Markdown, display
 
+from mood.book import findings
 from mood.experiments import tables
 from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
 from mood.book.runner import chapter_setup
@@ -98,3 +99,23 @@ if prof.plan.equal_compute:
 else:
     display(Markdown(f"Profile `{prof.name}` asks this in chapters 10 (the same ViT from scratch) and 11 (a small "
                      "CNN), with the same three seeds as MOOD's here, paired seed by seed."))
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("07_near_distribution", results_dir))
+
+# %% [markdown]
+# Each held-out class is one set; the look-alike hypothesis would need more splits (`near-pair:*`)
+# to be tested rather than described.
+#
+# ## Exercises
+#
+# 1. Run `near-pair:pullover-coat` at `smoke`. Is Coat harder with Pullover known than in the near
+#    split?
+# 2. Which held-out class would you expect KNN to find easier than Mahalanobis, and why?
+# 3. The known-class accuracy is above 90%. Why is it higher than the ten-class accuracy of
+#    chapter 6?

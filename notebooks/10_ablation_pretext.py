@@ -42,6 +42,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 from IPython.display import Markdown
 
+from mood.book import findings
 from mood.book.plots import ablation_tradeoff
 from mood.book.runner import chapter_setup
 from mood.experiments import studies
@@ -93,3 +94,24 @@ result.gaps[["gap", "ci_lo", "ci_hi", "p", "p (Holm)", "MDE", "ID acc a", "ID ac
 
 # %% tags=["hide-input"]
 print("\n".join(studies.verdict_lines(result.gaps)))
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("10_ablation_pretext", results_dir))
+
+# %% [markdown]
+# Three seeds detect only gaps of several times the seed spread (the MDE column); SimMIM, MAE and
+# SimCLR are the `gpu` profile's arms.
+#
+# ## Exercises
+#
+# 1. Predict the sign of `BEiT MIM − classification` on the held-out classes before reading the
+#    table. Why might classification pretraining on the six known classes hurt detection of the other
+#    four?
+# 2. Add `"SimMIM"` to the cpu plan's pretext variants (`mood/experiments/config.py`) and run at
+#    `smoke`.
+# 3. How many seeds would make the MDE half of what it is here? Use `mood.core.stats.mde`.

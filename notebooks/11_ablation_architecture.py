@@ -17,6 +17,12 @@
 # chapters 6-7, now with the same three seeds as MOOD's. The CNN scores its own pooled feature (it has
 # no tokens). The `gpu` profile adds a ResNet and the ViT under classification pretraining, the
 # comparison of the paper. The last table gives each model's training cost in FLOPs and seconds.
+#
+# **Why it matters.** A detector is only as good as the feature it reads. A ViT's patch tokens keep
+# where each pattern sits; a CNN's pooled feature keeps what is there. If a CNN trained as long did as
+# well, MOOD's gain would come from compute, not from MIM with a transformer. **Limits.** Two models of
+# similar cost, one small dataset and three seeds: a gap smaller than the MDE goes unseen, and a
+# different CNN (or a ResNet with MIM) could change the answer.
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
@@ -26,6 +32,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 from IPython.display import Markdown
 
+from mood.book import findings
 from mood.book.plots import ablation_tradeoff
 from mood.book.runner import chapter_setup
 from mood.experiments import studies, tables
@@ -68,3 +75,24 @@ result.gaps[["gap", "ci_lo", "ci_hi", "p", "p (Holm)", "MDE", "ID acc a", "ID ac
 
 # %% tags=["hide-input"]
 print("\n".join(studies.verdict_lines(result.gaps)))
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("11_ablation_architecture", results_dir))
+
+# %% [markdown]
+# A ResNet with MIM would need a pretext it can run (SimMIM-style); the CNN here has no pretraining,
+# so this is MOOD against a convolutional network at the same compute, not ViT against CNN under the
+# same recipe.
+#
+# ## Exercises
+#
+# 1. The CNN scores its pooled feature, the ViT its tokens. Run the CNN with `knn` instead of
+#    Mahalanobis at `smoke`.
+# 2. Compare the two models' ID accuracy. Would a gap in accuracy explain a gap in AUROC (Vaze et
+#    al. 2022)?
+# 3. Read the cost table: which model used more FLOPs per image?

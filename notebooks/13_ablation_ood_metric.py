@@ -14,6 +14,12 @@
 # nearest neighbour, MSP and Energy on the same features and logits; the `gpu` profile adds ODIN and
 # ViM. MOOD reports Mahalanobis ahead of the others (Li et al. 2023, ablation on the OOD metric): the
 # contrasts below test that claim.
+#
+# **Why it matters.** Logit scores (MSP, Energy) read the classifier's confidence, which a held-out class
+# that resembles a known one can share; feature scores (Mahalanobis, KNN) read how far the image lies
+# from the training features. Which one wins says what the fine-tuned feature keeps. **Limits.** One
+# backbone per seed, scored several ways: the contrasts share the models, so they are not independent
+# (Holm keeps the family's error rate regardless).
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu
@@ -23,6 +29,7 @@ results_dir = "results/cpu"  # where this chapter's tables are written
 # %% tags=["remove-cell"]
 from IPython.display import Markdown
 
+from mood.book import findings
 from mood.book.plots import ablation_tradeoff
 from mood.book.runner import chapter_setup
 from mood.experiments import studies, tables
@@ -65,3 +72,38 @@ result.gaps[["gap", "ci_lo", "ci_hi", "p", "p (Holm)", "MDE", "ID acc a", "ID ac
 
 # %% tags=["hide-input"]
 print("\n".join(studies.verdict_lines(result.gaps)))
+
+# %% [markdown]
+# ## MOODv2: does reconstruction pretraining make the score matter less?
+#
+# MOODv2 (Li et al. 2024) reports that features from reconstruction pretraining leave less to the
+# choice of score: the AUROC of MSP, Energy, KNN, Mahalanobis and the rest sits closer together on
+# MIM features than on classification features. Here: for the BEiT-pretrained models and the
+# classification-pretrained models of chapter 10 (read from the cache; nothing trains), every score
+# above, seed by seed; the spread is the best minus the worst mean AUROC over the scores, and the
+# contrast is classification's spread minus BEiT's, paired by seed (positive: MIM narrower, the claim).
+
+# %%
+spread = studies.score_spread(prof, seed)
+tables.save("13_score_spread", spread, results_dir)
+spread[["spread a", "spread b", "gap", "ci_lo", "ci_hi", "p", "MDE", "ID acc a", "ID acc b", "call"]].round(3)
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("13_ablation_ood_metric", results_dir))
+
+# %% [markdown]
+# The logit scores read a 6-way head that was never shown the held-out classes; a score's AUROC on
+# near OOD depends on how the held-out classes spread over the known logits.
+#
+# ## Exercises
+#
+# 1. Predict which score is worst on the held-out classes, then read the table.
+# 2. Run `vim` at `smoke` (the `gpu` profile's arm): why does it score the head's input and not
+#    the tokens?
+# 3. MOODv2's spread compares two pretexts. What would the spread be for a model whose scores were
+#    all equal?

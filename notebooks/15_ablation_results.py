@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
+from mood.book import findings
 from mood.book.runner import chapter_setup
 from mood.book.summary import FIGURE_LABELS, headline
 from mood.experiments import studies, tables
@@ -51,3 +52,23 @@ gap_figures = figures[[f for f in figures.index if f.startswith(("pretext_", "ar
 display(gap_figures.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
 for name, stem in stems.items():
     display(Markdown(f"**{name.replace('_', ' ')}** — " + "; ".join(studies.verdict_lines(tables.load(f"{stem}_gaps", res)))))
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("15_ablation_results", results_dir))
+
+# %% [markdown]
+# Every call above comes from a contrast declared before the runs; a contrast that is inconclusive
+# says how large a difference could have gone unseen (MDE).
+#
+# ## Exercises
+#
+# 1. Count the inconclusive contrasts. Which would become decisive with six seeds, given their MDE
+#    and gap?
+# 2. Why is testing only the declared contrasts, rather than the best against the runner-up, the
+#    honest design?
+# 3. Write down a new contrast for chapter 10 and its claimed direction before running it.

@@ -61,14 +61,14 @@ models = None  # backbones to study; None means those of the profile
 # %% tags=["remove-cell"]
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from IPython.display import display
+from IPython.display import Markdown, display
 
+from mood.book import findings
 from mood.experiments import tables
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES
 from mood.experiments.resolve import resolve
-from mood.book.plots import floor_climb, image_grid, loss_histogram, stage_figure
+from mood.book.plots import auroc_points, floor_climb, image_grid, loss_histogram, stage_figure
 from mood.experiments.unleash import run_study, summarize
 
 # %%
@@ -80,8 +80,7 @@ print(f"models {list(models or cfg.models)}, seeds {seeds}, label noise {list(cf
       f"{'on' if cfg.augment else 'off'}), tune {cfg.tune.epochs} epochs; validation {cfg.val_id} ID + {cfg.val_ood} "
       f"tile-shuffled images; floor keeps {cfg.estimate_keep:.1%}, UMAP keeps {cfg.umap_keep:.0%}")
 study = run_study(prof, models, seeds)
-study.save(results_dir)
-study.timings.set_index(["condition", "model", "seed"])
+study.save(results_dir)  # wall times: the compute appendix
 
 # %% [markdown]
 # ## Did it memorise, and where does b sit?
@@ -169,10 +168,7 @@ summarize(study.runs)
 # %% tags=["hide-input"]
 runs = study.runs
 energy = runs[runs["score"] == "energy"]
-ax = sns.barplot(data=energy, y="method", x="AUROC", hue="condition", errorbar="sd")
-ax.set_xlim(max(0, energy["AUROC"].min() - 5), 100)
-ax.legend(fontsize=8, loc="lower left")
-ax.set_title("Energy: mean AUROC over the test OOD sets, all seeds");
+auroc_points(energy, y="method", hue="condition").set_title("Energy: mean AUROC over the test OOD sets");
 
 # %% [markdown]
 # ## Does it reproduce?
@@ -210,3 +206,22 @@ else:
 
 # %%
 print(study.verdict())
+
+# %% [markdown]
+# ## What we found
+#
+# Computed from this chapter's tables in this run (`mood.book.findings`):
+
+# %% tags=["hide-input"]
+Markdown(findings.say("16_unleashing_mask", results_dir))
+
+# %% [markdown]
+# UM's effect depends on where b sits: with noisy labels the mask breaks the memorised wrong labels
+# first, so b is large and climbing to it un-trains the model.
+#
+# ## Exercises
+#
+# 1. Predict UM's ID accuracy with noisy labels at `b/2`, then run `python -m mood unleash --noise
+#    0.2 --floor ...` at `smoke`.
+# 2. Why does the plain-CE control matter for reading UM's effect?
+# 3. With clean labels the intermediate stage is picked on tile-shuffled images. Why not on MNIST?

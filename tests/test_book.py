@@ -133,6 +133,24 @@ def test_html_has_every_chapter_with_its_figures(built: Path) -> None:
         assert "Traceback" not in page, f"{src.stem}: an executed cell printed a traceback"
 
 
+def test_the_results_page_shows_every_claim_whole_with_a_three_way_call(built: Path) -> None:
+    from mood.book import claims
+
+    res = built / "results" / "smoke"
+    table = claims.table(res)
+    assert set(table["call"]) <= set(claims.CALLS)
+    assert set(pd.read_csv(res / "09_claims.csv")["call"]) <= set(claims.CALLS)
+    body = (built / "book" / "_results.md").read_text()
+    for claim, r in table.iterrows():  # every cell whole: nothing cut to a column width
+        assert claim in body and r["measured here"].replace("|", "\\|") in body, claim
+    page = (built / "_build" / "html" / "book" / "results.html").read_text()
+    assert "inconclusive" in page and "chapters/05_one_class.html" in page
+    for src in book.chapters():
+        chapter = (built / "_build" / "html" / "book" / "chapters" / f"{src.stem}.html").read_text()
+        assert "What we found" in chapter and "Exercises" in chapter, src.stem
+        assert "No findings:" not in chapter, f"{src.stem}: its findings did not read its own tables"
+
+
 def test_notebook_run_by_hand_matches_papermill(built: Path) -> None:
     """A student's run (nbclient, from notebooks/, parameters edited by hand) gives papermill's table."""
     res = built / "results" / "smoke" / "06_multi_class.csv"

@@ -1,4 +1,4 @@
-"""The summary's verdicts follow the validity gate and the pixel baseline, read from result files."""
+"""The headline figures, the README block and the compute appendix, read from result files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.book.summary import claims_table
 from mood.experiments import tables
 
 
@@ -37,41 +36,9 @@ def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float |
     # only the largest k decides: MOOD's claim is against 10-shot OE (the 5-shot row trails here)
     oe = pd.DataFrame({"score": ["outlier_class", "outlier_class", "mahalanobis"], "mean": [-5.0, gap, 2 * gap],
                        "ci_lo": [-6.0, gap - 1, gap], "ci_hi": [-4.0, gap + 1, 3 * gap], "significant": [True, significant, True],
-                       "p": [0.001, 0.01, 0.002], "test": ["paired bootstrap of test images, one seed"] * 3},
+                       "p": [0.001, 0.01, 0.002], "seeds": [3, 3, 3], "test": ["paired t over seeds"] * 3},
                       index=pd.Index(["OE 5-shot", "OE 10-shot", "OE 10-shot"], name="baseline"))
     _save("08_versus_oe", oe.set_index("score", append=True), res)
-
-
-def test_no_verdict_below_the_floor_or_the_pixel_baseline(tmp_path: Path) -> None:
-    _write(tmp_path, one_auroc=87.4, pixel=92.3, acc=68.7, floor=84.5)
-    c = claims_table(tmp_path)["replicated"]
-    assert c.iloc[0] == "no verdict (below the raw-pixel 1-NN baseline, 92.3)"
-    assert list(c.iloc[1:]) == ["no verdict (ID accuracy 68.7% < floor 84.5%)"] * 3
-    _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=99.0, floor=None)  # the smoke profile: never a verdict
-    assert claims_table(tmp_path)["replicated"].iloc[3] == "no verdict (profile p exercises the code only)"
-
-
-def test_verdicts_when_the_setting_is_valid(tmp_path: Path) -> None:
-    _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=91.0, floor=84.5)
-    c = claims_table(tmp_path)["replicated"]
-    assert c.iloc[0] is True or c.iloc[0] == True  # noqa: E712 (numpy bool)
-    assert c.iloc[3] == True  # noqa: E712 (both 10-shot variants beaten significantly; 5-shot not the claim)
-    assert c.iloc[1] == True and c.iloc[2] == True  # noqa: E712 (both baselines beaten, significantly)
-    measured = claims_table(tmp_path)["measured here"].iloc[1]
-    assert ("best equal-compute baseline (cnn_small from scratch, energy): +1.00 points, 95% CI [+0.00, +2.00], p = 0.010 "
-            "(paired t over seeds)") in measured
-    _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=91.0, floor=84.5, significant=False)
-    c = claims_table(tmp_path)["replicated"]
-    assert c.iloc[1] == False and c.iloc[3] == False  # noqa: E712 (one gap not significant: not shown)
-    _write(tmp_path, one_auroc=95.0, pixel=92.3, acc=91.0, floor=84.5, gap=-1.0)
-    c = claims_table(tmp_path)
-    assert c["replicated"].iloc[2] == False and c["replicated"].iloc[3] == False  # noqa: E712 (a baseline wins)
-    assert "best outlier-exposure variant (OE 10-shot, mahalanobis): -2.00 points" in c["measured here"].iloc[3]
-
-
-def test_missing_chapters_are_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="05_one_class, 06_multi_class, 06_validity, 07_near_distribution"):
-        claims_table(tmp_path)
 
 
 def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:

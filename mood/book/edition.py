@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mood.core.io import atomic_write_text
 from mood.book import layout
+from mood.book.claims import write_page
 from mood.book.records import git_output, load_provenance, provenance_path, run_dates, training_note, utc_now
 
 EDITION_DIR = Path("book") / "edition"
@@ -235,6 +236,7 @@ def stage(profile: str, root: Path) -> None:
         nb.cells.insert(at, superseded_cell(record["profile"], newer[src.stem]))
         nbformat.write(nb, chapters / src.name)
     write_status(root, record)
+    write_page(root, folder / "results")  # the results page, from the edition's own tables
 
 
 def render(profile: str, root: Path | None = None) -> Path:

@@ -86,6 +86,10 @@ def codebook_figure(tokenizer: PatchTokenizer, counts: torch.Tensor | None = Non
     return fig
 
 
+CURVE_LABELS = {"loss": "training loss", "acc": "training accuracy (fraction)",
+                "token_acc": "masked-token accuracy (fraction)", "lr": "learning rate"}
+
+
 def curves(histories: Mapping[str, Sequence[dict]], keys: Sequence[str] = ("loss",)) -> plt.Figure:
     """Per-epoch curves of ``keys`` for each named history (from :func:`mood.core.engine.fit`)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
@@ -95,7 +99,7 @@ def curves(histories: Mapping[str, Sequence[dict]], keys: Sequence[str] = ("loss
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
+        ax.set_ylabel(CURVE_LABELS.get(key, key))
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -116,17 +120,19 @@ def score_histograms(id_scores: torch.Tensor | np.ndarray, ood_scores: Mapping[s
 
 
 def roc_figure(id_scores: torch.Tensor | np.ndarray, ood_scores: Mapping[str, torch.Tensor | np.ndarray]) -> plt.Figure:
-    """ROC curves, OOD as the positive class, with the 95%-TPR line of FPR95 (ID-positive) marked."""
+    """ROC curves in FPR95's convention (ID is the positive class, accepted when its OOD score is at
+    most the threshold): the share of ID images kept against the share of OOD images let through,
+    with the 95% line whose crossing is each set's FPR95."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     s_id = np.asarray(id_scores)
-    for name, s in ood_scores.items():
+    for (name, s), color in zip(ood_scores.items(), sns.color_palette("colorblind")):
         s = np.asarray(s)
-        fpr, tpr, _ = roc_curve(np.r_[np.zeros(len(s_id)), np.ones(len(s))], np.r_[s_id, s])
-        ax.plot(fpr, tpr, label=name)
+        fpr, tpr, _ = roc_curve(np.r_[np.ones(len(s_id)), np.zeros(len(s))], -np.r_[s_id, s])
+        ax.plot(fpr, tpr, label=name, color=color)
     ax.plot([0, 1], [0, 1], ls=":", color="grey")
-    ax.axvline(0.05, ls="--", color="grey", lw=0.8)
-    ax.set_xlabel("ID flagged as OOD (FPR)")
-    ax.set_ylabel("OOD flagged (TPR)")
+    ax.axhline(0.95, ls="--", color="grey", lw=0.8, label="95% of ID kept (FPR95)")
+    ax.set_xlabel("OOD images let through (FPR)")
+    ax.set_ylabel("ID images kept (TPR)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
@@ -146,9 +152,9 @@ def feature_scatter(fit: torch.Tensor, id_test: torch.Tensor, ood: Mapping[str, 
     fig, ax = plt.subplots(figsize=(6, 5))
     z = pick(id_test)
     ax.scatter(z[:, 0], z[:, 1], s=5, c="black", alpha=0.5, label="ID test")
-    for name, t in ood.items():
+    for (name, t), color in zip(ood.items(), sns.color_palette("colorblind")):  # distinct hues, none near black
         z = pick(t)
-        ax.scatter(z[:, 0], z[:, 1], s=5, alpha=0.5, label=name)
+        ax.scatter(z[:, 0], z[:, 1], s=5, alpha=0.5, label=name, color=color)
     ax.set_xlabel("PC 1 of ID features")
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=8, markerscale=3)
@@ -234,11 +240,36 @@ def floor_climb(climb: pd.DataFrame, tolerance: float = 0.10) -> plt.Axes:
     return ax
 
 
-def ablation_bars(runs: pd.DataFrame, value: str = "AUROC") -> plt.Axes:
-    """One bar per (variant, protocol) of an ablation's runs: mean over seeds, whisker = sd."""
-    ax = sns.barplot(data=runs, y="variant", x=value, hue="protocol", errorbar="sd")
-    ax.set_xlim(max(0, runs[value].min() - 5), 100)
-    ax.legend(fontsize=8, loc="lower left")
+CHANCE = 50.0  # AUROC of a detector that guesses: every AUROC axis starts here, so gaps are not magnified
+
+
+def auroc_points(data: pd.DataFrame, y: str, x: str = "AUROC", hue: str | None = None,
+                 marks: Mapping[str, Mapping[str, float]] | None = None, lines: Mapping[str, float] | None = None,
+                 ax: plt.Axes | None = None) -> plt.Axes:
+    """AUROC per ``y`` as points with 95% t-intervals over the rows of each group (seeds; a group of
+    one row is a point without interval), on an axis from chance (50) to 100 so that no gap looks
+    larger than it is.
+
+    Args:
+        data: one row per (``y``, ``hue``, seed) with the AUROC in ``x``.
+        marks: trivial baselines drawn as labelled crosses: name -> {``y`` value: AUROC}.
+        lines: reference values drawn as labelled vertical lines (published anchors, a mean): name -> AUROC.
+    """
+    ax = ax or plt.subplots(figsize=(7, 0.45 * data[y].nunique() + 1.2))[1]
+    sns.pointplot(data=data, y=y, x=x, hue=hue, errorbar=("ci", 95), linestyle="none", dodge=0.4 if hue else False,
+                  markers="o", ax=ax)
+    order = list(dict.fromkeys(data[y]))
+    for (name, points), marker in zip((marks or {}).items(), ("x", "+", "^", "s")):
+        pts = [(v, order.index(k)) for k, v in points.items() if k in order]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, s=60, color="black", zorder=3, label=name)
+    for (name, value), color in zip((lines or {}).items(), sns.color_palette("colorblind")[3:]):
+        ax.axvline(value, ls="--", lw=1.2, color=color, label=f"{name} {value:.1f}")
+    ax.set_xlim(CHANCE, 100.5)
+    ax.set_xlabel(f"{x} (%), from chance ({CHANCE:.0f}); points: mean, bars: 95% interval over seeds")
+    ax.set_ylabel("")
+    if marks or lines or hue:
+        ax.legend(fontsize=8, loc="lower left")
     return ax
 
 

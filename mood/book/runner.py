@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mood.book.claims import RESULTS_FILE, write_page
 from mood.book.edition import STATUS_FILE, write_status
 from mood.book.layout import CHAPTERS_DIR, JOURNAL, LEDGERS, NOTEBOOKS, REPO, chapters, code_fingerprint, jupyter_book
 
@@ -205,6 +206,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         record = provenance(profile, timings.set_index("chapter"), root, run_training)
         save_run_of_chapters({**record, "starts": journal["starts"]}, results, whole_book=until is None)
         save_headline(results, whole_book=until is None)
+    write_page(root, results)  # the results page: every claim's call, from this run's tables
     (root / JOURNAL).unlink(missing_ok=True)
     shutil.rmtree(root / LEDGERS, ignore_errors=True)
     return timings
@@ -215,6 +217,8 @@ def build_html(root: Path = REPO) -> Path:
     when there is none. Returns the HTML folder."""
     if not (root / STATUS_FILE).exists():  # the first page includes it
         write_status(root, None)
+    if not (root / RESULTS_FILE).exists():  # the results page includes it
+        write_page(root, None)
     return jupyter_book(root)
 
 
@@ -229,7 +233,7 @@ def build(profile: str | None = None, root: Path = REPO, seed: int = 0, resume: 
 def chapter_setup(profile: str, seed: int = 0):
     """The first call of every chapter: work from the book's root (so a student running the
     notebook from ``notebooks/`` shares the cache and results with ``make book``), seed numpy and
-    torch, print where the chapter runs, and return its base profile (:func:`mood.experiments.resolve.base_profile`,
+    torch, and return its base profile (:func:`mood.experiments.resolve.base_profile`,
     ``seed`` on every stage), from which the chapter resolves its runs."""
     import numpy as np
     import torch
@@ -241,8 +245,4 @@ def chapter_setup(profile: str, seed: int = 0):
         os.chdir(cwd.parent)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    prof = base_profile(profile, seed=seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"profile={prof.name} seed={seed} device={device} model={prof.model.name} "
-          f"pretext={prof.pretrain.pretext} torch={torch.__version__}")
-    return prof
+    return base_profile(profile, seed=seed)

@@ -1,97 +1,21 @@
-"""The summary chapter's table: each of MOOD's claims, what the paper reports, what this book
-measured, and a verdict, read from the result files the earlier chapters wrote.
-
-A verdict is given only where the setting could have replicated the claim: the model that made the
-numbers passes its profile's accuracy floor (:mod:`mood.experiments.verdicts`), and the detector beats the
-trivial raw-pixel baseline where one was run. Otherwise the cell says why there is none.
+"""The figures of record and the README's results block, read from a run's result files: the headline
+(:func:`headline`, ``headline.csv``), the README's table and provenance line (:func:`readme_block`), and
+the compute appendix's measured block (:func:`cost_block`). The claims and their calls live in
+:mod:`mood.book.claims`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from mood.book.edition import summary_line
 from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenance, run_dates, training_speed
 from mood.core.io import atomic_write_text, load_table
-from mood.core.metrics import per_set
-from mood.core.stats import beats_all, pair_label
+from mood.core.stats import pair_label
 from mood.experiments import tables as result_tables
-from mood.experiments.verdicts import Validity, paired
-
-SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
-# the result tables (mood.experiments.tables) the claims are read from
-CHAPTER_FILES = ("05_one_class", "06_multi_class", "06_validity", "07_near_distribution", "07_validity",
-                 "08_few_shot", "08_versus_oe")
-# where the profile's plan trains no equal-compute baselines in chapters 6-7 (Plan.equal_compute: no
-# 06/07_versus_baselines), chapters 10-11's equal-compute arms answer the comparison
-IN_THE_STUDIES = "asked in chapters 10-11 on this profile (the studies' equal-compute arms, paired with MOOD's seeds)"
-
-
-def _versus(res: Path, name: str, metric: str, what: str = "equal-compute baseline",
-            keep: Callable[[pd.DataFrame], pd.DataFrame] = lambda t: t) -> tuple[object, str]:
-    """The verdict of a paired comparison table (:func:`mood.experiments.baselines.versus_baselines`, saved by
-    chapters 6, 7 and 8), restricted to the rows ``keep`` returns, and the words that report it."""
-    duel = keep(result_tables.load(name, res).reset_index().set_index("baseline"))  # 08_versus_oe: also by score
-    best = duel.iloc[int(duel["mean"].to_numpy().argmin())]  # the baseline MOOD leads least (or trails most)
-    words = paired(best["mean"], best["ci_lo"], best["ci_hi"], best["p"], unit="points", test=best["test"], says=None)
-    return beats_all(duel), f"{metric} AUROC minus the best {what} ({best.name}, {best['score']}): {words}"
-
-
-def _most_shots(t: pd.DataFrame) -> pd.DataFrame:
-    """The rows of chapter 8's comparison against the OE baseline given the most shots ("OE k-shot")."""
-    shots = t.index.str.extract(r"OE (\d+)-shot", expand=False).astype(float)
-    return t[shots == shots.max()]
-
-
-def claims_table(results_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per claim of Li et al. (2023): ``paper``, ``measured here``, ``replicated``.
-
-    Raises:
-        FileNotFoundError: naming the chapters whose tables are missing from ``results_dir``.
-    """
-    res = Path(results_dir)
-    missing = result_tables.missing(CHAPTER_FILES, res)
-    if missing:
-        raise FileNotFoundError(f"{res} lacks {', '.join(missing)}: run chapters 5-8 first (`make book` runs them in order)")
-    one, multi, near, few = (result_tables.load(n, res)
-                             for n in ("05_one_class", "06_multi_class", "07_near_distribution", "08_few_shot"))
-    v6, v7 = (Validity.read(result_tables.load(n, res).iloc[0]) for n in ("06_validity", "07_validity"))
-    ours, pixel = one.loc["mean", "AUROC"], one.loc["mean", "pixel 1-NN AUROC"]
-    sets = per_set(multi)["AUROC"]
-    mood_few = few.loc["mean", "MOOD (no OOD data)"]
-    multi_beats, multi_words = (_versus(res, "06_versus_baselines", "far-OOD mean")
-                                if result_tables.exists("06_versus_baselines", res) else (None, IN_THE_STUDIES))
-    near_beats, near_words = (_versus(res, "07_versus_baselines", "mean")
-                              if result_tables.exists("07_versus_baselines", res) else (None, IN_THE_STUDIES))
-    few_beats, few_words = _versus(res, "08_versus_oe", "mean", "outlier-exposure variant", _most_shots)
-    rows = [
-        {"claim (Li et al. 2023)": "one-class: MIM + Mahalanobis beats the previous state of the art",
-         "paper": "+5.7% AUROC (CIFAR-10/100, ImageNet-30, ImageNet-21k pretraining)",
-         "measured here": f"mean AUROC {ours:.1f} vs best anchor {SOHN_2021} and raw-pixel 1-NN {pixel:.1f} "
-                          f"(Fashion-MNIST, no external data)",
-         "replicated": bool(ours > SOHN_2021) if ours > pixel
-         else f"no verdict (below the raw-pixel 1-NN baseline, {pixel:.1f})"},
-        {"claim (Li et al. 2023)": "multi-class: MIM + Mahalanobis beats the alternatives",
-         "paper": "+3.0% AUROC over the previous state of the art",
-         "measured here": f"mean AUROC {multi.loc['mean', 'AUROC']:.1f}, worst {sets.min():.1f} ({sets.idxmin()}); "
-                          f"ID accuracy {v6.id_accuracy:.1f}%; {multi_words}",
-         "replicated": IN_THE_STUDIES if multi_beats is None else v6.gated(multi_beats)},
-        {"claim (Li et al. 2023)": "near-distribution: unseen classes of the same domain are detected better",
-         "paper": "+2.1% AUROC over the previous state of the art",
-         "measured here": f"mean AUROC {near.loc['mean', 'AUROC']:.1f} over the held-out classes; "
-                          f"known-class accuracy {v7.id_accuracy:.1f}%; {near_words}",
-         "replicated": IN_THE_STUDIES if near_beats is None else v7.gated(near_beats)},
-        {"claim (Li et al. 2023)": "MOOD without OOD data beats 10-shot outlier exposure",
-         "paper": "beats Fort et al. (2021) 10-shot OE",
-         "measured here": f"MOOD mean AUROC {mood_few:.1f}; {few_words}",
-         "replicated": v6.gated(few_beats)},
-    ]
-    return pd.DataFrame(rows).set_index("claim (Li et al. 2023)")
-
 
 PRETEXT_HEADLINE = pair_label("BEiT MIM", "classification")  # chapter 10's contrast behind pretext_mim_minus_classification
 SCRATCH_HEADLINE = pair_label("BEiT MIM", "no pretraining (equal compute)")  # chapter 10's, behind pretext_mim_minus_scratch

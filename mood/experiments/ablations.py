@@ -179,7 +179,7 @@ def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
     Each run's variant is mapped to a family (``families``: variant -> family); within one seed a
     family scores the mean of its variants, and the gap is taken seed by seed, so a difference that
     every seed agrees on is told apart from seed noise. Returns one row per protocol: the families'
-    means, the mean gap, its standard deviation over seeds, its 95% t-interval, the paired t-test's
+    means, the mean gap, its standard deviation and number of paired seeds, its 95% t-interval, the paired t-test's
     ``p`` and ``call``: ``a`` or ``b`` when the test is significant at 5%, else ``"too close to call"``.
     """
     fam = runs.assign(family=runs["variant"].map(families))
@@ -188,7 +188,8 @@ def family_gap(runs: pd.DataFrame, families: dict[str, str], a: str, b: str,
     per_seed["gap"] = per_seed[a] - per_seed[b]
     gaps = seed_gaps(per_seed.reset_index(), ["protocol"], "gap")
     table = per_seed.groupby("protocol")[[a, b]].mean().assign(
-        gap=gaps["mean"], **{"gap std": gaps["std"], "ci_lo": gaps["ci_lo"], "ci_hi": gaps["ci_hi"], "p": gaps["p"]})
+        gap=gaps["mean"], **{"gap std": gaps["std"], "seeds": gaps["seeds"], "ci_lo": gaps["ci_lo"], "ci_hi": gaps["ci_hi"],
+                             "p": gaps["p"]})
     table["call"] = pd.Series(np.where(gaps["significant"], np.where(gaps["mean"] > 0, a, b), "too close to call"),
                               index=gaps.index)
     table.columns.name = None

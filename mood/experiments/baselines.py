@@ -16,7 +16,7 @@ labelled OOD images. :func:`versus_baselines` tests MOOD against any of them, pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -145,7 +145,8 @@ def compare_at_equal_compute(protocol: str, prof: Profile, cache: Cache | None =
                 id_s, ood_s = score_protocol(run.features, det, model, proto, q.eval, q.format)
                 kept[(name, det, seed)] = (id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
                 table = scores_table(kept[(name, det, seed)], proto, q.eval)
-                rows.append({"model": name, "score": det, "seed": seed, "ID acc": id_accuracy(run.features),
+                rows.append({"model": name, "score": det, "seed": seed,
+                             "run key": replace(runs[(name, seed)], detector=det).key, "ID acc": id_accuracy(run.features),
                              "steps": steps, "train s": run.timings["pretrain_s"] + run.timings["finetune_s"],
                              **table["AUROC"].to_dict()})
     return Comparison(pd.DataFrame(rows), kept, dict(proto.ood_groups))
@@ -182,17 +183,17 @@ def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: f
     rows, kept, groups = [], {}, {}
 
     def add(model: str, det: str, seed: int, scores: tuple[torch.Tensor, dict[str, torch.Tensor]], proto: Protocol,
-            cfg: EvalConfig, feats: ProtocolFeatures, train_s: float) -> None:
+            cfg: EvalConfig, feats: ProtocolFeatures, train_s: float, key: str) -> None:
         id_s, ood_s = scores
         kept[(model, det, seed)] = (id_s.numpy(), {k: v.numpy() for k, v in ood_s.items()})
-        rows.append({"model": model, "score": det, "seed": seed, "ID acc": id_accuracy(feats), "train s": train_s,
+        rows.append({"model": model, "score": det, "seed": seed, "run key": key, "ID acc": id_accuracy(feats), "train s": train_s,
                      **scores_table(kept[(model, det, seed)], proto, cfg)["AUROC"].to_dict()})
 
     for seed in seeds:
         run = run_mood("few-shot:1", prof, cache, detector="mahalanobis", finetune_seed=seed)
         groups = dict(run.protocol.ood_groups)
         mood_s = run.timings["pretrain_s"] + run.timings["finetune_s"]
-        add(MOOD_NO_OOD, "mahalanobis", seed, run.scores, run.protocol, run.profile.eval, run.features, mood_s)
+        add(MOOD_NO_OOD, "mahalanobis", seed, run.scores, run.protocol, run.profile.eval, run.features, mood_s, run.key)
         for k in shots:
             shot = resolve(prof, f"few-shot:{k}", finetune_seed=seed)
             proto, q = shot.protocol, shot.profile
@@ -201,7 +202,7 @@ def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: f
             feats = extract_protocol(oe, proto, q.eval, q.format, cache, train=training_sample(proto.train, cfg))
             for det in OE_SCORES:
                 add(f"OE {k}-shot", det, seed, score_protocol(feats, det, oe, proto, q.eval, q.format), proto, q.eval,
-                    feats, mood_s + oe.train_seconds)
+                    feats, mood_s + oe.train_seconds, replace(shot, detector=det).key_with(stage="outlier exposure", epochs=oe_epochs))
     return Comparison(pd.DataFrame(rows), kept, groups)
 
 

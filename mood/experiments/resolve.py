@@ -134,6 +134,11 @@ class Run:
                 "format": asdict(p.format), "detector": self.detector}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+    def key_with(self, **stage: Any) -> str:
+        """The key of a model made from this run by a further stage (e.g. outlier exposure), ``stage``
+        naming it: equal keys, equal stages."""
+        return hashlib.sha256(json.dumps({"run": self.key, **stage}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
     def describe(self) -> str:
         """One line: what trains and how it is scored (a chapter or command prints it once)."""
         p = self.profile

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mood.core.cache import Cache
-from mood.core.stats import mde, pair_label
+from mood.core.stats import mde, pair_label, paired_test
 from mood.experiments import tables
 from mood.experiments.ablations import pair_gaps, run_grid, save_grid, seed_intervals
 from mood.experiments.config import Profile
@@ -98,7 +98,11 @@ class Study:
                 f"carries a verdict:"]
         items = [f"- `{c.a}` − `{c.b}`: " + (f"claimed {'positive' if c.claimed > 0 else 'negative'} ({c.source})"
                                            if c.claimed else "no claimed direction") for c in self.contrasts]
-        return "\n\n".join(head) + "\n\n" + "\n".join(items)
+        if prof.plan.ablation_scale == "main":
+            head.append("**What the seeds cover.** Each seed fine-tunes one shared pretrained backbone per arm (a "
+                        "from-scratch arm's seed is its whole training), so the intervals cover fine-tuning, not "
+                        "pretraining: an arm's pretraining is one draw.")
+        return "\n\n".join(head[:4]) + "\n\n" + "\n".join(items) + "".join(f"\n\n{h}" for h in head[4:])
 
 
 def study_seeds(prof: Profile, seed: int = 0) -> tuple[int, ...]:
@@ -131,8 +135,7 @@ def contrasts(runs: pd.DataFrame, study: Study, prof: Profile) -> pd.DataFrame:
     for (comparison, proto), r in gaps.iterrows():
         c = by_label[comparison]
         acc = {v: float(intervals.loc[(v, proto), "ID acc"]) for v in (c.a, c.b)}
-        seeds = int(r["seeds"]) if "seeds" in r else runs.loc[runs["variant"] == c.a, "seed"].nunique()
-        detectable = mde(float(r["gap std"]), seeds, tests=len(study.contrasts))
+        detectable = mde(float(r["gap std"]), int(r["seeds"]), tests=len(study.contrasts))
         no_verdict = gate({v: a for v, a in acc.items() if np.isfinite(a)}, floor(prof, proto))
         out.append({"comparison": comparison, "protocol": proto, **r.to_dict(), "MDE": detectable,
                     "ID acc a": acc[c.a], "ID acc b": acc[c.b], "claimed": c.claimed or 0,
@@ -141,13 +144,14 @@ def contrasts(runs: pd.DataFrame, study: Study, prof: Profile) -> pd.DataFrame:
 
 
 def _call(c: Contrast, r: pd.Series, detectable: float, no_verdict: str) -> str:
+    power = (f"; the design detects gaps of {detectable:.2f} AUROC or more with 80% power"
+             if np.isfinite(detectable) and not no_verdict else "")
     if c.claimed:
         verdict = call(r["ci_lo"], r["ci_hi"], c.claimed, r["p (Holm)"], no_verdict)
-        if verdict.outcome == "inconclusive" and not no_verdict and np.isfinite(detectable):
-            return f"inconclusive: no difference larger than {detectable:.2f} AUROC detectable"
-        return verdict.outcome + (f": {verdict.reason}" if verdict.reason else "")
+        reason = verdict.reason + (power if verdict.outcome == "inconclusive" else "")
+        return verdict.outcome + (f": {reason}" if reason else "")
     words = paired(r["gap"], r["ci_lo"], r["ci_hi"], p_holm=r["p (Holm)"], no_verdict=no_verdict,
-                   says=(f"{c.a} is better", f"{c.b} is better", f"no difference larger than {detectable:.2f} AUROC detectable"))
+                   says=(f"{c.a} is better", f"{c.b} is better", "too close to call" + power))
     return words.rsplit(" — ", 1)[-1]
 
 
@@ -177,6 +181,37 @@ def run_chapter(name: str, prof: Profile, results_dir: str, seed: int = 0, probe
     gaps = contrasts(runs, study, prof)
     tables.save(f"{study.stem}_gaps", gaps, results_dir)
     return StudyResult(study, runs, intervals, gaps)
+
+
+SPREAD_PRETEXTS = ("beit", "classification")  # MOODv2's contrast: reconstruction against recognition pretraining
+
+
+def score_spread(prof: Profile, seed: int = 0, cache: Cache | None = None) -> pd.DataFrame:
+    """MOODv2's claim (Li et al. 2024): reconstruction pretraining narrows the spread of AUROC across
+    score functions. For BEiT and classification pretraining (the pretext study's models, read from the
+    cache: nothing trains), every score the OOD-metric study asks, per seed: the spread is the largest
+    minus the smallest mean AUROC over the scores; the contrast is classification's spread minus
+    BEiT's, paired by seed (positive: MIM narrower, the claim). One row per protocol, with the two
+    spreads, the paired test, ``MDE``, both pretexts' ID accuracy and the ``call``."""
+    detectors = [v.detector for v in get("ood_metric", prof).variants]
+    variants = [Variant(f"{pretext}, {d}", pretext=pretext, detector=d) for pretext in SPREAD_PRETEXTS for d in detectors]
+    runs = run_grid(variants, list(prof.ablation_protocols), list(study_seeds(prof, seed)), prof, cache,
+                    scale=prof.plan.ablation_scale)
+    runs["pretext"] = runs["variant"].str.split(", ").str[0]
+    rows = []
+    for proto, g in runs.groupby("protocol", sort=False):
+        spread = g.groupby(["pretext", "seed"])[ENDPOINT].agg(lambda a: a.max() - a.min()).unstack("pretext")
+        test = paired_test((spread["classification"] - spread["beit"]).to_numpy())
+        acc = g.groupby("pretext")["ID acc"].mean()
+        verdict = call(test["ci_lo"], test["ci_hi"], +1,
+                       no_verdict=gate(acc.to_dict(), floor(prof, proto)))
+        rows.append({"comparison": pair_label("classification", "beit"), "protocol": proto,
+                     "spread a": spread["classification"].mean(), "spread b": spread["beit"].mean(),
+                     "gap": test["mean"], "gap std": test["std"], "ci_lo": test["ci_lo"], "ci_hi": test["ci_hi"],
+                     "p": test["p"], "MDE": mde(test["std"], test["seeds"]) if test["seeds"] >= 2 else float("nan"),
+                     "ID acc a": acc["classification"], "ID acc b": acc["beit"], "scores": ", ".join(detectors),
+                     "call": verdict.outcome + (f": {verdict.reason}" if verdict.reason else "")})
+    return pd.DataFrame(rows).set_index(["comparison", "protocol"])
 
 
 def verdict_lines(gaps: pd.DataFrame) -> list[str]:
@@ -240,4 +275,4 @@ def get(name: str, prof: Profile) -> Study:
 
 
 __all__ = ["ENDPOINT", "Contrast", "Study", "STUDIES", "StudyResult", "get", "study_seeds", "run", "contrasts",
-           "run_chapter", "verdict_lines"]
+           "run_chapter", "score_spread", "verdict_lines"]
