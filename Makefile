@@ -36,7 +36,7 @@ notebooks: setup  ## execute every notebook with papermill at PROFILE (smoke|cpu
 book: setup  ## execute the notebooks, then build the HTML book (book/_build/html)
 	$(PY) -m mood book build --profile $(PROFILE)
 
-edition: $(STAMP)  ## render the published PROFILE edition (book/edition/PROFILE) into HTML, executing nothing
+edition: $(STAMP)  ## render the PROFILE record (results/PROFILE: its executed chapters) into HTML, executing nothing
 	$(PY) -m mood book render --edition $(PROFILE)
 
 bench: setup  ## benchmarks (not tests): Mahalanobis vs scikit-learn

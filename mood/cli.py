@@ -169,12 +169,15 @@ def _cmd_book(args: argparse.Namespace) -> int:
         return 0
     if args.action in ("publish", "render"):
         from mood.book import edition
+        from mood.book.records import check_record
         from mood.experiments.config import get_profile
 
         name = get_profile(args.edition or args.profile).name
         if args.action == "publish":
-            print(f"edition published: {edition.publish(name)}")
-            readme()  # the README names the published editions
+            results = book.REPO / "results" / name
+            record = check_record(results)
+            print(f"chapters stored: {edition.store(results, book.REPO / book.CHAPTERS_DIR, list(record['chapter_seconds']), whole_book=True)}")
+            readme()
         else:
             print(f"book rendered from the {name} edition: {edition.render(name)}/index.html")
         return 0
@@ -208,13 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("book", help="execute the notebooks with papermill (run) and build the HTML book (build)")
     b.add_argument("action", choices=("run", "build", "readme", "publish", "render"),
                    help="run: execute the chapters; build: run, then Jupyter Book; readme: the README's results block "
-                        "from results/<profile>/headline.csv; publish: store the last whole-book run as the "
-                        "profile's edition (book/edition/<profile>); render: HTML from an edition, executing nothing")
-    b.add_argument("--edition", default=None, help="render/publish: the edition's profile (default: --profile)")
+                        "from results/<profile>/; render: HTML from the profile's record (results/<profile>/chapters), executing "
+                        "nothing; publish: store the executed chapters of book/chapters in the record (a run stores "
+                        "its own; this is for a run made by code that did not)")
+    b.add_argument("--edition", default=None, help="render/publish: the record's profile (default: --profile)")
     b.add_argument("--profile", default=None, help=f"{profiles} (default: MOOD_PROFILE, else cpu)")
-    b.add_argument("--only", default=None, help="run: only the chapters whose file name contains this (no provenance)")
+    b.add_argument("--only", default=None,
+                   help="run: only the chapters whose file name contains this (joins the record of the same commit)")
     b.add_argument("--until", type=int, default=None,
-                   help="run: chapters 1..N, a run of record of those (e.g. 9: the main book), with provenance")
+                   help="run: chapters 1..N (joins the record of the same commit; e.g. 9: the main book)")
     b.add_argument("--seed", type=int, default=0, help="seed passed to every chapter")
     b.add_argument("--resume", action="store_true",
                    help="run/build: go on with the unfinished run of record (whole book or --until) from the first "

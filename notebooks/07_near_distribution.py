@@ -30,8 +30,8 @@ from mood.experiments import tables
 from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
 from mood.book.runner import chapter_setup
 from mood.core.metrics import per_set
-from mood.experiments.pipeline import run_seeds, score, seed_table
-from mood.book.plots import score_histograms
+from mood.experiments.pipeline import missed, run_seeds, score, seed_table
+from mood.book.plots import image_strip, score_histograms
 from mood.core.stats import beats_all, seed_summary
 from mood.experiments.verdicts import check
 
@@ -76,6 +76,23 @@ score_histograms(id_s, ood_s, xlabel="Mahalanobis distance", log_x=True);
 # %% tags=["hide-input"]
 order = per_set(run.table)["AUROC"].sort_values()
 print(" < ".join(f"{k} {v:.1f}" for k, v in order.items()))
+
+# %% [markdown]
+# ## Where it fails
+#
+# The eight held-out test images the first seed's detector found most like the known classes, each
+# with its own class and the known class the fine-tuned head took it for:
+
+# %% tags=["hide-input"]
+images, why = missed(run)
+image_strip(images, [f"{r['class']}\ntaken for {r['taken for']}" for _, r in why.iterrows()]);
+
+# %% [markdown]
+# The most-confused pairs among the 200 most-missed held-out images: which unknown class passes for
+# which known one.
+
+# %% tags=["hide-input"]
+missed(run, 200)[1].groupby(["class", "taken for"]).size().rename("images").sort_values(ascending=False).head(8).to_frame()
 
 # %% [markdown]
 # ## At equal compute

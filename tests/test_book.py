@@ -196,69 +196,40 @@ def test_run_until_writes_a_record_of_the_chapters_it_ran(tmp_path: Path) -> Non
     assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index  # not the whole book
 
 
-def test_a_partial_run_joins_the_record_without_replacing_it(tmp_path: Path) -> None:
+def test_runs_of_some_chapters_join_the_record_of_their_commit_and_the_run_stores_its_chapters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mood.book.edition import record_chapters
+    from mood.book.records import check_record
+
     src = tmp_path / "notebooks"
     src.mkdir()
     for name in ("01_a", "02_b", "10_c"):
         (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
-    book.run("smoke", root=tmp_path, notebooks=src, only="02_b")  # no record yet: a header, no whole run
-    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    assert record["chapter_seconds"] == {} and "run_training" not in record and "chapter_training" not in record
-    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"02_b"}]
+    results = tmp_path / "results" / "smoke"
+    monkeypatch.setenv("MOOD_COMMIT", "a" * 40)
     book.run("smoke", root=tmp_path, notebooks=src, until=2)
+    assert sorted(p.stem for p in record_chapters(results).glob("*.ipynb")) == ["01_a", "02_b"]
     # the chapter's kernel finds its ledger (MOOD_LEDGER) and the record says what training it loaded
     (src / "10_c.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\n'
                                  'import json, os\nwith open(os.environ["MOOD_LEDGER"], "a") as f:\n'
                                  '    f.write(json.dumps({"run": "finetune/ab", "cached": True, "seconds": 90.0}) + "\\n")\n')
-    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")
-    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")  # a rerun replaces its entry
-    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    assert set(record["chapter_seconds"]) == {"01_a", "02_b"}  # the run of record's chapters, as they were
-    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
-    assert {"commit", "date", "device", "torch"} <= set(record["partial_runs"][0])
-    assert record["partial_runs"][0]["chapter_training"]["10_c"] == {"trained runs": 0, "trained s": 0, "trained images": 0,
-                                                                     "cached runs": 1, "cached s": 90.0}
-    assert record["chapter_training"]["01_a"]["cached runs"] == 0  # the run of record's chapters trained nothing
-    head = pd.read_csv(tmp_path / "results" / "smoke" / "headline.csv").set_index("figure")["value"]
-    assert "chapters_1_9_seconds" in head.index and "book_seconds" not in head.index
-    # a later run of chapters 1..2 keeps chapter 10's partial run (its tables still stand) ...
-    book.run("smoke", root=tmp_path, notebooks=src, until=2)
-    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
-    book.run("smoke", root=tmp_path, notebooks=src, only="02_b")
-    book.run("smoke", root=tmp_path, notebooks=src, until=2)  # ... and drops the partial runs it ran again
-    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"10_c"}]
-    book.run("smoke", root=tmp_path, notebooks=src)  # the whole book rewrote every table: no partial runs
-    assert "partial_runs" not in json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-
-
-def test_a_run_of_chapters_keeps_the_provenance_of_the_tables_it_left(tmp_path: Path) -> None:
-    """Chapters 1..N run after a whole book: the whole run's later chapters keep their provenance
-    (their tables stand), and a chapter run again on its own leaves the other chapters of its old
-    entry in place."""
-    src = tmp_path / "notebooks"
-    src.mkdir()
-    for name in ("01_a", "02_b", "10_c", "11_d"):
-        (src / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "cpu"\nseed = 0\nresults_dir = "r"\n# %%\nx = 1\n')
-    book.run("smoke", root=tmp_path, notebooks=src)
-    whole = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    book.run("smoke", root=tmp_path, notebooks=src, only="1_d")
-    book.run("smoke", root=tmp_path, notebooks=src, until=2)
-    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    assert set(record["chapter_seconds"]) == {"01_a", "02_b"}
-    kept, alone = record["partial_runs"]
-    assert kept["chapter_seconds"] == {"10_c": whole["chapter_seconds"]["10_c"]}  # 11_d ran alone since
-    assert kept["date"] == whole["date"] and kept["source"] == "run of record"
-    assert set(kept["chapter_training"]) == {"10_c"}
-    assert set(alone["chapter_seconds"]) == {"11_d"} and "source" not in alone
-    readme = summary.readme_block(tmp_path / "results", profiles=("smoke",))
-    assert "from an earlier run of record: `10_c`" in readme and "run on their own (`book run --only`): `11_d`" in readme
-    # --only matching two chapters, then one of them again: the other keeps its entry
-    book.run("smoke", root=tmp_path, notebooks=src, only="_")
-    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")
-    record = json.loads((tmp_path / "results" / "smoke" / "provenance.json").read_text())
-    assert [set(r["chapter_seconds"]) for r in record["partial_runs"]] == [{"01_a", "02_b", "11_d"}, {"10_c"}]
+    book.run("smoke", root=tmp_path, notebooks=src, only="10_c")  # same commit: it joins the record
+    record = check_record(results)
+    assert set(record["chapter_seconds"]) == {"01_a", "02_b", "10_c"} and len(record["starts"]) == 2
+    assert record["chapter_training"]["10_c"] == {"trained runs": 0, "trained s": 0, "trained images": 0,
+                                                  "cached runs": 1, "cached s": 90.0}
+    assert record["run_training"]["cached runs"] == 1
+    assert sorted(p.stem for p in record_chapters(results).glob("*.ipynb")) == ["01_a", "02_b", "10_c"]
+    head = pd.read_csv(results / "headline.csv").set_index("figure")["value"]
+    assert "book_seconds" in head.index  # every chapter is in the record now
+    assert list(load_table(results / "_timings.csv").index) == ["01_a", "02_b", "10_c"]
+    monkeypatch.setenv("MOOD_COMMIT", "b" * 40)
+    book.run("smoke", root=tmp_path, notebooks=src, only="02_b")  # other code: the folder is no record now
+    with pytest.raises(ValueError, match="mixes runs of different code"):
+        check_record(results)
+    assert "- `smoke`: no record:" in summary.readme_block(tmp_path / "results", profiles=("smoke",))
+    book.run("smoke", root=tmp_path, notebooks=src)  # a whole run makes the record again
+    assert check_record(results)["commit"] == "b" * 40 and "other_runs" not in check_record(results)
 
 
 def test_an_interrupted_run_of_record_resumes_from_the_first_chapter_it_did_not_finish(
@@ -341,24 +312,24 @@ def test_browser_renders_pages(built: Path, page: str, tmp_path: Path) -> None:
     assert "mood" in dom and "<article" in dom
 
 
-def test_a_published_edition_renders_with_its_provenance_and_figures(built: Path, tmp_path: Path) -> None:
-    """Publish the smoke run as an edition, render it in a fresh copy without executing anything,
-    and read every chapter in headless Chromium: the provenance block and the figures are there."""
+def test_the_record_renders_with_its_provenance_and_figures(built: Path, tmp_path: Path) -> None:
+    """The smoke run stored its executed chapters in its record; render it in a fresh copy without
+    executing anything, and read every chapter in headless Chromium: the provenance block and the
+    figures are there, and the first page states the run's commit and chapter times."""
     from mood.book import edition
 
     root = tmp_path / "repo"
     shutil.copytree(built, root, ignore=shutil.ignore_patterns("artifacts", "_build"))
-    folder = edition.publish("smoke", root=root)
-    record = json.loads((folder / "edition.json").read_text())
-    assert record["chapters"] == [src.stem for src in book.chapters()] and record["profile"] == "smoke"
-    assert (folder / "results" / "06_multi_class.csv").read_text() == (root / "results" / "smoke" / "06_multi_class.csv").read_text()
+    folder = root / "results" / "smoke"
+    record = json.loads((folder / "provenance.json").read_text())
+    assert sorted(p.stem for p in edition.record_chapters(folder).glob("*.ipynb")) == [s.stem for s in book.chapters()]
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    assert size < 20e6, f"the edition weighs {size / 1e6:.1f} MB"
+    assert size < 20e6, f"the record weighs {size / 1e6:.1f} MB"
     for old in (root / "book" / "chapters").glob("*.ipynb"):
         old.unlink()  # a reader's clone has no executed chapters: render must not need them
-    (root / "results").rename(root / "results.moved")  # nor the results folder
     html = edition.render("smoke", root=root)
-    assert "published `smoke` edition" in (root / "book" / "_edition.md").read_text()
+    first_page = (root / "book" / "_edition.md").read_text()
+    assert "The `smoke` record" in first_page and "| **total** |" in first_page
     exe = _chromium()
     if exe is None:
         pytest.skip("chromium not installed (make data installs it)")
@@ -367,19 +338,17 @@ def test_a_published_edition_renders_with_its_provenance_and_figures(built: Path
     for src in book.chapters():
         url = (html / "book" / "chapters" / f"{src.stem}.html").as_uri()
         dom = subprocess.run([exe, *flags, url], capture_output=True, text=True, timeout=120).stdout
-        assert "Edition" in dom and str(record["commit"])[:10] in dom, f"{src.stem}: no provenance block"
+        assert "Record" in dom and str(record["commit"])[:10] in dom, f"{src.stem}: no provenance block"
         figures = len(re.findall(r"<img[^>]+src=\"[^\"]*_images/", dom))
         assert figures >= MIN_FIGURES[src.stem[:2]], f"{src.stem}: {figures} figures"
     first = subprocess.run([exe, *flags, (html / "index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert "published" in first and "edition" in first
+    assert "record" in first and "img/s" in first
 
 
-def test_publish_refuses_a_partial_run(tmp_path: Path) -> None:
+def test_render_refuses_a_profile_without_a_record(tmp_path: Path) -> None:
     from mood.book import edition
 
-    with pytest.raises(FileNotFoundError, match="run the whole book first"):
-        edition.publish("smoke", root=tmp_path)
-    with pytest.raises(FileNotFoundError, match="no 'cpu' edition"):
+    with pytest.raises(FileNotFoundError, match="no record of this profile yet"):
         edition.render("cpu", root=tmp_path)
 
 

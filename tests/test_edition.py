@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import subprocess
 from pathlib import Path
 
@@ -80,48 +81,62 @@ def test_a_run_resumed_in_parts_says_when_it_began_and_in_how_many_parts(repo: P
     assert "on 2026-11-26, a CPU" in edition.provenance_cell(one, "06_x").source
 
 
-def _notebook(path: Path, record: dict) -> None:
+def _notebook(path: Path, profile: str = "cpu") -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {path.stem}"),
                                          nbformat.v4.new_code_cell("x = 1")])
-    nb.cells.insert(1, edition.provenance_cell(record, path.stem))
+    nb.metadata["papermill"] = {"parameters": {"profile": profile}}
     nbformat.write(nb, path)
 
 
-def test_chapters_run_again_since_the_edition_are_named_on_the_first_page_in_the_readme_and_atop_the_chapter(
-        repo: Path) -> None:
-    import json
-
-    import nbformat
-
-    record = {**_record(_git(repo, "rev-parse", "HEAD")), "chapter_seconds": {"06_x": 10.0, "07_y": 20.0}}
-    folder = repo / edition.EDITION_DIR / "cpu"
-    folder.mkdir(parents=True)
-    (folder / "edition.json").write_text(json.dumps(record))
-    for name in record["chapter_seconds"]:
-        _notebook(folder / f"{name}.ipynb", record)
-    assert edition.superseded(record, repo) == {}  # no results of record at all
+def test_the_first_page_states_the_records_machine_speed_and_chapter_times(repo: Path) -> None:
+    record = {**_record(_git(repo, "rev-parse", "HEAD")), "chapter_seconds": {"01_a": 60.0, "02_b": 150.0},
+              "run_training": {"trained runs": 3, "trained s": 100.0, "trained images": 120000, "cached runs": 0}}
     results = repo / "results" / "cpu"
     results.mkdir(parents=True)
-    whole = {**record, "date": "2026-11-26T00:00:00+00:00"}  # the run the edition was published from
-    whole["partial_runs"] = [{"commit": "c" * 40, "date": "2026-11-27T09:00:00+00:00", "chapter_seconds": {"07_y": 5.0}},
-                             {"commit": "d" * 40, "date": "2026-11-25T09:00:00+00:00", "chapter_seconds": {"06_x": 5.0}}]
-    (results / "provenance.json").write_text(json.dumps(whole))
-
-    assert edition.superseded(record, repo) == {"07_y": {"commit": "c" * 40, "date": "2026-11-27T09:00:00+00:00"}}
+    (results / "provenance.json").write_text(json.dumps(record))
     note = edition.status(repo, record)
-    assert "are unchanged since" in note and "Chapters run again after this edition: `07_y` (commit `cccccccccc`, 2026-11-27)." in note
-    assert "06_x" not in note  # its only other run is older than the edition
-    assert edition.summary_line("cpu", repo).endswith(", 1 chapter run again since")  # 07_y, as superseded() says
+    assert "executed from commit" in note and "a CPU, training at 1,200 img/s" in note and "are cold" in note
+    assert "| `01_a` | 1.0 |" in note and "| `02_b` | 2.5 |" in note and "| **total** | **3.5** |" in note
+    assert "rendered from commit" in note and "executed now" in edition.status(repo, record, executed_now=True)
+    warm = {**record, "run_training": {**record["run_training"], "cached runs": 2}}
+    assert "not those of a cold run" in edition.status(repo, warm)
 
+
+def test_a_record_stores_its_chapters_and_renders_only_when_it_is_one_run(repo: Path) -> None:
+    """A whole run stores its chapters in the record; a run of some chapters at the same commit joins
+    it; one at another commit leaves a folder that mixes code, which staging refuses."""
+    from mood.book.records import join_record
+
+    head = _git(repo, "rev-parse", "HEAD")
+    executed = repo / "book" / "chapters"
+    executed.mkdir(parents=True)
+    for name in ("01_a", "02_b"):
+        _notebook(executed / f"{name}.ipynb")
+    results = repo / "results" / "cpu"
+    whole = {**_record(head), "code_changed_since_commit": False, "chapter_seconds": {"01_a": 1.0, "02_b": 2.0}}
+    join_record(whole, results, whole_book=True)
+    edition.store(results, executed, ["01_a", "02_b"], whole_book=True)
+    assert sorted(p.name for p in edition.record_chapters(results).iterdir()) == ["01_a.ipynb", "02_b.ipynb"]
+    for old in executed.glob("*.ipynb"):
+        old.unlink()  # a reader's clone has no executed chapters: staging copies the record's
     edition.stage("cpu", repo)
-    staged = {n: nbformat.read(repo / "book" / "chapters" / f"{n}.ipynb", as_version=4) for n in ("06_x", "07_y")}
-    tags = {n: [c.metadata.get("tags", []) for c in nb.cells] for n, nb in staged.items()}
-    assert tags["07_y"][1] == [edition.PROVENANCE_TAG] and tags["07_y"][2] == [edition.SUPERSEDED_TAG]
-    assert "commit `cccccccccc`" in staged["07_y"].cells[2].source
-    assert [edition.SUPERSEDED_TAG] not in tags["06_x"] and len(staged["06_x"].cells) == 3
-
-    (results / "provenance.json").write_text(json.dumps({**whole, "date": "2026-11-28T00:00:00+00:00", "partial_runs": []}))
-    assert set(edition.superseded(record, repo)) == {"06_x", "07_y"}  # a newer whole run, not yet published
-    assert edition.summary_line("gpu", repo) == ""  # no gpu edition: nothing to say
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == ["01_a.ipynb", "02_b.ipynb"]
+    assert "The `cpu` record" in (repo / edition.STATUS_FILE).read_text()
+    again = {**whole, "date": "2026-11-27T00:00:00", "chapter_seconds": {"02_b": 5.0}}
+    record = join_record(again, results, whole_book=False)  # same commit: one record, built in two runs
+    assert record["chapter_seconds"] == {"01_a": 1.0, "02_b": 5.0} and record["total_seconds"] == 6.0
+    edition.stage("cpu", repo)
+    other = {**again, "commit": "f" * 40}
+    join_record(other, results, whole_book=False)
+    with pytest.raises(ValueError, match=r"mixes runs of different code.*`ffffffffff` \(02_b\).*git checkout"):
+        edition.stage("cpu", repo)
+    join_record(whole, results, whole_book=True)  # a whole run replaces the folder's record
+    edition.stage("cpu", repo)
+    _notebook(executed / "01_a.ipynb", profile="smoke")
+    with pytest.raises(ValueError, match="executed at profile 'smoke'"):
+        edition.store(results, executed, ["01_a"], whole_book=True)
+    assert sorted(p.name for p in edition.record_chapters(results).iterdir()) == ["01_a.ipynb", "02_b.ipynb"]
+    with pytest.raises(FileNotFoundError, match="no record of this profile yet"):
+        edition.stage("gpu", repo)

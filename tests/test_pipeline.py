@@ -319,3 +319,36 @@ def test_related_scores_keep_their_identities_on_the_cli_model(cli_artifacts: Pa
         assert (energy <= maxlogit + 1e-5).all() and (energy >= maxlogit - np.log(n_classes) - 1e-5).all(), which
         assert (entropy >= -np.log(-msp) - 1e-5).all(), which
         np.testing.assert_allclose(part(odin, which), msp, rtol=1e-5, err_msg=which)
+
+
+def test_missed_returns_the_most_id_like_ood_images_with_their_class_and_the_heads_guess() -> None:
+    """The failure cases are the OOD images with the lowest scores, over every set, as they were
+    scored: the image, its class, the share of ID images scored higher, and the head's guess."""
+    import pandas as pd
+    import torch
+
+    from mood.core.data import ImageSet
+    from mood.core.features import FeatureSet
+    from mood.core.protocols import Protocol
+    from mood.experiments.pipeline import MoodRun, ProtocolFeatures, missed
+
+    def images(name: str, n: int, labels: list[int], start: int) -> ImageSet:
+        px = np.stack([np.full((4, 4, 1), start + i, np.uint8) for i in range(n)])  # pixel value = identity
+        return ImageSet(name=name, images=px, labels=np.array(labels, np.int64), ids=np.arange(n), origin=name,
+                        source="test", classes=("a", "b", "c", "d"))
+
+    ident, coat, shirt = images("id", 4, [0, 1, 0, 1], 0), images("coat", 3, [2, 2, 2], 10), images("shirt", 2, [3, 3], 20)
+    protocol = Protocol(name="near-split", train=ident, id_test=ident, ood_test={"coat": coat, "shirt": shirt},
+                        num_classes=2, classes=("a", "b"), kind="near")
+    logits = lambda guesses: torch.nn.functional.one_hot(torch.tensor(guesses), 2).float()  # noqa: E731
+    feats = ProtocolFeatures(fit=None, id=None, ood={"coat": FeatureSet(torch.zeros(3, 1), logits([0, 1, 1]), torch.zeros(3)),
+                                                     "shirt": FeatureSet(torch.zeros(2, 1), logits([1, 0]), torch.zeros(2))})
+    scores = (torch.tensor([1.0, 2.0, 3.0, 4.0]), {"coat": torch.tensor([5.0, 2.5, 9.0]), "shirt": torch.tensor([0.5, 6.0])})
+    run = MoodRun(protocol, get_profile("smoke"), None, object(), feats, pd.DataFrame(), {}, scores)
+    shown, why = missed(run, n=3)
+    assert list(why["set"]) == ["shirt", "coat", "coat"] and list(why["class"]) == ["d", "c", "c"]
+    assert list(why["score"]) == [0.5, 2.5, 5.0]
+    assert list(why["ID scored higher (%)"]) == [100.0, 50.0, 0.0]
+    assert list(why["taken for"]) == ["b", "b", "a"]
+    assert [int(img[0, 0, 0]) for img in shown.images] == [20, 11, 10]  # the images themselves
+    assert "taken for" not in missed(replace(run, finetuned=None), n=1)[1]  # no head to ask

@@ -115,12 +115,12 @@ def test_update_readme_renders_headline_and_provenance(tmp_path) -> None:
     assert "| multi-class: ID test accuracy (%) | 88.25 |" in text and "book_seconds" not in text  # README figures only
     assert "- `cpu` (`results/cpu/`): commit `0123456789`, 2026-11-25, CPU X, 2 cores, torch 2.14.1." in text
     assert "`gpu`: no run of record yet" in text and "old" not in text and text.endswith("rest\n")
-    assert "edition" not in text
-    edition = tmp_path / "book" / "edition" / "cpu"
-    edition.mkdir(parents=True)
-    (edition / "edition.json").write_text(json.dumps({"commit": "fedcba9876543210", "date": "2026-11-26T18:00:00+00:00"}))
+    assert "chapters/" not in text  # no executed chapters stored
+    (tmp_path / "results" / "cpu" / "chapters").mkdir()
+    (tmp_path / "results" / "cpu" / "chapters" / "01_a.ipynb").write_text("{}")
     assert update_readme(readme, tmp_path / "results")
-    assert "torch 2.14.1. Published edition `book/edition/cpu/`: commit `fedcba9876`, 2026-11-26." in readme.read_text()
+    assert "torch 2.14.1; executed chapters in `results/cpu/chapters/` (`PROFILE=cpu make edition` renders them)." \
+        in readme.read_text()
 
 
 def test_the_book_pages_the_readme_points_to_are_in_the_toc_and_valid() -> None:

@@ -133,18 +133,15 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
     assert "| multi-class: AUROC, Fashion-MNIST vs MNIST | 97.00 ± 0.50 [95.80, 98.20] |" in block
     assert "auroc_mnist_std" not in block and "seeds |" not in block  # the seed count goes beside the ID accuracy
     record = json.loads((tmp_path / "cpu" / "provenance.json").read_text())
-    record["partial_runs"] = [{"commit": "b" * 40, "date": "2026-11-27", "device": "cpu", "torch": "2",
-                               "chapter_seconds": {"10_pretext": 4321.0}}]
+    record.update(chapter_seconds={"05_one_class": 300.0}, total_seconds=300.0,
+                  run_training={"trained runs": 2, "trained s": 5.0, "trained images": 5000, "cached runs": 0, "cached s": 0})
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
-    block = readme_block(tmp_path, profiles=("cpu",))
-    assert "run on their own (`book run --only`): `10_pretext`; 2 runs in all, 2026-11-26 to 2026-11-27" in block
-    assert len([line for line in block.splitlines() if line.startswith("- ")]) == 1  # one line of provenance
-    # a folder holding only chapters run on their own says there is no whole run, and gives no run totals
-    record.update(chapter_seconds={}, run_training={"trained runs": 2, "trained s": 5.0, "cached runs": 0, "cached s": 0})
+    block = readme_block(tmp_path, profiles=("cpu",))  # a record of some chapters (the gpu one) names them
+    assert "commit `aaaaaaaaaa`, 2026-11-26, cpu (training at 1,000 img/s), torch 2, chapters 5 (300 s)." in block
+    record["other_runs"] = [{"commit": "b" * 40, "date": "2026-11-27", "chapter_seconds": {"10_pretext": 4321.0}}]
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
-    block = readme_block(tmp_path, profiles=("cpu",))
-    assert "no whole-book run of record yet" in block and "commit `aaaaaaaaaa`" not in block
-    assert "`10_pretext`, at commit `bbbbbbbbbb`, 2026-11-27, cpu, torch 2" in block
+    block = readme_block(tmp_path, profiles=("cpu",))  # runs of other code: no record, no column
+    assert "- `cpu`: no record:" in block and "`bbbbbbbbbb` (10_pretext)" in block and "97.00" not in block
 
 
 def test_headline_takes_the_pretext_gaps_of_chapter_10(tmp_path: Path) -> None:

@@ -78,3 +78,22 @@ def test_load_restores_a_multilevel_index_and_header(tmp_path: Path) -> None:
     tables.save("16_unleash", wide, tmp_path, stem="unleash")  # the command line's own file names
     back = pd.read_csv(tmp_path / "unleash.csv", index_col=[0, 1, 2], header=[0, 1])
     assert back.loc[("clean", "m", "+UM"), ("energy", "FPR95")] == 2.0
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_each_committed_record_is_one_run_of_one_commits_code(profile: str) -> None:
+    """What a reader sees comes from one run at one commit: the record names one commit, ran clean
+    code, and (the cpu record, a whole book) stores every chapter it ran, weighs at most 20 MB, and
+    shows one number for one model (rows with equal run keys agree across all its tables)."""
+    from mood.book.edition import record_chapters
+    from mood.book.records import check_record
+
+    res = REPO / "results" / profile
+    record = check_record(res)
+    assert len(record["commit"]) == 40 and not record["code_changed_since_commit"]
+    if profile != "cpu":
+        return
+    assert set(record["chapter_seconds"]) == CHAPTERS
+    assert {p.stem for p in record_chapters(res).glob("*.ipynb")} == CHAPTERS
+    assert sum(f.stat().st_size for f in res.rglob("*") if f.is_file()) <= 20e6
+    assert tables.key_conflicts(res).empty

@@ -1,39 +1,34 @@
-"""The published edition of the book: the executed chapters of the latest full run, kept in the
-repository per profile, so that a reader renders the book without training anything.
+"""The executed chapters of a profile's record, and the book rendered from them without training.
 
-    python -m mood book publish --profile cpu   # after a whole-book run: book/chapters -> book/edition/cpu
-    python -m mood book render --edition cpu    # book/edition/cpu -> _build/html, nothing executed
+A run of the book ends by storing what it executed beside its result tables: the record of a profile
+is one folder, ``results/<profile>/``, holding the tables, ``provenance.json``, ``headline.csv`` and
+``chapters/`` (each executed chapter, its figures re-encoded as palette PNGs where that is smaller,
+opening with the run's provenance). Nothing is stored twice.
 
-``book/edition/<profile>/`` holds each chapter's executed notebook (its figures re-encoded as
-palette PNGs where that is smaller), the result tables the run wrote (``results/``) and
-``edition.json``: the run's provenance (commit, date, profile, device, torch version, wall time of
-every chapter). Each published chapter opens with that provenance; the book's first page
-(``book/_edition.md``, included by ``book/intro.md``) says whether the code has changed since the
-edition was produced: the edition's commit against the checkout's, and which of ``mood/`` and
-``notebooks/`` changed. Chapters run again since (``results/<profile>/provenance.json`` records a
-newer run of them: :func:`superseded`) are named on the first page, in the README, and at the top of
-the chapter itself when the edition is rendered.
+    python -m mood book render --edition cpu    # results/cpu -> _build/html, nothing executed (make edition)
+
+A folder that mixes runs of different code is refused (:func:`mood.book.records.check_record`). The
+book's first page (``book/_edition.md``, included by ``book/intro.md``) states the record's commit,
+date, machine and training speed, each chapter's wall time and the total, and whether ``mood/`` or
+``notebooks/`` changed since.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 
 from mood.core.io import atomic_write_text
 from mood.book import layout
 from mood.book.claims import write_page
-from mood.book.records import git_output, load_provenance, provenance_path, run_dates, training_note, utc_now
+from mood.book.records import check_record, git_output, load_provenance, run_dates, training_note, training_speed
 
-EDITION_DIR = Path("book") / "edition"
+RECORD_CHAPTERS = "chapters"  # results/<profile>/chapters: the record's executed chapters
 STATUS_FILE = Path("book") / "_edition.md"
 PROVENANCE_TAG = "edition-provenance"
-SUPERSEDED_TAG = "edition-superseded"
-WATCHED = ("mood", "notebooks")  # the code an edition's numbers depend on
+WATCHED = ("mood", "notebooks")  # the code a record's numbers depend on
 
 
 def _profile_of(nb) -> str | None:
@@ -54,193 +49,149 @@ def shrink_png(data: str) -> str:
 
 
 def provenance_cell(record: dict, chapter: str):
-    """The Markdown cell every published chapter opens with."""
+    """The Markdown cell every stored chapter opens with: the run that executed it."""
     import nbformat
 
     seconds = record.get("chapter_seconds", {}).get(chapter)
     training = training_note(record.get("chapter_training", {}).get(chapter))
     ran = f"; this chapter ran {seconds:,.0f} s" if seconds is not None else ""
     ran += f" ({training})" if seconds is not None and training else ""
-    text = (f":::{{note}}\n**Edition** `{record['profile']}` — executed from commit `{str(record['commit'])[:10]}` "
+    text = (f":::{{note}}\n**Record** `{record['profile']}` — executed from commit `{str(record['commit'])[:10]}` "
             f"on {run_dates(record)}, {record['device']}, torch {record['torch']}{ran}. "
-            f"The numbers below are that run's; `python -m mood book run --profile {record['profile']}` "
-            f"recomputes them.\n:::")
+            f"The numbers below are that run's; `PROFILE={record['profile']} make book` recomputes them.\n:::")
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": [PROVENANCE_TAG]})
 
 
-def _when(date: str) -> datetime:
-    when = datetime.fromisoformat(str(date))
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+def record_chapters(results_dir: str | Path) -> Path:
+    """Where a record keeps its executed chapters: ``results_dir/chapters``."""
+    return Path(results_dir) / RECORD_CHAPTERS
 
 
-def superseded(record: dict, root: Path) -> dict[str, dict]:
-    """The chapters of the edition ``record`` whose results of record are newer than the edition:
-    ``results/<profile>/provenance.json`` holds a later run of them (a later whole run, or chapters
-    run on their own since, its ``partial_runs``). Maps each chapter to that run's header
-    (``commit``, ``date``); empty when the edition shows the results of record."""
-    current = load_provenance(root / "results" / str(record.get("profile")))
-    if current is None or "date" not in record:
-        return {}
-    published = _when(record["date"])
-    newer: dict[str, dict] = {}
-    for run in [current, *current.get("partial_runs", [])]:
-        if "date" in run and _when(run["date"]) > published:
-            for chapter in run.get("chapter_seconds", {}):
-                newer[chapter] = {"commit": str(run.get("commit", "")), "date": str(run["date"])}
-    return newer
-
-
-def _runs_since(newer: dict[str, dict]) -> str:
-    return ", ".join(f"`{ch}` (commit `{r['commit'][:10]}`, {r['date'][:10]})" for ch, r in sorted(newer.items()))
-
-
-def superseded_cell(profile: str, run: dict):
-    """The warning a rendered chapter carries when its results of record are newer than the edition."""
-    import nbformat
-
-    text = (f":::{{warning}}\nThis chapter was run again after the edition (commit `{run['commit'][:10]}`, "
-            f"{run['date'][:10]}): its results of record are in `results/{profile}/` and the README; the numbers "
-            f"below are the edition's and may differ from them. `python -m mood book run --profile {profile}` "
-            f"followed by `python -m mood book publish --profile {profile}` brings the edition up to date.\n:::")
-    return nbformat.v4.new_markdown_cell(text, metadata={"tags": [SUPERSEDED_TAG]})
-
-
-def publish(profile: str, root: Path | None = None) -> Path:
-    """Copies the executed chapters of ``root/book/chapters`` (every chapter, executed at ``profile``
-    by a whole-book run) and ``results/<profile>`` into ``root/book/edition/<profile>``, replacing
-    the previous edition only once the new one is complete. Returns the edition folder.
+def store(results_dir: Path, executed: Path, chapters: list[str], whole_book: bool) -> Path:
+    """Stores the executed notebooks ``executed/<chapter>.ipynb`` of a run in its record
+    (``results_dir/chapters``), each opening with the record's provenance and its PNGs shrunk
+    (:func:`shrink_png`). A whole-book run replaces the folder once every chapter is written; a run
+    of some chapters replaces theirs. Returns the folder.
 
     Raises:
-        FileNotFoundError: no whole-book run of ``profile`` to publish (a chapter or the provenance missing).
-        ValueError: a chapter was executed at another profile.
+        FileNotFoundError: a chapter's executed notebook is missing.
     """
     import nbformat
 
-
-    root = Path(root or layout.REPO)
-    results = root / "results" / profile
-    prov = provenance_path(results)
-    if (record := load_provenance(results)) is None:
-        raise FileNotFoundError(f"{prov} is missing: run the whole book first (python -m mood book run --profile {profile})")
-    names = [src.stem for src in layout.chapters(root / "notebooks")]
-    missing = [n for n in names if not (root / layout.CHAPTERS_DIR / f"{n}.ipynb").exists()]
-    unrecorded = [n for n in names if n not in record.get("chapter_seconds", {})]
-    if missing or unrecorded:
-        raise FileNotFoundError(f"an edition is a whole-book run; missing executed chapters {missing}, chapters "
-                                f"without a recorded wall time {unrecorded}: run python -m mood book run --profile {profile}")
-    final = root / EDITION_DIR / profile
-    staging = final.with_name(f".{profile}.staging")
+    record = load_provenance(results_dir)
+    if record is None:
+        raise FileNotFoundError(f"{results_dir}/provenance.json is missing: a run stores its chapters after its record")
+    final = record_chapters(results_dir)
+    staging = final.with_name(".chapters.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "results").mkdir(parents=True)
-    for name in names:
-        nb = nbformat.read(root / layout.CHAPTERS_DIR / f"{name}.ipynb", as_version=4)
-        if _profile_of(nb) != profile:
-            shutil.rmtree(staging)
-            raise ValueError(f"{name} was executed at profile {_profile_of(nb)!r}, not {profile!r}: rerun the book")
-        nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.metadata.get("tags", [])]
-        nb.cells.insert(1 if nb.cells else 0, provenance_cell(record, name))
-        for cell in nb.cells:
-            for out in cell.get("outputs", []):
-                if "image/png" in out.get("data", {}):
-                    out["data"]["image/png"] = shrink_png(out["data"]["image/png"])
-        nbformat.write(nb, staging / f"{name}.ipynb")
-    for table in sorted(results.glob("*.csv")) + [prov]:
-        shutil.copy2(table, staging / "results" / table.name)
-    edition = {**record, "chapters": names, "published": utc_now()}
-    (staging / "edition.json").write_text(json.dumps(edition, indent=1) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    staging.mkdir(parents=True)
+    try:
+        for name in chapters:
+            nb = nbformat.read(executed / f"{name}.ipynb", as_version=4)
+            if _profile_of(nb) not in (None, record["profile"]):
+                raise ValueError(f"{executed / name}.ipynb was executed at profile {_profile_of(nb)!r}, not "
+                                 f"{record['profile']!r}: it cannot join that record")
+            nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in c.metadata.get("tags", [])]
+            nb.cells.insert(1 if nb.cells else 0, provenance_cell(record, name))
+            for cell in nb.cells:
+                for out in cell.get("outputs", []):
+                    if "image/png" in out.get("data", {}):
+                        out["data"]["image/png"] = shrink_png(out["data"]["image/png"])
+            nbformat.write(nb, staging / f"{name}.ipynb")
+        if whole_book or not final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+        else:
+            for nb_path in staging.glob("*.ipynb"):
+                nb_path.replace(final / nb_path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
-def editions(root: Path | None = None) -> list[str]:
-    """The profiles that have a published edition."""
-
-    base = Path(root or layout.REPO) / EDITION_DIR
-    return sorted(p.name for p in base.iterdir() if (p / "edition.json").exists()) if base.exists() else []
-
-
-def summary_line(profile: str, root: Path) -> str:
-    """The README's words on the ``profile`` edition: ``"Published edition `book/edition/cpu/`: commit `...`,
-    2026-11-26, 14 chapters run again since"``; ``""`` when there is none."""
-    path = root / EDITION_DIR / profile / "edition.json"
-    if not path.exists():
-        return ""
-    record = json.loads(path.read_text())
-    newer = superseded({"profile": profile, **record}, root)
-    since = f", {len(newer)} chapter{'s' if len(newer) > 1 else ''} run again since" if newer else ""
-    return (f"Published edition `{EDITION_DIR.as_posix()}/{profile}/`: commit `{str(record['commit'])[:10]}`, "
-            f"{str(record['date'])[:10]}{since}")
-
-
-def status(root: Path, record: dict | None) -> str:
-    """The first page's note: a fresh execution, or an edition and whether the code changed since."""
-    head = git_output("rev-parse", "HEAD", cwd=root)
-    if record is None:
-        return (f":::{{note}}\nExecuted now from commit `{(head or 'unknown')[:10]}`: every number was computed by "
-                f"the code of this checkout.\n:::\n")
-    commit = str(record.get("commit", ""))
-    newer = superseded(record, root)
-    since = (f":::{{warning}}\nChapters run again after this edition: {_runs_since(newer)}. Their results of "
-             f"record (`results/{record['profile']}/`, the README) are newer than the numbers in those chapters "
-             f"here, and each of them says so at its top.\n:::\n") if newer else ""
-    lead = (f":::{{note}}\nThis is the published `{record['profile']}` edition: executed from commit `{commit[:10]}` "
-            f"on {run_dates(record)} ({record['device']}), rendered from commit `{(head or 'unknown')[:10]}` "
-            f"without executing anything.")
+def _changed_since(root: Path, commit: str) -> str | None:
+    """What of :data:`WATCHED` changed between ``commit`` and the checkout: "" when nothing did, None
+    when git cannot tell (no history of that commit)."""
     changed = git_output("diff", "--name-only", commit, "--", *WATCHED, cwd=root) if commit else None
     if changed is None:
-        return lead + " Whether the code changed since is unknown here (no git history of that commit).\n:::\n" + since
+        return None
     files = [f for f in changed.splitlines() if f]
-    if not files:
-        return lead + f" `{'/`, `'.join(WATCHED)}/` are unchanged since.\n:::\n" + since
     parts = []
     for top in WATCHED:
-        mine = [f for f in files if f.startswith(top + "/")]
-        if mine:
+        if mine := [f for f in files if f.startswith(top + "/")]:
             parts.append(f"`{top}/` ({len(mine)} file{'s' if len(mine) > 1 else ''}: {', '.join(Path(f).name for f in mine[:6])}"
                          f"{', ...' if len(mine) > 6 else ''})")
-    return (lead.replace(":::{note}", ":::{warning}") + " **The code has changed since:** " + "; ".join(parts)
-            + f". Its numbers are the edition's; `python -m mood book run --profile {record['profile']}` "
-              f"recomputes them with the current code.\n:::\n" + since)
+    return "; ".join(parts)
 
 
-def write_status(root: Path, record: dict | None) -> Path:
+def _chapter_times(record: dict) -> list[str]:
+    seconds = record.get("chapter_seconds", {})
+    if not seconds:
+        return []
+    rows = [f"| `{ch}` | {s / 60:.1f} |" for ch, s in seconds.items()]
+    return ["", "| chapter | wall time (min) |", "|---|---:|", *rows, f"| **total** | **{sum(seconds.values()) / 60:.1f}** |", ""]
+
+
+def status(root: Path, record: dict | None, executed_now: bool = False) -> str:
+    """The first page's note on the numbers the book shows: the record's commit, date, machine and
+    its training speed (img/s), each chapter's wall time and the total, and whether ``mood/`` or
+    ``notebooks/`` changed since that commit (``executed_now``: the chapters were executed by this
+    build rather than read from the record). Without a record: executed now, nothing more known."""
+    head = (git_output("rev-parse", "HEAD", cwd=root) or "unknown")[:10]
+    if record is None:
+        return (f":::{{note}}\nExecuted now from commit `{head}`: every number was computed by "
+                f"the code of this checkout.\n:::\n")
+    commit = str(record.get("commit", ""))
+    speed = training_speed(root / "results" / str(record["profile"]))
+    machine = f"{record['device']}" + (f", training at {speed:,.0f} img/s" if speed else "")
+    how = ("executed now" if executed_now else f"rendered from commit `{head}` without executing anything")
+    lead = (f"The `{record['profile']}` record (`results/{record['profile']}/`): executed from commit `{commit[:10]}` "
+            f"on {run_dates(record)}, {machine}, torch {record['torch']}; {how}.")
+    cold = record.get("run_training", {}).get("cached runs")
+    lead += (" The run read trained stages from the artifact cache, so its wall times are not those of a cold run."
+             if cold else " The run started from an empty artifact cache: the wall times below are cold.")
+    changed = _changed_since(root, commit)
+    if changed is None:
+        note = ":::{note}\n" + lead + " Whether the code changed since is unknown here (no git history of that commit)."
+    elif not changed:
+        note = ":::{note}\n" + lead + f" `{'/`, `'.join(WATCHED)}/` are unchanged since."
+    else:
+        note = (":::{warning}\n" + lead + f" **The code has changed since:** {changed}. The numbers are the record's; "
+                f"`PROFILE={record['profile']} make book` recomputes them with the current code.")
+    return "\n".join([note, ":::", *_chapter_times(record)]) + "\n"
+
+
+def write_status(root: Path, record: dict | None, executed_now: bool = False) -> Path:
     """Writes :func:`status` into ``root/book/_edition.md`` (included by the first page)."""
-    return atomic_write_text(root / STATUS_FILE, status(root, record))
+    return atomic_write_text(root / STATUS_FILE, status(root, record, executed_now))
 
 
 def stage(profile: str, root: Path) -> None:
-    """Puts the ``profile`` edition's notebooks in ``root/book/chapters`` (replacing what is there)
-    and its note on the first page, executing nothing; a chapter run again since the edition
-    (:func:`superseded`) gets a warning after its provenance."""
-    import nbformat
+    """Puts the ``profile`` record's executed chapters in ``root/book/chapters`` (replacing what is
+    there), its note on the first page and its claims on the results page, executing nothing.
 
-
-    folder = root / EDITION_DIR / profile
-    if not (folder / "edition.json").exists():
-        have = editions(root)
-        raise FileNotFoundError(f"no {profile!r} edition in {root / EDITION_DIR} (published: {', '.join(have) or 'none'}); "
-                                f"make one with python -m mood book run --profile {profile}, then publish")
-    record = json.loads((folder / "edition.json").read_text())
+    Raises:
+        FileNotFoundError: no record of ``profile``, or one without its executed chapters.
+        ValueError: the record mixes runs of different code (:func:`check_record`).
+    """
+    results = root / "results" / profile
+    record = check_record(results)
+    stored = sorted(record_chapters(results).glob("*.ipynb"))
+    if not stored:
+        raise FileNotFoundError(f"{record_chapters(results)} holds no executed chapter: the record predates stored "
+                                f"chapters; `PROFILE={profile} make book` makes a record with them")
     chapters = root / layout.CHAPTERS_DIR
     chapters.mkdir(parents=True, exist_ok=True)
     for old in chapters.glob("*.ipynb"):
         old.unlink()
-    newer = superseded(record, root)
-    for src in sorted(folder.glob("*.ipynb")):
-        if src.stem not in newer:
-            shutil.copy2(src, chapters / src.name)
-            continue
-        nb = nbformat.read(src, as_version=4)
-        at = next((i + 1 for i, c in enumerate(nb.cells) if PROVENANCE_TAG in c.metadata.get("tags", [])), 0)
-        nb.cells.insert(at, superseded_cell(record["profile"], newer[src.stem]))
-        nbformat.write(nb, chapters / src.name)
+    for src in stored:
+        shutil.copy2(src, chapters / src.name)
     write_status(root, record)
-    write_page(root, folder / "results")  # the results page, from the edition's own tables
+    write_page(root, results)
 
 
 def render(profile: str, root: Path | None = None) -> Path:
-    """Builds the HTML book from the ``profile`` edition (:func:`stage`), executing nothing.
+    """Builds the HTML book from the ``profile`` record (:func:`stage`), executing nothing.
     Returns the HTML folder."""
 
     root = Path(root or layout.REPO)

@@ -119,6 +119,40 @@ def score_histograms(id_scores: torch.Tensor | np.ndarray, ood_scores: Mapping[s
     return fig
 
 
+def class_score_grid(scores: Mapping[str, tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray]],
+                     xlabel: str = "log10 Mahalanobis distance", cols: int = 5) -> plt.Figure:
+    """One panel per one-class run (``{class: (ID test scores [N], OOD scores [M])}``): the density
+    of the normal class's test scores (black) beside the other classes' (orange), on a log10 axis
+    of each panel's own range, so that the overlap — what each class's AUROC summarises — can be seen."""
+    rows = -(-len(scores) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows), squeeze=False)
+    for ax, (name, (id_s, ood_s)) in zip(axes.flat, scores.items()):
+        tf = lambda v: np.log10(np.asarray(v, dtype=np.float64) + 1e-9)  # noqa: E731
+        sns.kdeplot(tf(id_s), ax=ax, fill=True, color="black", lw=1.5, label="its test images", warn_singular=False)
+        sns.kdeplot(tf(ood_s), ax=ax, color="tab:orange", lw=1.5, label="other classes", warn_singular=False)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(scores):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, loc="upper right")
+    fig.supxlabel(xlabel, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def image_strip(images: ImageSet, titles: Sequence[str]) -> plt.Figure:
+    """The images of ``images`` in a row, each with its title (two short lines at most)."""
+    n = max(len(images), 1)
+    fig, axes = plt.subplots(1, n, figsize=(1.45 * n, 2.0), squeeze=False)
+    for ax, img, title in zip(axes[0], images.images, titles):
+        _show(ax, img)
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def roc_figure(id_scores: torch.Tensor | np.ndarray, ood_scores: Mapping[str, torch.Tensor | np.ndarray]) -> plt.Figure:
     """ROC curves in FPR95's convention (ID is the positive class, accepted when its OOD score is at
     most the threshold): the share of ID images kept against the share of OOD images let through,

@@ -2,8 +2,8 @@
 wall time and training of each chapter) and how runs of some chapters join the record of the whole.
 
 - :func:`provenance`, :func:`save_provenance`, :func:`load_provenance`: a results folder's record;
-  :func:`save_run_of_chapters` and :func:`record_partial_run` keep the record of a run of chapters
-  1..N beside those of chapters run alone (``partial_runs``).
+  :func:`join_record` writes a run into it (a record is one run of one commit's code, whole or, at
+  that commit, built chapter by chapter) and :func:`check_record` refuses a folder that mixes runs.
 """
 
 from __future__ import annotations
@@ -114,61 +114,76 @@ def run_dates(record: dict) -> str:
     return f"{str(starts[0])[:10]} to {end}, in {len(starts)} parts (`book run --resume`)"
 
 
-def record_partial_run(results_dir: str | os.PathLike, partial: dict) -> Path:
-    """Adds a partial run's :func:`provenance` (``partial``: chapters run with ``--only``) to the
-    folder's ``provenance.json`` under ``partial_runs``, one entry per partial run (a rerun of a
-    chapter takes it out of the entry that ran it before), leaving the whole run's record as it was;
-    a folder without one gets ``partial``'s own header (commit, date, device, ...) with no chapters and
-    no training of a whole run."""
-    if (record := load_provenance(results_dir)) is None:
-        record = {**{k: v for k, v in partial.items() if k not in ("chapter_training", "run_training")},
-                  "chapter_seconds": {}, "total_seconds": 0.0}
-    ran = partial["chapter_seconds"]
-    record["partial_runs"] = [*_other_partial_runs(record, ran), _only(partial, ran)]
-    return save_provenance(record, results_dir)
+def same_code(a: dict, b: dict) -> bool:
+    """Whether two :func:`provenance` records ran the same committed code: one commit, neither run
+    with uncommitted changes to ``mood/`` or ``notebooks/``."""
+    return (a.get("commit") == b.get("commit") and a.get("commit") not in (None, "unknown")
+            and not a.get("code_changed_since_commit") and not b.get("code_changed_since_commit"))
 
 
-# the "source" of an entry of partial_runs carried over from an earlier run of record (a partial run has none)
-FROM_RUN_OF_RECORD = "run of record"
-_RUN_HEADER = ("commit", "code_changed_since_commit", "date", "device", "torch", "source")
+def _sum_training(a: dict | None, b: dict | None) -> dict | None:
+    if a is None or b is None:
+        return a or b
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
 
 
-def _only(run: dict, chapters) -> dict | None:
-    """``run``'s header (:data:`_RUN_HEADER`) with its wall times and training of ``chapters`` only;
-    None when it ran none of them."""
-    wanted = set(chapters)
-    seconds = {ch: s for ch, s in run.get("chapter_seconds", {}).items() if ch in wanted}
-    if not seconds:
-        return None
-    entry = {k: run[k] for k in _RUN_HEADER if k in run} | {"chapter_seconds": seconds}
-    if "chapter_training" in run:
-        entry["chapter_training"] = {ch: t for ch, t in run["chapter_training"].items() if ch in seconds}
-    return entry
+def join_record(run: dict, results_dir: str | os.PathLike, whole_book: bool) -> dict:
+    """Writes the :func:`provenance` of a run of chapters (``run``) as ``results_dir``'s record and
+    returns the record. A whole-book run replaces the record. A run of some chapters joins a record
+    of the same committed code (:func:`same_code`: a record may be partial, as the ``gpu`` one, built
+    chapter by chapter at one commit): its chapters' wall times and training replace theirs, its
+    ``starts`` are added. Any other run of some chapters is kept beside the record under
+    ``other_runs``: the folder then mixes code, and :func:`check_record` refuses it."""
+    current = None if whole_book else load_provenance(results_dir)
+    if current is None:
+        record = run
+    elif same_code(current, run) and not current.get("other_runs"):
+        record = {**current, "date": run["date"],
+                  "chapter_seconds": {**current.get("chapter_seconds", {}), **run["chapter_seconds"]},
+                  "starts": [*current.get("starts", [current.get("date")]), *run.get("starts", [run["date"]])]}
+        record["total_seconds"] = float(sum(record["chapter_seconds"].values()))
+        if "chapter_training" in run or "chapter_training" in current:
+            record["chapter_training"] = {**current.get("chapter_training", {}), **run.get("chapter_training", {})}
+        if (training := _sum_training(current.get("run_training"), run.get("run_training"))) is not None:
+            record["run_training"] = training
+    else:
+        header = {k: run[k] for k in ("commit", "code_changed_since_commit", "date", "device", "torch") if k in run}
+        record = {**current, "other_runs": [*current.get("other_runs", []),
+                                            {**header, "chapter_seconds": run["chapter_seconds"]}]}
+    save_provenance(record, results_dir)
+    return record
 
 
-def _other_partial_runs(record: dict, chapters) -> list[dict]:
-    """The partial runs of ``record``, each without ``chapters`` (run again since); those left with
-    no chapter are dropped. The tables of the chapters they keep still stand."""
-    again = set(chapters)
-    runs = [_only(r, set(r["chapter_seconds"]) - again) for r in record.get("partial_runs", [])]
-    return [r for r in runs if r is not None]
+def check_record(results_dir: str | os.PathLike) -> dict:
+    """``results_dir``'s record (:func:`join_record`), refused when it does not come from one run of
+    one commit's code.
+
+    Raises:
+        FileNotFoundError: no record in ``results_dir``.
+        ValueError: the folder mixes runs of different code (``other_runs``, or the ``partial_runs`` of
+            records written before this rule), naming them and how to get a record back.
+    """
+    folder = Path(results_dir)
+    if (record := load_provenance(folder)) is None:
+        raise FileNotFoundError(f"{provenance_path(folder)} is missing: no record of this profile yet; "
+                                f"`PROFILE={folder.name} make book` makes one")
+    others = record.get("other_runs", []) + record.get("partial_runs", [])
+    if others:
+        runs = ", ".join(f"`{str(r.get('commit', '?'))[:10]}` ({', '.join(sorted(r.get('chapter_seconds', {})))})"
+                         for r in others)
+        where = f"{folder.parent.name}/{folder.name}"
+        raise ValueError(f"`{where}` mixes runs of different code: the record's, commit `{str(record.get('commit'))[:10]}`, "
+                         f"and {runs}. A record is one run at one commit: `git checkout -- {where}` "
+                         f"restores the committed one; `PROFILE={folder.name} make book` makes a new one")
+    return record
 
 
-def save_run_of_chapters(record: dict, results_dir: str | os.PathLike, whole_book: bool) -> Path:
-    """Writes the :func:`provenance` of a run of record into ``results_dir``. A run of chapters 1..N
-    (not ``whole_book``) leaves the tables of the other chapters in place, so it keeps their
-    provenance: the folder's partial runs of them, and the previous run of record's own chapters
-    (a whole book's 10-16, say) as one more partial run under that run's header. A whole-book run
-    rewrote every table, so it keeps none."""
-    if not whole_book and (current := load_provenance(results_dir)) is not None:
-        ran = set(record["chapter_seconds"])
-        runs = _other_partial_runs(current, ran)
-        newer = ran.union(*(r["chapter_seconds"] for r in runs))  # a partial run is newer than the record it joined
-        if (rest := _only(current, set(current.get("chapter_seconds", {})) - newer)) is not None:
-            runs = [rest | {"source": FROM_RUN_OF_RECORD}, *runs]
-        if runs:
-            record = {**record, "partial_runs": runs}
-    return save_provenance(record, results_dir)
+def timings_of(record: dict) -> pd.DataFrame:
+    """A record's wall time and training per chapter (``chapter`` -> ``seconds`` and the
+    :data:`LEDGER_COLUMNS` where the record has them): what ``_timings.csv`` holds."""
+    rows = [{"chapter": ch, "seconds": s, **record.get("chapter_training", {}).get(ch, {})}
+            for ch, s in record.get("chapter_seconds", {}).items()]
+    return pd.DataFrame(rows).set_index("chapter").sort_index()
 
 
 def cached_training(results_dir: str | os.PathLike) -> dict | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from mood.book.claims import RESULTS_FILE, write_page
-from mood.book.edition import STATUS_FILE, write_status
+from mood.book.edition import STATUS_FILE, store, write_status
 from mood.book.layout import CHAPTERS_DIR, JOURNAL, LEDGERS, NOTEBOOKS, REPO, chapters, code_fingerprint, jupyter_book
 
 
@@ -137,12 +137,14 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
         notebooks: Path = NOTEBOOKS, until: int | None = None, resume: bool = False) -> pd.DataFrame:
     """Executes the chapters of ``notebooks`` at ``profile`` (default: ``MOOD_PROFILE``, else ``cpu``)
     into ``root/book/chapters``, writing tables under ``root/results/<profile>``; returns wall times.
+    The run ends by storing its record there: provenance, timings, headline and the executed
+    chapters (:func:`mood.book.edition.store`); a whole-book run replaces the previous record.
 
     Args:
-        only: run just the chapters whose file name contains this (a partial run: its chapters'
-            provenance joins ``provenance.json`` under ``partial_runs``; the whole run's timings stay).
-        until: run chapters 1..``until`` in order, a run of record of those chapters (``until=9``:
-            the main book), with its timings, provenance and headline.
+        only: run just the chapters whose file name contains this. Like ``until``, a run of some
+            chapters: it joins the folder's record when that record ran the same committed code, else
+            the folder mixes code and is no record (:func:`mood.book.records.join_record`).
+        until: run chapters 1..``until`` in order (``until=9``: the main book).
         resume: go on with the unfinished run of record in ``root`` (same profile, seed, ``until``,
             code, device and torch): its finished chapters, whose executed notebooks are as it wrote
             them, are kept with their wall times; the others run. The record's ``starts`` lists when
@@ -151,7 +153,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     import torch
 
     from mood.core.cache import LEDGER_ENV, read_ledger
-    from mood.book.records import device_name, provenance, record_partial_run, save_run_of_chapters, training_note
+    from mood.book.records import device_name, join_record, provenance, timings_of, training_note
     from mood.core.io import save_table
     from mood.experiments.config import get_profile
     from mood.book.summary import save_headline
@@ -194,18 +196,15 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
             save_journal(root, journal)
     run_training = read_ledger(*(root / LEDGERS / f"{row['chapter']}.jsonl" for row in rows))
     timings = pd.DataFrame(rows)
-
     results = root / "results" / profile
-    if only:
-        if rows:
-            record_partial_run(results, provenance(profile, timings.set_index("chapter"), root, run_training))
-            head = results / "headline.csv"  # the chapters' figures join the headline; a whole book's time stays
-            save_headline(results, whole_book=head.exists() and "book_seconds" in set(pd.read_csv(head)["figure"]))
-    else:
-        save_table(timings.set_index("chapter"), results / "_timings.csv")
-        record = provenance(profile, timings.set_index("chapter"), root, run_training)
-        save_run_of_chapters({**record, "starts": journal["starts"]}, results, whole_book=until is None)
-        save_headline(results, whole_book=until is None)
+    if rows:
+        whole = not only and until is None
+        record = join_record({**provenance(profile, timings.set_index("chapter"), root, run_training),
+                              "starts": journal["starts"]}, results, whole_book=whole)
+        everything = {src.stem for src in chapters(notebooks)} <= set(record.get("chapter_seconds", {}))
+        save_table(timings_of(record), results / "_timings.csv")
+        save_headline(results, whole_book=everything)
+        store(results, root / CHAPTERS_DIR, list(timings["chapter"]), whole_book=whole)
     write_page(root, results)  # the results page: every claim's call, from this run's tables
     (root / JOURNAL).unlink(missing_ok=True)
     shutil.rmtree(root / LEDGERS, ignore_errors=True)
@@ -225,8 +224,11 @@ def build_html(root: Path = REPO) -> Path:
 def build(profile: str | None = None, root: Path = REPO, seed: int = 0, resume: bool = False) -> Path:
     """:func:`run` (``resume``: going on with an unfinished run) then :func:`build_html` (the first
     page says the book was executed now)."""
+    from mood.book.records import load_provenance
+    from mood.experiments.config import get_profile
+
     run(profile, root, seed=seed, resume=resume)
-    write_status(root, None)
+    write_status(root, load_provenance(root / "results" / get_profile(profile).name), executed_now=True)
     return build_html(root)
 
 

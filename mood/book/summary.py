@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mood.book.edition import summary_line
-from mood.book.records import FROM_RUN_OF_RECORD, cached_training, load_provenance, run_dates, training_speed
+from mood.book.edition import record_chapters
+from mood.book.records import cached_training, check_record, load_provenance, run_dates, training_speed
 from mood.core.io import atomic_write_text, load_table
 from mood.core.stats import pair_label
 from mood.experiments import tables as result_tables
@@ -205,49 +205,44 @@ def _chapter_span(chapters) -> str:
     return "chapters " + ", ".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else f"{s[0]}" for s in spans)
 
 
-def _provenance_line(prof: str, record: dict, repo: Path) -> str:
-    """One line on what a profile's results were stitched from: the run of record (commit, date,
-    device, torch, its chapters and wall time), the chapters that come from other runs and how many
-    runs that makes, and the published edition, if any (``repo/book/edition/<prof>/``)."""
-    runs = record.get("partial_runs", [])
-    whole = bool(record.get("chapter_seconds", True))  # empty: only chapters run on their own
-    if whole:
-        line = f"commit `{record['commit'][:10]}`, {run_dates(record)}, {record['device']}, torch {record['torch']}"
-        if chapters := record.get("chapter_seconds"):
-            line += f", {_chapter_span(chapters)}"
-            line += f" ({record['total_seconds']:,.0f} s)" if "total_seconds" in record else ""
-    else:
-        line = "no whole-book run of record yet"
-    for how, mine in (("from an earlier run of record", [r for r in runs if r.get("source") == FROM_RUN_OF_RECORD]),
-                      ("run on their own (`book run --only`)", [r for r in runs if r.get("source") != FROM_RUN_OF_RECORD])):
-        if mine:
-            line += f"; {how}: " + ", ".join(f"`{c}`" for c in sorted(c for r in mine for c in r["chapter_seconds"]))
-    if not whole and len(runs) == 1:
-        run = runs[0]
-        line += (f", at commit `{run['commit'][:10]}`, {run['date'][:10]}, {run['device']}, "
-                 f"torch {run.get('torch', record.get('torch'))}")
-    elif whole + len(runs) > 1:
-        dates = sorted(str(r["date"])[:10] for r in ([record] if whole else []) + runs)
-        line += f"; {whole + len(runs)} runs in all, {dates[0]} to {dates[-1]}"
-    if edition := summary_line(prof, repo):
-        line += f". {edition}"
+def _provenance_line(prof: str, record: dict, results_dir: Path) -> str:
+    """One line on the run a profile's record comes from: commit, dates, machine and its training
+    speed, torch, the chapters it ran (a partial record names them) and its wall time, and where its
+    executed chapters are."""
+    speed = training_speed(results_dir)
+    line = (f"commit `{record['commit'][:10]}`, {run_dates(record)}, {record['device']}"
+            + (f" (training at {speed:,.0f} img/s)" if speed else "") + f", torch {record['torch']}")
+    if chapters := record.get("chapter_seconds"):
+        line += f", {_chapter_span(chapters)}"
+        line += f" ({record['total_seconds']:,.0f} s{', not cold' if cached_training(results_dir) else ''})" \
+            if "total_seconds" in record else ""
+    if any(record_chapters(results_dir).glob("*.ipynb")):
+        line += f"; executed chapters in `results/{prof}/chapters/` (`PROFILE={prof} make edition` renders them)"
     return f"- `{prof}` (`results/{prof}/`): {line}."
 
 
 def readme_block(results_root: str | os.PathLike, profiles: tuple[str, ...] = ("cpu", "gpu")) -> str:
-    """The README's results section, rendered from ``results/<profile>/headline.csv`` and
-    ``provenance.json`` of each profile that has them, and from its published edition, if any
-    (``book/edition/<profile>/`` beside ``results_root``; nothing typed by hand): one table of
-    :data:`README_FIGURES`, a column per profile, then one line of provenance per profile."""
+    """The README's results section, rendered from each profile's record, ``results/<profile>/``
+    (``headline.csv`` and ``provenance.json``; nothing typed by hand): one table of
+    :data:`README_FIGURES`, a column per profile, then one line of provenance per profile. A folder
+    that mixes runs of different code is no record (:func:`check_record`): its line says so and it
+    gets no column."""
     root = Path(results_root)
     tables, lines = {}, []
     for prof in profiles:
-        head, record = root / prof / "headline.csv", load_provenance(root / prof)
+        head = root / prof / "headline.csv"
+        try:
+            record = check_record(root / prof)
+        except FileNotFoundError:
+            record = None
+        except ValueError as err:
+            lines.append(f"- `{prof}`: no record: {err}.")
+            continue
         if not head.exists() or record is None:
             lines.append(f"- `{prof}`: no run of record yet (`PROFILE={prof} make book` produces one).")
             continue
         tables[prof] = pd.read_csv(head)
-        lines.append(_provenance_line(prof, record, root.parent))
+        lines.append(_provenance_line(prof, record, root / prof))
     return "\n".join([README_BEGIN, *(_rows(tables) + [""] if tables else []), *lines, README_END])
 
 

@@ -311,6 +311,34 @@ def run_mood(run: Run | str | Protocol, profile: str | Profile | None = None, ca
     return MoodRun(protocol, prof, pre, fine, feats, table, timings, (id_s, ood_s), key)
 
 
+def missed(run: MoodRun, n: int = 8) -> tuple[ImageSet, pd.DataFrame]:
+    """The ``n`` OOD images of ``run`` that looked most in-distribution (lowest OOD score), over all
+    its OOD sets as they were scored (the same samples as :func:`extract_protocol`): the failure
+    cases of the detector. Returns the images and one row per image, most missed first: ``set``,
+    ``class`` (its own label, where the set has class names), ``score``, ``ID scored higher (%)``
+    (the share of ID test images the detector found more OOD than this one: 50 means it sits among
+    the ID images' median) and, where the run was fine-tuned, ``taken for`` (the head's ID class)."""
+    id_s = np.asarray(run.scores[0], dtype=np.float64)
+    rows, images = [], []
+    for name, scores in run.scores[1].items():
+        shown = eval_sample(run.protocol.ood_test[name], run.profile.eval.n_ood)
+        guess = run.features.ood[name].logits.argmax(1) if run.finetuned is not None else None
+        for i, s in enumerate(np.asarray(scores, dtype=np.float64)):
+            label = int(shown.labels[i])
+            rows.append({"set": name, "class": shown.classes[label] if shown.classes and label >= 0 else "",
+                         "score": s, "ID scored higher (%)": 100.0 * float((id_s > s).mean()),
+                         **({"taken for": run.protocol.classes[int(guess[i])]} if guess is not None else {})})
+            images.append((name, i))
+    table = pd.DataFrame(rows)
+    order = np.argsort(table["score"].to_numpy(), kind="stable")[:n]
+    picked = [images[i] for i in order]
+    sets = {name: eval_sample(run.protocol.ood_test[name], run.profile.eval.n_ood) for name in {k for k, _ in picked}}
+    stack = np.stack([sets[name].images[i] for name, i in picked]) if picked else np.zeros((0, 1, 1, 1), np.uint8)
+    out = ImageSet(name="most missed", images=stack, labels=np.full(len(picked), -1, np.int64),
+                   ids=np.arange(len(picked)), origin="missed", source=f"the {n} most ID-like OOD images of a run")
+    return out, table.iloc[order].reset_index(drop=True)
+
+
 def run_seeds(protocol: str | Protocol, profile: Profile, seeds: tuple[int, ...] | None = None,
               cache: Cache | None = None, **kwargs: Any) -> dict[int, MoodRun]:
     """:func:`run_mood` once per fine-tuning seed (default: ``profile.seeds``), every seed fine-tuning
