@@ -352,3 +352,20 @@ def test_missed_returns_the_most_id_like_ood_images_with_their_class_and_the_hea
     assert list(why["taken for"]) == ["b", "b", "a"]
     assert [int(img[0, 0, 0]) for img in shown.images] == [20, 11, 10]  # the images themselves
     assert "taken for" not in missed(replace(run, finetuned=None), n=1)[1]  # no head to ask
+
+
+def test_the_validation_protocol_holds_only_training_images_the_detector_was_not_fitted_on() -> None:
+    from mood.experiments.pipeline import eval_sample, training_sample, validation_protocol
+
+    run = resolve("smoke", "multi-class")
+    prof = replace(run.profile, eval=replace(run.profile.eval, max_fit=100))
+    val = validation_protocol(run.protocol, prof, n=50)
+    train = training_sample(run.protocol.train, prof.finetune)
+    fit = eval_sample(train, 100)
+    assert len(val.id_test) == 50 and set(val.id_test.ids) <= set(train.ids) and not set(val.id_test.ids) & set(fit.ids)
+    assert val.id_test.origin == train.origin != run.protocol.id_test.origin  # training images, no test image
+    shuffled = val.ood_test["tile-shuffled"]
+    assert shuffled.images.shape == val.id_test.images.shape and (shuffled.images != val.id_test.images).any()
+    assert sorted(shuffled.images.ravel()) == sorted(val.id_test.images.ravel())  # the same pixels, moved
+    with pytest.raises(ValueError, match="set eval.max_fit below"):
+        validation_protocol(run.protocol, replace(run.profile, eval=replace(run.profile.eval, max_fit=None)))

@@ -21,7 +21,7 @@ import torch
 from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
 from mood.experiments.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile
 from mood.experiments.resolve import Run, resolve
-from mood.core.data import ImageFormat, ImageSet, sample_tensors, to_tensor
+from mood.core.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor
 from mood.core.distributed import barrier, is_main
 from mood.core.engine import TrainConfig, fit, resolve_device
 from mood.core.features import FeatureSet, extract_pools
@@ -359,6 +359,34 @@ def seed_table(runs: dict[int, MoodRun]) -> pd.DataFrame:
                                   for s, r in runs.items()}, orient="index")
     out.index.name = "seed"
     return out
+
+
+VALIDATION_TILE = 4  # px: a 7x7 grid on 28-px images, cutting across a 7-px ViT patch (tiles of 7 px would
+# only permute the tokens, which a pooled feature cannot see by construction: the choice would be rigged)
+
+
+def validation_protocol(protocol: Protocol, prof: Profile, n: int = 2000, tile: int = VALIDATION_TILE) -> Protocol:
+    """A protocol made of ID training images only, to choose a feature or a hyperparameter without
+    touching a test set: its ID set is ``n`` of the training images the detector is not fitted on
+    (``prof.eval.max_fit`` of the model's training images fit it; the others are left), its one OOD
+    set (``tile-shuffled``) the same images with their ``tile``-px tiles shuffled
+    (:func:`mood.core.data.shuffle_patches`: each tile's pixels kept, the garment's shape broken).
+    The ID images were trained on, so absolute AUROCs run high; only the ranking is read.
+
+    Raises:
+        ValueError: every training image fits the detector (``max_fit`` None or at least the
+            training set), so none is left to validate on.
+    """
+    train = training_sample(protocol.train, prof.finetune)
+    fit = eval_sample(train, prof.eval.max_fit)
+    rest = train.subset(np.flatnonzero(~np.isin(train.ids, fit.ids)), f"{train.name}[not fitted]")
+    if len(rest) == 0:
+        raise ValueError(f"validation_protocol: all {len(train):,} training images of {protocol.name} fit the detector "
+                         f"(eval.max_fit={prof.eval.max_fit}); set eval.max_fit below that to leave images to validate on")
+    held = eval_sample(rest, n, seed=1)
+    return Protocol(name=f"{protocol.name}:validation", train=protocol.train, id_test=held,
+                    ood_test={"tile-shuffled": shuffle_patches(held, tile)}, num_classes=protocol.num_classes,
+                    classes=protocol.classes, kind=protocol.kind)
 
 
 def feature_table(trained: Trained, protocol: Protocol, prof: Profile, pools: tuple[str, ...],

@@ -1,0 +1,48 @@
+"""Which feature should the detector score? Chosen without a test set: the Mahalanobis AUROC of each
+pool of the profile's multi-class model (fine-tuned, seed 0) on a validation protocol made of ID
+training images the detector was not fitted on against the same images with their 4-px tiles
+shuffled (:func:`mood.experiments.pipeline.validation_protocol`). The profile's ``eval.pool`` should be
+the pool this picks; the table says whether it is.
+
+    MOOD_ARTIFACTS=... python benchmarks/pool_on_validation.py --profile cpu   # reads the run's cached models
+
+It trains the model when the artifact cache does not hold it (the cpu one: ~10 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from mood.experiments.config import get_profile
+from mood.experiments.pipeline import feature_table, run_mood, training_sample, validation_protocol
+
+POOLS = ("mean", "mood", "blocks", "tokens")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--protocol", default="multi-class")
+    ap.add_argument("--out", default=None, help="write the table here (csv)")
+    a = ap.parse_args()
+    prof = get_profile(a.profile)
+    run = run_mood(a.protocol, prof)
+    val = validation_protocol(run.protocol, run.profile)
+    model = run.finetuned or run.pretrained
+    table = feature_table(model, val, run.profile, POOLS, ("mahalanobis",),
+                          train=training_sample(run.protocol.train, run.profile.finetune)).droplevel("detector")
+    out = pd.DataFrame({"validation AUROC": table["tile-shuffled"]})
+    out["chosen"] = out.index == out["validation AUROC"].idxmax()
+    out["profile's pool"] = out.index == run.profile.eval.pool
+    print(f"{a.protocol} at {prof.name}: {len(val.id_test):,} held-out training images vs their tile-shuffled copies")
+    print(out.round(2).to_string())
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(a.out)
+
+
+if __name__ == "__main__":
+    main()
