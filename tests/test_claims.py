@@ -117,3 +117,16 @@ def test_unleash_and_moodv2_claims_read_their_tables(tmp_path: Path) -> None:
     tables.save("13_score_spread", spread.set_index(["comparison", "protocol"]), tmp_path)
     r = claims.table(tmp_path, chapters=("13_ablation_ood_metric",)).loc[claims.CLAIMS[-1].claim]
     assert r["call"] == "replicated" and r["MDE"] == 8.0 and "near-split" in r["measured here"]
+
+
+def test_a_claim_answered_by_later_chapters_says_so_until_they_have_run(tmp_path: Path) -> None:
+    """Chapter 9 runs before the studies (10-11) whose equal-compute contrasts answer the
+    near-distribution claim at cpu: it says where the call will come from, not that chapter 7 did not run."""
+    from mood.experiments.config import get_profile
+    from mood.experiments.verdicts import check
+
+    gate = check(get_profile("cpu"), 95.0, "near-split")
+    tables.save("07_validity", pd.DataFrame([gate.to_dict()]).set_index("profile"), tmp_path)
+    r = claims.table(tmp_path, chapters=("07_near_distribution",)).iloc[0]
+    assert r["call"] == "inconclusive" and "chapters 10-11, which run after this one" in r["measured here"]
+    assert "did not run" not in r["why"]

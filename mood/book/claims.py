@@ -116,7 +116,12 @@ def _versus(stem: str, validity: str, what: str, keep: Callable[[pd.DataFrame], 
         duel, v = _load(res, stem), _load(res, validity)
         if duel is None:
             if studies:
-                return _studies(res, studies, f"{what}; asked in the studies' equal-compute arms")
+                if (e := _studies(res, studies, f"{what}; asked in the studies' equal-compute arms")) is not None or v is None:
+                    return e
+                chapters = sorted({f"{int(spec[:2])}" for spec in studies})
+                return Evidence(f"asked by the equal-compute contrasts of chapters {'-'.join(chapters)}, which run after "
+                                "this one: the results page gives the call", float("nan"), "", "", "inconclusive",
+                                f"its evidence (chapters {'-'.join(chapters)}) is not in this results folder yet")
             if v is not None:  # the chapter ran; its profile's plan trains no baselines there
                 return Evidence("not asked at this profile: its plan trains no equal-compute baselines in this chapter "
                                 "(chapters 10-11 ask it on the near split)", float("nan"), "", "", "inconclusive",
