@@ -328,6 +328,7 @@ def test_the_record_renders_with_its_provenance_and_figures(built: Path, tmp_pat
     for old in (root / "book" / "chapters").glob("*.ipynb"):
         old.unlink()  # a reader's clone has no executed chapters: render must not need them
     html = edition.render("smoke", root=root)
+    assert "mood.css" in (html / "index.html").read_text() and (html / "_static" / "mood.css").exists()  # tables fit
     first_page = (root / "book" / "_edition.md").read_text()
     assert "The `smoke` record" in first_page and "| **total** |" in first_page
     exe = _chromium()
