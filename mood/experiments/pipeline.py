@@ -319,9 +319,9 @@ def missed(run: MoodRun, n: int = 8) -> tuple[ImageSet, pd.DataFrame]:
     (the share of ID test images the detector found more OOD than this one: 50 means it sits among
     the ID images' median) and, where the run was fine-tuned, ``taken for`` (the head's ID class)."""
     id_s = np.asarray(run.scores[0], dtype=np.float64)
-    rows, images = [], []
+    rows, images, sets = [], [], {}
     for name, scores in run.scores[1].items():
-        shown = eval_sample(run.protocol.ood_test[name], run.profile.eval.n_ood)
+        shown = sets[name] = eval_sample(run.protocol.ood_test[name], run.profile.eval.n_ood)
         guess = run.features.ood[name].logits.argmax(1) if run.finetuned is not None else None
         for i, s in enumerate(np.asarray(scores, dtype=np.float64)):
             label = int(shown.labels[i])
@@ -332,7 +332,6 @@ def missed(run: MoodRun, n: int = 8) -> tuple[ImageSet, pd.DataFrame]:
     table = pd.DataFrame(rows)
     order = np.argsort(table["score"].to_numpy(), kind="stable")[:n]
     picked = [images[i] for i in order]
-    sets = {name: eval_sample(run.protocol.ood_test[name], run.profile.eval.n_ood) for name in {k for k, _ in picked}}
     stack = np.stack([sets[name].images[i] for name, i in picked]) if picked else np.zeros((0, 1, 1, 1), np.uint8)
     out = ImageSet(name="most missed", images=stack, labels=np.full(len(picked), -1, np.int64),
                    ids=np.arange(len(picked)), origin="missed", source=f"the {n} most ID-like OOD images of a run")
