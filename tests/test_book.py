@@ -328,7 +328,9 @@ def test_the_record_renders_with_its_provenance_and_figures(built: Path, tmp_pat
     for old in (root / "book" / "chapters").glob("*.ipynb"):
         old.unlink()  # a reader's clone has no executed chapters: render must not need them
     html = edition.render("smoke", root=root)
-    assert "mood.css" in (html / "index.html").read_text() and (html / "_static" / "mood.css").exists()  # tables fit
+    root_page = html / "book" / "intro.html"  # index.html only redirects to the root page
+    assert "intro.html" in (html / "index.html").read_text()
+    assert "mood.css" in root_page.read_text() and (html / "_static" / "mood.css").exists()  # tables fit
     first_page = (root / "book" / "_edition.md").read_text()
     assert "The `smoke` record" in first_page and "| **total** |" in first_page
     exe = _chromium()
@@ -342,7 +344,7 @@ def test_the_record_renders_with_its_provenance_and_figures(built: Path, tmp_pat
         assert "Record" in dom and str(record["commit"])[:10] in dom, f"{src.stem}: no provenance block"
         figures = len(re.findall(r"<img[^>]+src=\"[^\"]*_images/", dom))
         assert figures >= MIN_FIGURES[src.stem[:2]], f"{src.stem}: {figures} figures"
-    first = subprocess.run([exe, *flags, (html / "index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    first = subprocess.run([exe, *flags, root_page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert "record" in first and "img/s" in first
 
 
