@@ -60,6 +60,18 @@ tables.save("13_ood_metric_fpr95", fpr, results_dir)
 fpr
 
 # %% [markdown]
+# ## Where the scores part: each held-out class
+#
+# The mean hides where a score wins. Each score's AUROC on each OOD set (mean over seeds), and what
+# the score reads: `features` (a distance in the backbone's feature space) or `logits` (the head's
+# confidence). Chapter 7 shows which known classes the head takes each held-out class for.
+
+# %%
+sets = studies.per_set(result.runs, result.study)
+tables.save("13_ood_metric_sets", sets, results_dir)
+sets.round(2)
+
+# %% [markdown]
 # ## The declared contrasts
 #
 # One variant minus another, seed by seed, with the 95% t-interval, `p`, `p (Holm)` over this
@@ -97,8 +109,13 @@ spread[["spread a", "spread b", "gap", "ci_lo", "ci_hi", "p", "MDE", "ID acc a",
 Markdown(findings.say("13_ablation_ood_metric", results_dir))
 
 # %% [markdown]
-# The logit scores read a 6-way head that was never shown the held-out classes; a score's AUROC on
-# near OOD depends on how the held-out classes spread over the known logits.
+# Why a logit score can trail on near OOD: MSP and Energy read only how confident the head is. The
+# head has six outputs and was never shown the held-out classes, so a held-out image it places in a
+# known class (a coat in *Pullover*, a shirt in *T-shirt/top*: chapter 7's confusions) gets an ID-like
+# score however far its features lie from that class's training images. Mahalanobis and KNN read that
+# distance, so they lose less where the head is confidently wrong; on a held-out class the head does
+# not take for a known one, every score has the same easy task. The per-class table above says which
+# held-out classes carry the gap in this run.
 #
 # ## Exercises
 #

@@ -25,7 +25,7 @@
 #
 # The mechanism needs a model that *memorises*: training accuracy near 100% and training
 # cross-entropy near 0, reached by fitting the atypical samples last. This chapter trains in that
-# regime — at the `cpu` profile a CNN with a dense layer (`cnn_dense`) on 5,000 Fashion-MNIST
+# regime — at the `cpu` profile a CNN with a dense layer (`cnn_dense`) on a few thousand Fashion-MNIST
 # images (the first cell prints the profile's settings), no augmentation, SGD with momentum and a
 # cosine schedule (the official code's optimiser), every epoch kept — under two conditions: clean
 # labels, and 20% symmetric label noise, where atypical (mislabelled) samples exist by
@@ -40,8 +40,8 @@
 # - **early stopping** on the ID validation loss (no OOD data at all);
 # - the **plain-CE control** (`+CE`): the same extra epochs as UM, without the floor, so that a gain
 #   of UM is told apart from a gain of training on at a small learning rate;
-# - a **sweep of b**: UM at 0.5x and 2x the estimate beside the estimate, and UM with the `b` the
-#   validation OOD set prefers.
+# - where the profile asks for it (`gpu`), a **sweep of b**: UM at 0.5x and 2x the estimate beside the
+#   estimate, and UM with the `b` the validation OOD set prefers.
 #
 # Every table gives the ID accuracy of the model beside its OOD numbers. Comparisons are paired by
 # seed (the same seed's models, the same test images) with a t-test over seeds: 5% false positives
@@ -158,9 +158,9 @@ for cond, s in hardest.items():
 # ## Every method
 #
 # Mean over the test OOD sets, mean ± std over seeds. `baseline (last epoch)` is the final model;
-# the two picked epochs are earlier checkpoints of the same training; `+CE`, `+UM` (at 0.5x, 1x
-# and 2x the estimated `b`) and `+UMAP` start from the final model and train the same number of
-# extra epochs.
+# the two picked epochs are earlier checkpoints of the same training; `+CE`, `+UM` (at the estimated
+# `b`, and on `gpu` also at 0.5x and 2x) and `+UMAP` start from the final model and train the same
+# number of extra epochs.
 
 # %%
 summarize(study.runs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from mood.book import findings
 from tests.test_summary import _save
@@ -41,3 +42,24 @@ def test_few_shot_findings_credit_exposure_only_where_it_carried_over(tmp_path: 
 
 def test_a_chapter_whose_tables_are_missing_says_which() -> None:
     assert findings.say("07_near_distribution", "/nonexistent").startswith("*No findings: `07_near_distribution_seeds`")
+
+
+def test_per_set_reads_where_the_logit_scores_lose(tmp_path: Path) -> None:
+    """studies.per_set averages each score's per-set AUROC over seeds and says what the score reads;
+    chapter 13's findings locate the feature-minus-logit gap by OOD set, whichever way it goes."""
+    from mood.experiments import studies
+
+    rows = []
+    for seed, jitter in ((0, -1.0), (1, 1.0)):
+        for variant, coat, sandal in (("mahalanobis", 70.0, 90.0), ("msp", 55.0, 92.0), ("energy", 50.0, 91.0)):
+            rows.append({"variant": variant, "protocol": "near-split", "seed": seed, "AUROC": (coat + sandal) / 2,
+                         "AUROC: Coat": coat + jitter, "AUROC: Sandal": sandal + jitter})
+    sets = studies.per_set(pd.DataFrame(rows), studies.STUDIES["ood_metric"])
+    assert sets.loc[("msp", "near-split"), "Coat"] == 55.0  # mean over the seeds' ±1
+    assert list(sets["reads"]) == ["features", "logits", "logits"]
+    _save("13_ood_metric_sets", sets, tmp_path)
+    line = findings._where_logits_lose(sets)[0]
+    assert "Sandal -2.0, Coat +15.0 AUROC points" in line  # the best of each kind: 70 - 55 and 90 - 92
+    assert "lose most on Coat and win on Sandal" in line
+    with pytest.raises(ValueError, match="run the study again"):
+        studies.per_set(pd.DataFrame(rows).drop(columns=["AUROC: Coat", "AUROC: Sandal"]))

@@ -176,11 +176,30 @@ def _ch13(res: Path) -> list[str]:
     runs = _t(res, "13_ood_metric_runs").reset_index()
     means = runs.groupby("variant")["AUROC"].mean().sort_values()
     out.append("Mean AUROC per score: " + ", ".join(f"{k} {v:.1f}" for k, v in means.items()) + ".")
+    if tables.exists("13_ood_metric_sets", res):
+        out += _where_logits_lose(_t(res, "13_ood_metric_sets"))
     if tables.exists("13_score_spread", res):
         s = _t(res, "13_score_spread").iloc[0]
         out.append(f"MOODv2's claim: the spread across scores is {s['spread a']:.1f} AUROC for classification "
                    f"pretraining and {s['spread b']:.1f} for BEiT; classification minus BEiT "
                    f"{paired(s['gap'], s['ci_lo'], s['ci_hi'], says=None)} — **{s['call']}**.")
+    return out
+
+
+def _where_logits_lose(sets: pd.DataFrame) -> list[str]:
+    """Per protocol: the best feature score minus the best logit score on each OOD set, and where the
+    gap is largest and smallest."""
+    out = []
+    for proto, g in sets.groupby(level="protocol", sort=False):
+        auroc = g.droplevel("protocol").drop(columns="reads").dropna(axis=1, how="all")
+        kinds = g.droplevel("protocol")["reads"]
+        if not {"features", "logits"} <= set(kinds):
+            continue
+        gap = (auroc[kinds == "features"].max() - auroc[kinds == "logits"].max()).sort_values()
+        out.append(f"On {proto}, best feature score minus best logit score per OOD set: "
+                   + ", ".join(f"{k} {v:+.1f}" for k, v in gap.items())
+                   + f" AUROC points: the logit scores lose most on {gap.index[-1]} and "
+                   + ("least" if gap.iloc[0] >= 0 else "win") + f" on {gap.index[0]}.")
     return out
 
 

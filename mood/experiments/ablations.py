@@ -67,11 +67,14 @@ def images_seen(stages: list[Trained]) -> int:
     return int(round(sum(r["img_per_s"] * r["seconds"] for t in stages for r in t.history)))
 
 
+SET_AUROC = "AUROC: "  # prefix of a run row's per-OOD-set AUROC columns ("AUROC: Coat")
+
+
 def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, cache: Cache | None = None,
                 scale: str = "ablation", probe: bool = False) -> dict:
     """One (variant, protocol, seed): a row of mean AUROC / FPR95 over the protocol's OOD sets, ID
-    accuracy, training images processed (``images seen``) and time (``train s``, both from the logs)
-    and this call's wall time.
+    accuracy, training images processed (``images seen``) and time (``train s``, both from the logs),
+    the AUROC on each OOD set (``"AUROC: <set>"``) and this call's wall time.
 
     Args:
         scale: ``"ablation"`` (the profile's ablation scale; ``seed`` seeds every stage) or ``"main"``
@@ -98,6 +101,7 @@ def run_variant(v: Variant, protocol_name: str, prof: Profile, seed: int = 0, ca
     row = {"variant": v.name, "protocol": label, "seed": seed, "run key": run.key, "AUROC": table.loc["mean", "AUROC"],
            "FPR95": table.loc["mean", "FPR95"], "ID acc": id_accuracy(feats) if v.finetune else np.nan,
            "images seen": images_seen(stages), "train s": sum(t.train_seconds for t in stages)}
+    row |= {f"{SET_AUROC}{k}": table.loc[k, "AUROC"] for k in ood_s}  # where a mean's gap comes from
     if probe and protocol.kind != "one-class":  # one label: nothing to probe
         frozen = extract_protocol_pools(stages[0], protocol, p.eval, ("mean",), p.format, cache,
                                         train=training_sample(protocol.train, p.pretrain))["mean"]

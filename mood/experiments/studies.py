@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from mood.core.cache import Cache
+from mood.core.scores import SCORES
 from mood.core.stats import mde, pair_label, paired_test
 from mood.experiments import tables
-from mood.experiments.ablations import pair_gaps, run_grid, save_grid, seed_intervals
+from mood.experiments.ablations import SET_AUROC, pair_gaps, run_grid, save_grid, seed_intervals
 from mood.experiments.config import Profile
 from mood.experiments.resolve import Variant
 from mood.experiments.verdicts import call, floor, gate, paired
@@ -214,6 +215,22 @@ def score_spread(prof: Profile, seed: int = 0, cache: Cache | None = None) -> pd
     return pd.DataFrame(rows).set_index(["comparison", "protocol"])
 
 
+def per_set(runs: pd.DataFrame, variants: Study | None = None) -> pd.DataFrame:
+    """Where a mean AUROC comes from: per (variant, protocol), the AUROC on each OOD set (mean over
+    seeds; the runs' ``"AUROC: <set>"`` columns, :func:`mood.experiments.ablations.run_variant`), and
+    ``reads``: what the variant's score reads (``features``, ``logits`` or ``model``, from
+    :data:`mood.core.scores.SCORES`, via the ``variants``' detectors; ``"features"`` without them)."""
+    sets = [c for c in runs.columns if c.startswith(SET_AUROC)]
+    if not sets:
+        raise ValueError(f"the runs have no per-set AUROC columns ({SET_AUROC!r}...): they were made before "
+                         f"run_variant wrote them; run the study again")
+    out = runs.groupby(["variant", "protocol"], sort=False)[sets].mean()
+    out.columns = [c[len(SET_AUROC):] for c in sets]
+    detector = {v.name: v.detector for v in (variants.variants if variants else ())}
+    out.insert(0, "reads", [SCORES[detector.get(v, "mahalanobis")].needs for v, _ in out.index])
+    return out.dropna(axis=1, how="all")
+
+
 def verdict_lines(gaps: pd.DataFrame) -> list[str]:
     """One line per contrast of a :func:`contrasts` table: the gap, its interval, Holm p, MDE and the call."""
     return [f"{proto}: {comparison}: {paired(r['gap'], r['ci_lo'], r['ci_hi'], r['p'], p_holm=r['p (Holm)'], says=None)}"
@@ -275,4 +292,4 @@ def get(name: str, prof: Profile) -> Study:
 
 
 __all__ = ["ENDPOINT", "Contrast", "Study", "STUDIES", "StudyResult", "get", "study_seeds", "run", "contrasts",
-           "run_chapter", "score_spread", "verdict_lines"]
+           "run_chapter", "score_spread", "per_set", "verdict_lines"]

@@ -138,6 +138,8 @@ _TABLES = [
                 "MOODv2's claim: classification's spread of AUROC across scores minus BEiT's, paired by seed"),
     ResultTable("13_ood_metric_fpr95", "13_ablation_ood_metric", ("variant",), (),
                 "mean FPR95 ± std over seeds per protocol"),
+    ResultTable("13_ood_metric_sets", "13_ablation_ood_metric", ("variant", "protocol"), ("reads",),
+                "each score's AUROC on each OOD set (mean over seeds) and what the score reads"),
     ResultTable("16_unleash_curve", "16_unleashing_mask", ("condition",), ("model", "seed", "epoch"),
                 "one row per condition, model, seed and epoch: training loss and accuracy, OOD metrics of each score"),
     ResultTable("16_unleash_runs", "16_unleashing_mask", ("condition",),
