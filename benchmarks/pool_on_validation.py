@@ -14,12 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from mood.experiments.config import get_profile
-from mood.experiments.pipeline import feature_table, run_mood, training_sample, validation_protocol
-
-POOLS = ("mean", "mood", "blocks", "tokens")
+from mood.experiments.pipeline import pool_on_validation, run_mood, validation_protocol
 
 
 def main() -> None:
@@ -30,14 +26,9 @@ def main() -> None:
     a = ap.parse_args()
     prof = get_profile(a.profile)
     run = run_mood(a.protocol, prof)
-    val = validation_protocol(run.protocol, run.profile)
-    model = run.finetuned or run.pretrained
-    table = feature_table(model, val, run.profile, POOLS, ("mahalanobis",),
-                          train=training_sample(run.protocol.train, run.profile.finetune)).droplevel("detector")
-    out = pd.DataFrame({"validation AUROC": table["tile-shuffled"]})
-    out["chosen"] = out.index == out["validation AUROC"].idxmax()
-    out["profile's pool"] = out.index == run.profile.eval.pool
-    print(f"{a.protocol} at {prof.name}: {len(val.id_test):,} held-out training images vs their tile-shuffled copies")
+    out = pool_on_validation(run)
+    n = len(validation_protocol(run.protocol, run.profile).id_test)
+    print(f"{a.protocol} at {prof.name}: {n:,} held-out training images vs their tile-shuffled copies")
     print(out.round(2).to_string())
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ fig.suptitle(f"masked patches in black, {hidden} of {grid[0] * grid[1]} each");
 pre = pretrain(protocol.train, prof.model, prof.pretrain, prof.format)
 history = pd.DataFrame(pre.history).set_index("epoch")
 tables.save("02_pretrain_history", history, results_dir)
-print(f"pretraining: {len(pre.history)} epochs, {prof.pretrain.max_images} images, "
+print(f"pretraining: {len(pre.history)} epochs on {prof.pretrain.max_images or len(protocol.train):,} images, "
       f"{history['seconds'].sum():.0f} s of training (0 when loaded from the cache)")
 curves({"BEiT MIM": pre.history}, keys=("loss", "token_acc"));
 

@@ -12,7 +12,9 @@
 # **What you will learn:** how MOOD turns features into an OOD score, what ID and OOD look like in
 # feature space, and how to read score histograms and ROC curves.
 #
-# Each image's feature is the mean of the ViT's final, normalised patch tokens. MOOD fits one
+# Each image's feature is the one the profile scores (`eval.pool`): at `cpu`, the last block's patch
+# tokens flattened into one vector (16 tokens x 128 = 2,048 numbers); in MOOD's paper, the mean of the
+# final, normalised patch tokens (chapters 5 and 6 score both, side by side). MOOD fits one
 # Gaussian to the ID training features — a mean $\mu$ and a covariance $\Sigma$ — and scores
 # $s(x) = (f(x)-\mu)^\top \Sigma^{-1} (f(x)-\mu)$. `mood` computes it by Cholesky whitening:
 # $\Sigma = LL^\top$, $s(x) = \lVert L^{-1}(f(x)-\mu)\rVert^2$, one matrix product for a whole batch.

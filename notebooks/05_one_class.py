@@ -77,9 +77,9 @@ per_class.round(2)
 # side by side (`tokens`, 2,048 dimensions). The first three average over positions: a boot and a
 # sandal can have the same mean token while their tokens sit in different places, which is exactly
 # what a raw-pixel distance sees. The main column above is the pool of the profile's one-class
-# settings (`run.profile.eval.pool`). The pool was chosen on these same test images (and chapter
-# 6's), so the winner's margin over the others is optimistic by the choice itself; the table shows
-# every candidate.
+# settings (`run.profile.eval.pool`). It was first chosen on test tables like this one; chapter 6
+# now checks the choice on validation data (training images against their tile-shuffled copies), and
+# this table shows every candidate for comparison, not for picking.
 
 # %%
 by_feature = pd.DataFrame(features).rename_axis("class")
@@ -136,10 +136,10 @@ pd.DataFrame(confused).fillna(0).astype(int).rename_axis("class of the missed im
 # %% [markdown]
 # `AUROC` (and the other metrics) score the pretrained features: MOOD's one-class setting, whose
 # features come from a backbone pretrained (on ImageNet-22k there) and not fine-tuned on the normal
-# class — fine-tuning a 10-way head on a single label is solved by the head's bias alone, and the
-# backbone gets almost no gradient. `fine-tuned AUROC` scores the same backbone after fine-tuning on
-# the normal class with the profile's label smoothing (chapter 3 measures whether smoothing helps
-# there at all).
+# class: with a single label there is no class to tell apart. Without label smoothing the head's bias
+# alone drives the loss to zero; with smoothing (the profile's one-class setting, MOOD's 0.1) the
+# backbone does move, pushed toward a split of one class that does not exist (chapter 3 measures what
+# that does to the features). `fine-tuned AUROC` scores the same backbone after that fine-tuning.
 #
 # `untrained AUROC` is the same network at its random initialisation, scored with the same feature
 # and distance: what the architecture and the feature give before anything is learned (random

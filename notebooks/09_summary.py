@@ -25,7 +25,7 @@ from IPython.display import Markdown
 
 from mood.book import claims
 from mood.book.runner import chapter_setup
-from mood.book.summary import headline
+from mood.book.summary import headline, headline_table
 from mood.experiments import tables
 
 # %% [markdown]
@@ -53,8 +53,8 @@ Markdown(claims.markdown(main))
 # (clipped to [0, 100]). Wall times are in the compute appendix.
 
 # %% tags=["hide-input"]
-figures = headline(results_dir, whole_book=False)
-figures[~figures["figure"].str.endswith("_seconds") & (figures["figure"] != "train_img_per_s")].set_index("figure").round(2)
+headline_table(headline(results_dir, whole_book=False),
+               keep=lambda f: not f.endswith("_seconds") and f != "train_img_per_s").round(2)
 
 # %% [markdown]
 # ## What we found

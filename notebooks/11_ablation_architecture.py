@@ -14,8 +14,9 @@
 # has no patch tokens, so it cannot take BEiT's masked-token pretraining. On `cpu` the question is
 # MOOD's model (chapter 7's, read from the cache) against a small CNN trained from scratch for as many
 # optimiser steps as MOOD's pretraining and fine-tuning together — the equal-compute baseline of
-# chapters 6-7, now with the same three seeds as MOOD's. The CNN scores its own pooled feature (it has
-# no tokens). The `gpu` profile adds a ResNet and the ViT under classification pretraining, the
+# chapters 6-7, now with the same three seeds as MOOD's. Both are scored on the same kind of feature:
+# the ViT on its last block's patch tokens, flattened; the CNN on its last feature map, flattened (the
+# `tokens` pool of a network without patch tokens), so both keep where a pattern sits. The `gpu` profile adds a ResNet and the ViT under classification pretraining, the
 # comparison of the paper. The last table gives each model's training cost in FLOPs and seconds.
 #
 # **Why it matters.** A detector is only as good as the feature it reads. A ViT's patch tokens keep
@@ -91,8 +92,8 @@ Markdown(findings.say("11_ablation_architecture", results_dir))
 #
 # ## Exercises
 #
-# 1. The CNN scores its pooled feature, the ViT its tokens. Run the CNN with `knn` instead of
-#    Mahalanobis at `smoke`.
+# 1. Both models are scored on their last feature map, flattened. Run the CNN with `--pool mean`
+#    (global average pooling, what a classifier's head reads) at `smoke`: what does pooling discard?
 # 2. Compare the two models' ID accuracy. Would a gap in accuracy explain a gap in AUROC (Vaze et
 #    al. 2022)?
 # 3. Read the cost table: which model used more FLOPs per image?

@@ -92,7 +92,8 @@ print("\n".join(studies.verdict_lines(result.gaps)))
 # choice of score: the AUROC of MSP, Energy, KNN, Mahalanobis and the rest sits closer together on
 # MIM features than on classification features. Here: for the BEiT-pretrained models and the
 # classification-pretrained models of chapter 10 (read from the cache; nothing trains), every score
-# above, seed by seed; the spread is the best minus the worst mean AUROC over the scores, and the
+# above, seed by seed; a seed's spread is its best minus its worst AUROC over the scores, the table
+# gives its mean over seeds (not the best minus the worst of the seed means), and the
 # contrast is classification's spread minus BEiT's, paired by seed (positive: MIM narrower, the claim).
 
 # %%

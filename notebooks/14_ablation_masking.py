@@ -16,8 +16,8 @@
 #
 # **Why it matters.** Scattered masks leave neighbours to copy from; blocks force the model to infer
 # shapes, which is the knowledge MOOD argues OOD detection needs. **Limits.** On the `cpu` model's
-# 4x4 grid a block of 40% is most of a quadrant, so blocks and scattered masks differ less than on
-# BEiT's 14x14 grid; one pretraining per arm.
+# 4x4 grid a block of 40% is 6 of 16 patches, one and a half quadrants, so blocks and scattered masks
+# differ less than on BEiT's 14x14 grid; one pretraining per arm.
 
 # %% tags=["parameters"]
 profile = "cpu"  # smoke (CI, seconds) | cpu (default) | gpu

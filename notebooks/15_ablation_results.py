@@ -27,7 +27,7 @@ from IPython.display import Markdown, display
 
 from mood.book import findings
 from mood.book.runner import chapter_setup
-from mood.book.summary import FIGURE_LABELS, headline
+from mood.book.summary import headline, headline_table
 from mood.experiments import studies, tables
 
 # %% tags=["hide-input"]
@@ -47,9 +47,7 @@ gaps[["gap", "ci_lo", "ci_hi", "p (Holm)", "MDE", "ID acc a", "ID acc b", "call"
 # The contrasts the book records in `headline.csv`, read from the same files.
 
 # %% tags=["hide-input"]
-figures = headline(res, whole_book=False).set_index("figure")["value"]
-gap_figures = figures[[f for f in figures.index if f.startswith(("pretext_", "architecture_"))]]
-display(gap_figures.rename(lambda f: FIGURE_LABELS.get(f, f)).round(3).to_frame("value"))
+display(headline_table(headline(res, whole_book=False), keep=lambda f: f.startswith(("pretext_", "architecture_"))).round(2))
 for name, stem in stems.items():
     display(Markdown(f"**{name.replace('_', ' ')}** — " + "; ".join(studies.verdict_lines(tables.load(f"{stem}_gaps", res)))))
 

@@ -63,3 +63,13 @@ def test_per_set_reads_where_the_logit_scores_lose(tmp_path: Path) -> None:
     assert "lose most on Coat and win on Sandal" in line
     with pytest.raises(ValueError, match="run the study again"):
         studies.per_set(pd.DataFrame(rows).drop(columns=["AUROC: Coat", "AUROC: Sandal"]))
+
+
+def test_the_look_alike_finding_tests_each_twin_against_sandal(tmp_path: Path) -> None:
+    t = pd.DataFrame({"seed": [0, 1, 2], "ID acc": [94.0] * 3, "Coat": [58.0, 56.0, 60.0], "Sandal": [90.0, 92.0, 91.0],
+                      "Shirt": [95.0, 97.0, 96.0], "Ankle boot": [90.5, 91.0, 92.5]}).set_index("seed")
+    t["mean"] = t[["Coat", "Sandal", "Shirt", "Ankle boot"]].mean(axis=1)
+    _save("07_near_distribution_seeds", t, tmp_path)
+    text = findings.say("07_near_distribution", tmp_path)
+    assert "Coat -33.00 AUROC" in text and "it holds for Coat;" in text
+    assert "Shirt scored above Sandal, against it" in text and "Ankle boot cannot be told apart from Sandal" in text

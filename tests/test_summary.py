@@ -182,3 +182,15 @@ def test_headline_takes_chapter_11s_vit_minus_cnn_contrast_not_its_other_pair(tm
     assert h["architecture_vit_minus_cnn_std"] == pytest.approx(1.0)
     assert h["architecture_vit_minus_cnn_ci_lo"] < -3.0 < h["architecture_vit_minus_cnn_ci_hi"] < 0
     assert "pretext_mim_minus_classification" not in h
+
+
+def test_headline_table_puts_each_figures_spread_beside_it_under_its_label() -> None:
+    from mood.book.summary import FIGURE_LABELS, headline_table
+
+    figures = pd.DataFrame({"figure": ["id_accuracy", "id_accuracy_std", "id_accuracy_ci_lo", "id_accuracy_ci_hi",
+                                       "seeds", "book_seconds"], "value": [85.0, 0.5, 84.0, 86.0, 3.0, 100.0]})
+    table = headline_table(figures, keep=lambda f: not f.endswith("_seconds"))
+    assert list(table.index) == [FIGURE_LABELS["id_accuracy"], FIGURE_LABELS["seeds"]]
+    row = table.loc[FIGURE_LABELS["id_accuracy"]]
+    assert row["value"] == 85.0 and row["std"] == 0.5 and row["95% CI"] == "[84.00, 86.00]"
+    assert table.loc[FIGURE_LABELS["seeds"], "95% CI"] == ""

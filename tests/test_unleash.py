@@ -305,6 +305,11 @@ def test_study_tables_and_verdict_from_runs() -> None:
     stages = stage_table(curve, ("energy",))
     assert list(stages["best epoch"]) == [2, 2] and list(stages["gap"]) == [5.0, 6.0]
     assert list(stages["val epoch"]) == [3, 3] and list(stages["val gap"]) == [0.0, 0.0]  # validation picks the last
+    # every score's validation pick is the epoch Energy's validation AUROC picks (as in the method tables)
+    both = curve.assign(**{"msp AUROC": [50.0, 60.0, 55.0] * 2, "msp val AUROC": [90.0, 10.0, 10.0] * 2})
+    picked = stage_table(both, ("energy", "msp"))
+    assert list(picked.loc[picked["score"] == "msp", "val epoch"]) == [3, 3]
+    assert list(picked.loc[picked["score"] == "msp", "val gap"]) == [0.0, 0.0]
     rows = []
     for seed in (0, 1, 2):
         for method, auroc in (("baseline (last epoch)", 80.0 + seed), ("+CE (control)", 80.5 + seed),
@@ -324,8 +329,14 @@ def test_study_tables_and_verdict_from_runs() -> None:
     pd.testing.assert_frame_equal(study.effects, effects)
     text = study.verdict()
     assert "m, clean: final train accuracy 99.5%; oracle best Energy epoch 2.0 of 3, 5.50 AUROC above the last" in text
-    assert ("UM at the estimated b minus the last epoch: +2.00 Energy AUROC, 95% CI [+2.00, +2.00], p = 0.000 "
-            "(paired t-test) — significant." in text)
+    assert ("UM at the estimated b minus the last epoch: +2.00 Energy AUROC, 95% CI [+2.00, +2.00], p = 0.000, "
+            "Holm p = 0.000 (paired t-test) — significant." in text)
+    # the declared family: UM vs last and UM vs the control on Energy; UMAP is described, not called
+    assert list(effects.loc[effects["family"] == "primary"].index.get_level_values("comparison")) == [
+        "UM vs last", "UM vs CE control"]
+    assert effects.loc[("UMAP vs last", "clean", "m", "energy"), "p (Holm)"] != effects.loc[
+        ("UMAP vs last", "clean", "m", "energy"), "p (Holm)"]  # NaN: not in the family
+    assert "UMAP minus the last epoch: -1.00 Energy AUROC" in text and "(secondary: described, not called)" in text
     assert "UM minus the plain-CE control: +1.50" in text
     assert "above the final loss, so UM trains the loss back up" in text
 
@@ -350,3 +361,25 @@ def test_unleash_data_holds_out_validation_and_noises_labels() -> None:
     assert not clean.mislabelled.any() and np.array_equal(clean.train.ids, d.train.ids)  # same images, clean labels
     with pytest.raises(ValueError, match="leaves no training image"):
         unleash_data(proto, _cfg(val_id=300, val_ood=100), seed=0)
+
+
+def test_beside_mood_picks_each_conditions_method_on_validation_not_on_test() -> None:
+    from mood.experiments.unleash import beside_mood
+
+    rows = []
+    for seed in (0, 1):
+        for cond in ("clean", "noise 20%"):
+            # "+UM" wins on the test sets, the picked epoch on the validation set: the validation one is shown
+            for method, test, val in (("+UM", 99.0, 80.0), ("epoch chosen on val OOD", 90.0 + seed, 95.0)):
+                rows.append({"condition": cond, "model": "m", "seed": seed, "method": method, "score": "energy",
+                             "AUROC": test, "FPR95": 10.0, "ID acc": 85.0, "val AUROC": val})
+                rows.append({"condition": cond, "model": "m", "seed": seed, "method": method, "score": "msp",
+                             "AUROC": 50.0, "FPR95": 90.0, "ID acc": 85.0, "val AUROC": 99.0})
+    mood = pd.DataFrame({"mean": [98.0, 99.0], "ID acc": [85.0, 86.0]})
+    table = beside_mood(pd.DataFrame(rows), mood)
+    assert list(table.index) == ["MOOD (chapter 6): Mahalanobis, MIM-pretrained and fine-tuned ViT",
+                                 "clean: epoch chosen on val OOD (m, energy)", "noise 20%: epoch chosen on val OOD (m, energy)"]
+    assert table.iloc[0]["AUROC"] == 98.5 and table.iloc[0]["ID acc"] == 85.5
+    assert table.iloc[1]["AUROC"] == 90.5 and table.iloc[1]["seeds"] == 2
+    with pytest.raises(ValueError, match="no 'odin' rows"):
+        beside_mood(pd.DataFrame(rows), mood, score="odin")

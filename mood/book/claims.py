@@ -199,7 +199,8 @@ def _unleash(comparison: str) -> Callable[[Path], Evidence | None]:
             return Evidence(f"{comparison}: not run at this profile", float("nan"), "", "", "inconclusive",
                             "the profile does not run this method")
         r = r.iloc[0]
-        outcome, why = _one_call(r["ci_lo"], r["ci_hi"])
+        p_holm = r.get("p (Holm)", float("nan"))  # Holm over the chapter's primary family (runs before it had none)
+        outcome, why = _one_call(r["ci_lo"], r["ci_hi"], float(p_holm) if np.isfinite(p_holm) else None)
         acc = ""
         if runs is not None:
             last = runs.reset_index()

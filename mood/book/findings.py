@@ -18,7 +18,9 @@ import pandas as pd
 
 from mood.core.data import FMNIST_CLASSES
 from mood.core.protocols import NEAR_KNOWN
+from mood.core.stats import paired_test
 from mood.experiments import tables
+from mood.experiments.unleash import COMPARISONS, PRIMARY, SELECT_SCORE
 from mood.experiments.verdicts import paired
 
 NO_TWIN = "Sandal"  # the one held-out class of the near split without a look-alike among the known classes
@@ -104,8 +106,8 @@ def _ch05(res: Path) -> list[str]:
 def _ch06(res: Path) -> list[str]:
     s, v = _t(res, "06_multi_class_summary"), _t(res, "06_multi_class_vs_pixels")
     out = [f"Over {int(s['seeds'].max())} fine-tuning seeds: ID accuracy {s.loc['ID acc', 'mean']:.2f}% "
-           f"(± {s.loc['ID acc', 'std']:.2f}), far-OOD mean AUROC {s.loc['mean (far)', 'mean']:.2f} "
-           f"(± {s.loc['mean (far)', 'std']:.2f}), MNIST {s.loc['mnist', 'mean']:.2f}."]
+           f"(std {s.loc['ID acc', 'std']:.2f} over seeds), far-OOD mean AUROC {s.loc['mean (far)', 'mean']:.2f} "
+           f"(std {s.loc['mean (far)', 'std']:.2f}), MNIST {s.loc['mnist', 'mean']:.2f}."]
     sets = _sets(v)
     mood = sets.columns[0]
     for pixel in sets.columns[1:]:
@@ -128,12 +130,19 @@ def _ch07(res: Path) -> list[str]:
     means = t[held].mean().sort_values()
     out = [f"Over {len(t)} seeds (ID accuracy {t['ID acc'].mean():.2f}% on the {len(NEAR_KNOWN)} known classes), the "
            "held-out classes rank " + " < ".join(f"{k} {v:.1f}" for k, v in means.items()) + f" (mean {t['mean'].mean():.2f})."]
-    if NO_TWIN in means:
-        easiest = means.idxmax()
-        out.append(f"The look-alike hypothesis (a class with a twin among the known classes is harder than {NO_TWIN}) "
-                   + ("agrees with the means (no test): " if easiest == NO_TWIN else "does not match the means here: ")
-                   + f"{easiest} is the easiest" + ("" if easiest == NO_TWIN else
-                                                     f", ahead of {NO_TWIN} by {means[easiest] - means[NO_TWIN]:.1f}") + ".")
+    if NO_TWIN in means and len(held) > 1:
+        parts, side = [], {"harder": [], "easier": [], "not told apart": []}
+        for k in [c for c in means.index if c != NO_TWIN]:
+            test = paired_test((t[k] - t[NO_TWIN]).to_numpy())
+            parts.append(f"{k} {paired(test['mean'], test['ci_lo'], test['ci_hi'], says=None)}")
+            # an undefined interval (one seed) tells nothing apart
+            side["harder" if test["ci_hi"] < 0 else "easier" if test["ci_lo"] > 0 else "not told apart"].append(k)
+        verdict = (f"it holds for {' and '.join(side['harder'])}" if side["harder"] else "it holds for none of them") + (
+            f"; {' and '.join(side['easier'])} scored above {NO_TWIN}, against it" if side["easier"] else "") + (
+            f"; {' and '.join(side['not told apart'])} cannot be told apart from {NO_TWIN}" if side["not told apart"] else "")
+        out.append(f"The look-alike hypothesis says a held-out class with a twin among the known classes is harder "
+                   f"than {NO_TWIN}, which has none. Each class minus {NO_TWIN}, paired by seed: " + "; ".join(parts)
+                   + f". By these intervals {verdict} (descriptive: not a declared contrast).")
     return out
 
 
@@ -224,11 +233,23 @@ def _ch16(res: Path) -> list[str]:
         if "b from mislabelled images" in g and g["b from mislabelled images"].mean() > 0:
             line += (f"; {100 * g['b from mislabelled images'].mean():.0f}% of b comes from the mislabelled "
                      f"{100 * g['mislabelled share'].mean():.0f}% of the images")
+        chance = np.log(len(FMNIST_CLASSES))
+        if (g["floor b"] > chance).any():
+            line += (f"; in {int((g['floor b'] > chance).sum())} of {len(g)} seeds b is above ln {len(FMNIST_CLASSES)} = "
+                     f"{chance:.2f}, the loss of a uniform guess: that floor asks the model to fit its training "
+                     "labels worse than chance, and UM un-trains it")
         out.append(line + ".")
-    for comparison in ("UM vs last", "val-OOD epoch vs last"):
-        for _, r in e[(e["comparison"] == comparison) & (e["score"] == "energy")].iterrows():
+    runs = _t(res, "16_unleash_runs").reset_index()
+    acc = runs[runs["score"] == "energy"].groupby(["condition", "method"])["ID acc"].agg(["mean", "std"])
+    for comparison in PRIMARY:
+        method, against, _ = COMPARISONS[comparison]
+        for _, r in e[(e["comparison"] == comparison) & (e["score"] == SELECT_SCORE)].iterrows():
+            holm_p = r.get("p (Holm)", np.nan)
+            a, b = acc.loc[(r["condition"], method)], acc.loc[(r["condition"], against)]
             out.append(f"{comparison}, {r['condition']} ({int(r['seeds'])} seeds): "
-                       f"{paired(r['Δ'], r['ci_lo'], r['ci_hi'], unit='Energy AUROC', says=None)}.")
+                       f"{paired(r['Δ'], r['ci_lo'], r['ci_hi'], unit='Energy AUROC', says=None)}"
+                       + (f", Holm p = {holm_p:.3f}" if np.isfinite(holm_p) else "")
+                       + f"; ID accuracy {a['mean']:.1f}% ± {a['std']:.1f} against {b['mean']:.1f}% ± {b['std']:.1f}.")
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -143,6 +144,21 @@ FIGURE_LABELS = {
 
 
 SPREAD = ("_std", "_ci_lo", "_ci_hi")  # a figure's spread over seeds, beside it in headline.csv
+
+
+def headline_table(figures: pd.DataFrame, keep: Callable[[str], bool] = lambda f: True) -> pd.DataFrame:
+    """:func:`headline`'s ``figure, value`` rows as a reader's table: one row per figure that ``keep``
+    accepts (its :data:`FIGURE_LABELS` label), its ``value`` and, where the headline has them, its
+    spread over seeds (``std``) and 95% interval (``95% CI``) beside it instead of as rows of their own."""
+    values = figures.set_index("figure")["value"]
+    rows = {}
+    for f in values.index:
+        if f.endswith(SPREAD) or not keep(f):
+            continue
+        std, lo, hi = (values.get(f + s) for s in SPREAD)
+        rows[FIGURE_LABELS.get(f, f)] = {"value": values[f], "std": std,
+                                         "95% CI": f"[{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("figure")
 # The README's table, at most 12 rows: the headline figures a newcomer reads first, in this order, each
 # with a short label (FIGURE_LABELS has the long ones) and, where the headline has one, the figure read
 # beside it (how many seeds; the training accuracy of the model whose OOD score it is).

@@ -409,3 +409,20 @@ def feature_table(trained: Trained, protocol: Protocol, prof: Profile, pools: tu
             table = scores_table(score_protocol(feats, det, trained, protocol, cfg, prof.format), protocol, cfg)
             rows.append({"pool": pool, "detector": det, **table["AUROC"].to_dict()})
     return pd.DataFrame(rows).set_index(["pool", "detector"])
+
+
+def pool_on_validation(run: MoodRun, pools: tuple[str, ...] = ("mean", "mood", "blocks", "tokens"),
+                       detector: str | None = None) -> pd.DataFrame:
+    """Which feature to score, chosen without a test set: the AUROC of ``detector`` (default: the
+    profile's) on each pool of ``run``'s model (fine-tuned, else pretrained) on
+    :func:`validation_protocol`. One row per pool: ``validation AUROC``, ``chosen`` (the highest)
+    and ``profile's pool`` (the one the profile's tables score)."""
+    val = validation_protocol(run.protocol, run.profile)
+    model = run.finetuned or run.pretrained
+    last = run.profile.finetune if run.finetuned else run.profile.pretrain
+    det = detector or run.profile.eval.detector
+    table = feature_table(model, val, run.profile, pools, (det,), train=training_sample(run.protocol.train, last))
+    out = pd.DataFrame({"validation AUROC": table.droplevel("detector")["tile-shuffled"]})
+    out["chosen"] = out.index == out["validation AUROC"].idxmax()
+    out["profile's pool"] = out.index == run.profile.eval.pool
+    return out

@@ -47,7 +47,7 @@ from mood.core.data import ImageFormat, ImageSet, sample_tensors, shuffle_patche
 from mood.core.engine import fit, resolve_device
 from mood.core.features import extract
 from mood.core.metrics import auroc, results_table
-from mood.core.stats import seed_gaps
+from mood.core.stats import holm, seed_gaps
 from mood.core.models import Backbone, ModelConfig
 from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score
 from mood.experiments.resolve import base_profile, resolve
@@ -574,14 +574,36 @@ def effect(runs: pd.DataFrame, method: str = "+UM", against: str = METHOD_LABELS
     return out
 
 
+def beside_mood(runs: pd.DataFrame, mood_seeds: pd.DataFrame, score: str = SELECT_SCORE) -> pd.DataFrame:
+    """MOOD's multi-class detector beside Unleashing Mask's, each as it would be deployed: per
+    condition and backbone of ``runs``, the method whose mean validation AUROC of ``score`` is highest
+    (chosen without test data); MOOD's row from ``mood_seeds`` (chapter 6's per-seed table: its
+    ``mean`` AUROC over the same OOD sets and ``ID acc``). Rows: detectors; columns ``AUROC``,
+    ``FPR95`` (NaN for MOOD: its per-seed table has none), ``ID acc`` (means over seeds), ``seeds``."""
+    g = (runs[runs["score"] == score].groupby([*KEYS, "method"], sort=False)
+         .agg(**{"val AUROC": ("val AUROC", "mean"), "AUROC": ("AUROC", "mean"), "FPR95": ("FPR95", "mean"),
+                 "ID acc": ("ID acc", "mean"), "seeds": ("seed", "nunique")}))
+    if g.empty:
+        raise ValueError(f"beside_mood: no {score!r} rows in the runs; scores present: {sorted(runs['score'].unique())}")
+    chosen = g.loc[g.groupby(level=KEYS, sort=False)["val AUROC"].idxmax()]
+    rows = {"MOOD (chapter 6): Mahalanobis, MIM-pretrained and fine-tuned ViT":
+            {"AUROC": mood_seeds["mean"].mean(), "FPR95": np.nan, "ID acc": mood_seeds["ID acc"].mean(),
+             "seeds": len(mood_seeds)}}
+    for (cond, model, method), r in chosen.iterrows():
+        rows[f"{cond}: {method} ({model}, {score})"] = r.drop("val AUROC").to_dict()
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("detector")
+
+
 # --------------------------------------------------------------------------------------------
 # Every backbone, condition and seed: the tables and the verdict of the chapter and the CLI
 
-def stage_table(curve: pd.DataFrame, scores: tuple[str, ...]) -> pd.DataFrame:
+def stage_table(curve: pd.DataFrame, scores: tuple[str, ...], select: str = SELECT_SCORE) -> pd.DataFrame:
     """Per (condition, model, seed, score) of a study's ``curve``: the best epoch on the test OOD sets
     (oracle) and its AUROC, the epoch picked on the validation OOD set (when the curve has it) and
     its test AUROC, the last epoch and its AUROC; ``gap`` = oracle best - last and ``val gap`` =
-    validation-picked - last (AUROC points)."""
+    validation-picked - last (AUROC points). The validation pick is one epoch for every score, the
+    one ``select``'s validation AUROC prefers (the ``epoch chosen on val OOD`` of the method tables);
+    without ``select`` in the curve, each score's own."""
     rows = []
     for (cond, model, seed), c in curve.groupby([*KEYS, "seed"], sort=False):
         last = c.iloc[-1]
@@ -590,8 +612,9 @@ def stage_table(curve: pd.DataFrame, scores: tuple[str, ...]) -> pd.DataFrame:
             row = {"condition": cond, "model": model, "seed": seed, "score": name, "best epoch": int(best["epoch"]),
                    "best AUROC": best[f"{name} AUROC"], "last epoch": int(last["epoch"]),
                    "last AUROC": last[f"{name} AUROC"]}
-            if f"{name} val AUROC" in c:
-                picked = c.loc[c[f"{name} val AUROC"].idxmax()]
+            chooser = select if f"{select} val AUROC" in c else name
+            if f"{chooser} val AUROC" in c:
+                picked = c.loc[c[f"{chooser} val AUROC"].idxmax()]
                 row |= {"val epoch": int(picked["epoch"]), "val-picked AUROC": picked[f"{name} AUROC"]}
             rows.append(row)
     out = pd.DataFrame(rows)
@@ -613,12 +636,26 @@ COMPARISONS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The chapter's declared tests: the paper's two claims (an intermediate stage beats the last; UM beats
+# the last) and UM against the control, on Energy AUROC (SELECT_SCORE), per condition and backbone.
+# Holm runs over this family; every other row of the effects table is secondary: described, not called.
+PRIMARY = ("val-OOD epoch vs last", "UM vs last", "UM vs CE control")
+
+
 def study_effects(runs: pd.DataFrame) -> pd.DataFrame:
     """The paired (same-seed) comparisons of :data:`COMPARISONS` that the runs hold, stacked under a
-    ``comparison`` level (AUROC points; FPR95 points where the name says so)."""
+    ``comparison`` level (AUROC points; FPR95 points where the name says so), with ``family``
+    (``primary``: a :data:`PRIMARY` comparison of :data:`SELECT_SCORE`; else ``secondary``) and
+    ``p (Holm)`` over the primary family (NaN for secondary rows)."""
     methods = set(runs["method"])
-    return pd.concat({name: effect(runs, m, a, metric) for name, (m, a, metric) in COMPARISONS.items()
-                      if m in methods and a in methods}, names=["comparison"])
+    out = pd.concat({name: effect(runs, m, a, metric) for name, (m, a, metric) in COMPARISONS.items()
+                     if m in methods and a in methods}, names=["comparison"])
+    primary = (out.index.get_level_values("comparison").isin(PRIMARY)
+               & (out.index.get_level_values("score") == SELECT_SCORE))
+    out["family"] = np.where(primary, "primary", "secondary")
+    out["p (Holm)"] = np.nan
+    out.loc[primary, "p (Holm)"] = holm(out.loc[primary, "p"].to_numpy())
+    return out
 
 
 @dataclass
@@ -697,7 +734,12 @@ class UnleashStudy:
                 key = (name, cond, model, "energy")
                 if key in eff.index:
                     e = eff.loc[key]
-                    words = paired(e["Δ"], e["ci_lo"], e["ci_hi"], e["p"], unit="Energy AUROC", test="paired t-test")
+                    if e["family"] == "primary":
+                        words = paired(e["Δ"], e["ci_lo"], e["ci_hi"], e["p"], unit="Energy AUROC",
+                                       p_holm=e["p (Holm)"], test="paired t-test")
+                    else:
+                        words = paired(e["Δ"], e["ci_lo"], e["ci_hi"], e["p"], unit="Energy AUROC",
+                                       test="paired t-test", says=None) + " (secondary: described, not called)"
                     lines.append(f"  {what}: {words}.")
 
             said("val-OOD epoch vs last", "epoch picked on the validation OOD set minus the last epoch")
@@ -768,4 +810,4 @@ def run_study(profile: str | Profile | None = None, models: list[str] | None = N
 __all__ = ["WeightMask", "add_masks", "bake_masks", "masked_losses", "estimate_floor", "UnleashData",
            "unleash_data", "EvalSets", "eval_sets", "evaluate", "sample_losses", "Stages", "train_stages",
            "stage_curve", "tune", "UnleashRun", "run_unleash", "best_epoch", "summarize", "effect", "stage_table",
-           "study_effects", "UnleashStudy", "run_study", "condition_label", "um_label"]
+           "study_effects", "beside_mood", "UnleashStudy", "run_study", "condition_label", "um_label"]
