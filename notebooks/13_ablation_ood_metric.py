@@ -110,13 +110,14 @@ spread[["spread a", "spread b", "gap", "ci_lo", "ci_hi", "p", "MDE", "ID acc a",
 Markdown(findings.say("13_ablation_ood_metric", results_dir))
 
 # %% [markdown]
-# Why a logit score can trail on near OOD: MSP and Energy read only how confident the head is. The
-# head has six outputs and was never shown the held-out classes, so a held-out image it places in a
-# known class (a coat in *Pullover*, a shirt in *T-shirt/top*: chapter 7's confusions) gets an ID-like
-# score however far its features lie from that class's training images. Mahalanobis and KNN read that
-# distance, so they lose less where the head is confidently wrong; on a held-out class the head does
-# not take for a known one, every score has the same easy task. The per-class table above says which
-# held-out classes carry the gap in this run.
+# Two ways to fail, one per kind of score. A logit score (MSP, Energy) reads only how confident the
+# head is: the head has six outputs and was never shown the held-out classes, so a held-out image it
+# puts in a known class with confidence scores as ID however far its features lie from that class's
+# training images. A feature score (Mahalanobis, KNN) reads that distance: a held-out image whose
+# features sit among a known class's scores as ID however unsure the head is. Which failure a
+# held-out class meets depends on the class: the per-class table above and the line on it in "What
+# we found" say which, in this run, and chapter 7 shows which known classes the head takes each
+# held-out class for. A mean over the held-out classes averages the two failures away.
 #
 # ## Exercises
 #
