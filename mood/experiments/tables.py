@@ -82,7 +82,7 @@ _TABLES = [
     ResultTable("04_mahalanobis_variants", "04_mahalanobis", ("ood",), ("mahalanobis", "mahalanobis_cc"),
                 "AUROC per OOD set of the shared and the class-conditional Mahalanobis score"),
     ResultTable("05_one_class", "05_one_class", ("class",),
-                (*OOD_METRICS, "fine-tuned AUROC", "untrained AUROC", "pixel 1-NN AUROC", "train images"),
+                (*OOD_METRICS, "untrained AUROC", "pixel 1-NN AUROC", "train images"),
                 "one-class protocol, one row per normal class and their mean"),
     ResultTable("05_one_class_features", "05_one_class", ("class",), ("mean", "mood", "blocks", "tokens"),
                 "one-class AUROC per feature pool"),
@@ -161,10 +161,6 @@ _TABLES = [
                 ("Δ", *SEED_TEST[1:], "p", "significant"), "paired-by-seed effects of the methods"),
     ResultTable("16_unleash_beside_mood", "16_unleashing_mask", ("detector",), ("AUROC", "FPR95", "ID acc", "seeds"),
                 "MOOD's chapter 6 detector beside the Unleashing Mask method chosen on validation data, per condition"),
-    # Written by records made before 16_unleash_beside_mood replaced it (it showed the best of 36 settings
-    # on the test sets); the cpu record of b614601 holds one. Drop this entry when that record is regenerated.
-    ResultTable("16_unleash_vs_mood", "16_unleashing_mask", (), ("MOOD (chapter 6, Mahalanobis)",),
-                "superseded by 16_unleash_beside_mood: the best setting on the test sets beside MOOD's chapter 6 numbers"),
 ]
 TABLES: dict[str, ResultTable] = {t.key: t for t in _TABLES}
 # what else a results folder holds: the book runner's chapter timings and the summary's headline figures
