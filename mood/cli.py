@@ -193,6 +193,43 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    """The zoo of pretrained backbones: list, show one card, train the missing entries, verify."""
+    from pathlib import Path
+
+    from mood.core.cache import Cache
+    from mood.core.zoo import size_bytes, zoo_root
+    from mood.experiments import zoo
+
+    root = Path(args.zoo) if args.zoo else None
+    if args.action == "list":
+        t = zoo.table(root)
+        with pd.option_context("display.width", 220, "display.max_columns", 30, "display.max_colwidth", 40):
+            print(t.to_string(index=False, float_format=lambda v: f"{v:,.2f}") if len(t) else "no entries shipped")
+        waiting = [s.name for s in zoo.missing(root=root)]
+        print(f"\n{len(t)} shipped in {zoo_root(root)} ({size_bytes(root) / 2**20:.1f} MiB); "
+              f"{len(waiting)} registered, not trained yet{': ' + ', '.join(waiting) if waiting else ''}")
+        return 0
+    if args.action == "show":
+        if len(args.names) != 1:
+            raise ValueError("zoo show takes one entry name (python -m mood zoo list names them)")
+        print(zoo.card_text(args.names[0], root))
+        return 0
+    if args.action == "train":
+        paths = zoo.train(args.names or None, args.profile or "cpu", root, Cache(args.artifacts), args.commit, args.force)
+        print(f"zoo: {len(paths)} entr{'y' if len(paths) == 1 else 'ies'} written" + "".join(f"\n  {p}" for p in paths))
+        return 0
+    if args.retrain:
+        r = zoo.retrain(args.retrain, root)
+        print(json.dumps(r, indent=1))
+        return 0 if r["bit_for_bit"] else 1
+    t = zoo.verify(root)
+    print(t.to_string(index=False) if len(t) else "no entries shipped")
+    bad = t[~t["ok"]] if len(t) else t
+    print(f"{len(t) - len(bad)} of {len(t)} entries match their cards and the registry")
+    return 1 if len(bad) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mood.experiments.config import PROFILES
     from mood.core.models import MODEL_PRESETS, POOLS
@@ -253,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "the field's type)")
         s.add_argument("--artifacts", default=None, help="cache folder (default: MOOD_ARTIFACTS or ./artifacts)")
         s.set_defaults(func=_cmd_stage)
+    z = sub.add_parser("zoo", help="the zoo of pretrained backbones (zoo/): list, show, train, verify",
+                       description="The zoo of long-pretrained backbones shipped in zoo/: list them, show one card, "
+                                   "train the registered entries not shipped yet (in the registry's order; resumable), "
+                                   "or verify every file against its card (--retrain NAME: train one again and compare).")
+    z.add_argument("action", choices=("list", "show", "train", "verify"))
+    z.add_argument("names", nargs="*", help="show: one entry; train: these entries (default: every missing one)")
+    z.add_argument("--profile", default=None, help="train: the profile whose data sizes apply (default cpu; smoke for tests)")
+    z.add_argument("--commit", action="store_true", help="train: git-commit each entry as soon as it is written")
+    z.add_argument("--force", action="store_true", help="train: train the named entries again even if shipped")
+    z.add_argument("--retrain", default=None, metavar="NAME", help="verify: train NAME again, alone, and compare")
+    z.add_argument("--zoo", default=None, help="the zoo folder (default: MOOD_ZOO, else zoo/ in the repository)")
+    z.add_argument("--artifacts", default=None, help="where the runs' checkpoints live (default: MOOD_ARTIFACTS or ./artifacts)")
+    z.set_defaults(func=_cmd_zoo)
     text = "Unleashing Mask: train from scratch keeping every epoch, estimate the loss floor, UM, UMAP, control"
     u = sub.add_parser("unleash", help=text, description=text)
     u.add_argument("--model", action="append", default=None,

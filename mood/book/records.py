@@ -17,35 +17,7 @@ import torch
 
 from mood.core.cache import LEDGER_COLUMNS
 from mood.core.io import atomic_write_text
-
-
-def git_output(*args: str, cwd: Path) -> str | None:
-    """``git args`` run in ``cwd``: its stripped stdout, or None when git fails (no git, not a
-    repository, an unknown commit)."""
-    import subprocess
-
-    try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def device_name() -> str:
-    """The accelerator's name, else the CPU's model and core count."""
-    import platform
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+from mood.core.machine import code_commit, device_name, git_output, utc_now  # noqa: F401 (re-exported)
 
 
 def training_note(t: dict | None) -> str:
@@ -59,26 +31,6 @@ def training_note(t: dict | None) -> str:
         parts.append(f"{t['cached runs']:.0f} came from the artifact cache (their training, {t['cached s']:,.0f} s, "
                      f"is not in this time)")
     return "; ".join(parts)
-
-
-def utc_now() -> str:
-    """Now, in UTC, to the second (ISO 8601): the time stamp of every record."""
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def code_commit(repo: Path) -> tuple[str, bool]:
-    """The commit whose code runs in ``repo`` ("unknown" without git) and whether ``mood/`` or
-    ``notebooks/`` differ from it. A copy of the tree whose git history is missing or another
-    commit's (a device machine is sent the session's first checkout beside the current files; an
-    unpacked archive) names the commit whose tree it is in ``MOOD_COMMIT``: that wins, and the copy
-    is taken to be that commit's tree."""
-    stated = os.environ.get("MOOD_COMMIT")
-    if stated:
-        return stated, False
-    status = git_output("status", "--porcelain", "--", "mood", "notebooks", cwd=repo)
-    return git_output("rev-parse", "HEAD", cwd=repo) or "unknown", bool(status)
 
 
 def provenance(profile: str, timings: pd.DataFrame, repo: Path, run_training: dict | None = None) -> dict:

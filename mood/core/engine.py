@@ -11,6 +11,7 @@ run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -23,6 +24,7 @@ import torch
 from timm.optim import create_optimizer_v2, param_groups_layer_decay
 from timm.models.vision_transformer import Block
 from timm.scheduler import CosineLRScheduler
+from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
 from mood.core.io import atomic_torch_save, atomic_write_text
@@ -55,6 +57,13 @@ class TrainConfig:
         momentum: SGD's momentum.
         compile: compile every transformer block with ``torch.compile`` (the weights and results are
             the same; only speed differs, so it is not part of a stage's cache key).
+        steps: optimiser steps in all (None = ``epochs`` x steps per epoch); set, it wins over
+            ``epochs`` and may end inside an epoch (the zoo's doses at equal FLOPs).
+        schedule: ``"cosine"`` (warm-up, cosine decay to ``min_lr``) or ``"wsd"`` (warm-up, a constant
+            ``lr``, then the last ``cooldown`` fraction of the steps decayed to ``min_lr`` as 1 - sqrt,
+            Hägele et al. 2024): runs of several lengths share their stable part, so a shorter run is a
+            cooldown branch off a longer one's checkpoint, and still equals a run trained alone.
+        cooldown: the decayed fraction of a ``"wsd"`` schedule.
     """
 
     epochs: int = 10
@@ -71,6 +80,9 @@ class TrainConfig:
     optimizer: str = "adamw"
     momentum: float = 0.9
     compile: bool = False
+    steps: int | None = None
+    schedule: str = "cosine"
+    cooldown: float = 0.2
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
@@ -90,6 +102,12 @@ class TrainConfig:
             raise ValueError(f"{type(self).__name__}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"{type(self).__name__}.momentum must lie in [0, 1), got {self.momentum}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"{type(self).__name__}.steps must be >= 1 or None (epochs x steps per epoch), got {self.steps}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{type(self).__name__}.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0 < self.cooldown <= 1:
+            raise ValueError(f"{type(self).__name__}.cooldown must lie in (0, 1], got {self.cooldown}")
 
     def to_dict(self) -> dict:
         """The settings as a dict (the cache key of a stage). An AdamW stage leaves out the SGD-only
@@ -98,7 +116,64 @@ class TrainConfig:
         del d["compile"]
         if self.optimizer == "adamw":
             del d["optimizer"], d["momentum"]
+        if self.steps is None:  # the fields of step budgets and schedules stay out of the older keys
+            del d["steps"]
+        if self.schedule == "cosine":
+            del d["schedule"], d["cooldown"]
         return d
+
+    def total_steps(self, n_images: int) -> int:
+        """Optimiser steps of this stage on ``n_images`` images (after ``max_images``; the ragged last
+        batch of an epoch is dropped)."""
+        return self.steps if self.steps is not None else steps_per_epoch(n_images, self) * self.epochs
+
+
+def steps_per_epoch(n_images: int, cfg: TrainConfig) -> int:
+    """Optimiser steps of one pass over ``n_images`` images (the ragged last batch is dropped)."""
+    n = n_images if cfg.max_images is None else min(n_images, cfg.max_images)
+    return max(1, n // cfg.batch_size)
+
+
+class WarmupStableDecay(Scheduler):
+    """Linear warm-up to each group's lr, constant, then ``1 - sqrt`` decay to ``lr_min`` over the last
+    ``t_decay`` of ``t_total`` steps (timm's :class:`Scheduler`, so layer-decay ``lr_scale`` applies).
+    The lr at step ``t`` depends on ``t`` and these settings only: a checkpoint taken in the stable
+    part serves every run whose stable part covers it."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, t_total: int, t_warmup: int, t_decay: int,
+                 lr_min: float = 0.0, warmup_lr_init: float = 0.0) -> None:
+        super().__init__(optimizer, param_group_field="lr", t_in_epochs=False, initialize=True)
+        self.t_total, self.t_warmup, self.t_decay = t_total, t_warmup, t_decay
+        self.lr_min, self.warmup_lr_init = lr_min, warmup_lr_init
+        self.update_groups(self._get_lr(0))
+
+    def _get_lr(self, t: int) -> list[float]:
+        def one(base: float) -> float:
+            if t < self.t_warmup:
+                return self.warmup_lr_init + t * (base - self.warmup_lr_init) / self.t_warmup
+            start = self.t_total - self.t_decay
+            if t < start:
+                return base
+            frac = min(1.0, (t - start) / max(1, self.t_decay))
+            return self.lr_min + (base - self.lr_min) * (1 - math.sqrt(frac))
+        return [one(b) for b in self.base_values]
+
+
+SCHEDULES = ("cosine", "wsd")
+
+
+def decay_steps(cfg: TrainConfig, total: int) -> int:
+    """Steps of a ``"wsd"`` run's cooldown: ``cooldown`` of ``total``, at least one."""
+    return max(1, round(cfg.cooldown * total))
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, spe: int, total: int) -> Scheduler:
+    """The lr schedule of ``cfg`` over ``total`` steps of ``spe`` a epoch."""
+    warmup = int(cfg.warmup_epochs * spe)
+    if cfg.schedule == "wsd":
+        return WarmupStableDecay(opt, total, warmup, decay_steps(cfg, total), cfg.min_lr, cfg.lr * 1e-3)
+    return CosineLRScheduler(opt, t_initial=total, lr_min=cfg.min_lr, warmup_t=warmup, warmup_lr_init=cfg.lr * 1e-3,
+                             t_in_epochs=False)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -184,7 +259,7 @@ def _capture_rng() -> dict:
 
 def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig,
         run_dir: str | os.PathLike | None = None, desc: str = "train", stop_after: int | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+        on_epoch: Callable[[dict], None] | None = None, stop_at_step: int | None = None) -> list[dict]:
     """Trains ``task`` in place and returns the per-epoch history.
 
     Args:
@@ -198,8 +273,12 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
         desc: progress-bar label.
         stop_after: return after this epoch (1-based), as an interruption would; a later call resumes.
         on_epoch: called with each epoch's record.
+        stop_at_step: return after this many optimiser steps in all, saving a checkpoint there even
+            inside an epoch (with the epoch's random streams, so a later call resumes exactly): the
+            branch point of a shorter ``"wsd"`` run. One process only.
     Returns:
-        One dict per finished epoch: ``epoch``, ``loss``, task metrics, ``lr``, ``seconds``, ``img_per_s``.
+        One dict per finished epoch: ``epoch``, ``loss``, task metrics, ``lr``, ``seconds``, ``img_per_s``
+        (a run whose ``steps`` end inside an epoch records that last part as an epoch too).
     """
     if len(x) == 0:
         raise ValueError("fit: no training images")
@@ -208,6 +287,8 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
     if cfg.batch_size % w.size:
         raise ValueError(f"fit: the global batch of {cfg.batch_size} does not split over {w.size} processes; "
                          f"use a batch_size divisible by the world size")
+    if stop_at_step is not None and w.size > 1:
+        raise ValueError("fit: stop_at_step checkpoints inside an epoch, which one process only can do")
     if device.type == "cuda" and w.size > 1:
         device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (set by init)
     y = torch.zeros(len(x), dtype=torch.long) if y is None else y
@@ -217,28 +298,47 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
     task.to(device)
     if device.type == "cuda":  # the data sets are small: keep them on the GPU, no loader needed
         x, y = x.to(device), y.to(device)
-    steps_per_epoch = max(1, len(x) // cfg.batch_size)  # the ragged last batch is dropped
+    spe = max(1, len(x) // cfg.batch_size)  # the ragged last batch is dropped
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * spe
     opt = make_optimizer(task, cfg)
-    sched = CosineLRScheduler(opt, t_initial=cfg.epochs * steps_per_epoch, lr_min=cfg.min_lr,
-                              warmup_t=int(cfg.warmup_epochs * steps_per_epoch), warmup_lr_init=cfg.lr * 1e-3,
-                              t_in_epochs=False)
+    sched = make_scheduler(opt, cfg, spe, total)
     if cfg.compile:
         compile_blocks(task)
     history: list[dict] = []
-    start = 0
+    done = 0  # optimiser steps already taken
+    inside: dict | None = None  # the state of an epoch interrupted part-way
     ckpt = Path(run_dir) / "last.pt" if run_dir is not None else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         task.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"]
+        if cfg.schedule == "cosine":
+            sched.load_state_dict(state["scheduler"])
+        history = state["history"]
+        done = state.get("step", state["epoch"] * spe)
+        inside = state.get("inside")
+        if done:
+            sched.step_update(done)
     step_loss = task.loss if w.size == 1 else _distributed(task, device)
     local = shard(cfg.batch_size, w)  # this rank's part of every global batch
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
-    for epoch in range(start, cfg.epochs):
+    n_epochs = -(-total // spe)
+
+    def save(epoch: int, inside_state: dict | None) -> None:
+        if ckpt is not None and w.is_main:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save({"model": task.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "epoch": epoch, "step": done, "history": history,
+                               "inside": inside_state, "rng": _capture_rng()}, ckpt)
+            atomic_write_text(ckpt.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+    for epoch in range(done // spe, n_epochs):
         if stop_after is not None and epoch >= stop_after:
             break
+        if stop_at_step is not None and done >= stop_at_step:
+            break
+        first, end = done - epoch * spe, min(spe, total - epoch * spe)  # this epoch's steps: [first, end)
+        last = end if stop_at_step is None else min(end, stop_at_step - epoch * spe)
         rng, draws = _epoch_streams(cfg.seed, epoch, device, w)
         order = torch.randperm(len(x), generator=rng.torch_gen, device=device)
         task.train()
@@ -246,8 +346,16 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
         # host wait for the GPU at every step
         sums: dict[str, torch.Tensor] = {}
         finite = torch.ones((), dtype=torch.bool, device=device)
+        spent = 0.0
+        if first and inside is not None:  # an epoch interrupted part-way: its streams and sums as they were
+            draws.torch_gen.set_state(inside["gen"].cpu() if device.type == "cpu" else inside["gen"])
+            draws.np_rng.bit_generator.state = inside["np"]
+            torch.set_rng_state(inside["torch"].cpu())
+            sums = {k: v.to(device) for k, v in inside["sums"].items()}
+            spent = inside["seconds"]
+        inside = None
         t0 = time.perf_counter()
-        bar = progress(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{cfg.epochs}")
+        bar = progress(range(first, last), desc=f"{desc} {epoch + 1}/{n_epochs}")
         for step in bar:
             idx = order[step * cfg.batch_size: (step + 1) * cfg.batch_size][local]
             with autocast:
@@ -257,26 +365,27 @@ def fit(task: nn.Module, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConf
             if cfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
             opt.step()
-            sched.step_update(epoch * steps_per_epoch + step + 1)
+            sched.step_update(epoch * spe + step + 1)
             for k, v in {"loss": loss, **metrics}.items():
                 v = torch.as_tensor(v, device=device).detach().float()
                 sums[k] = sums[k] + v if k in sums else v
             finite &= torch.isfinite(loss.detach()).all()
-            if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps_per_epoch:
+            if (step + 1) % SYNC_EVERY == 0 or step + 1 == last:
                 _check_finite(all_true(finite), desc, epoch, step, cfg.lr)
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, **{k: all_mean(v).item() / steps_per_epoch for k, v in sums.items()},
+        seconds = spent + time.perf_counter() - t0
+        done = epoch * spe + last
+        if last < end:  # stopped inside the epoch: keep what resuming it needs
+            save(epoch, {"gen": draws.torch_gen.get_state(), "np": draws.np_rng.bit_generator.state,
+                         "torch": torch.get_rng_state(), "sums": {k: v.cpu() for k, v in sums.items()},
+                         "seconds": seconds})
+            break
+        record = {"epoch": epoch + 1, **{k: all_mean(v).item() / end for k, v in sums.items()},
                   "lr": max(g["lr"] for g in opt.param_groups), "seconds": seconds,
-                  "img_per_s": steps_per_epoch * cfg.batch_size / seconds}
+                  "img_per_s": end * cfg.batch_size / seconds}
         history.append(record)
-        if ckpt is not None and w.is_main:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save({"model": task.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
-                               "rng": _capture_rng()}, ckpt)
-            atomic_write_text(ckpt.parent / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        save(epoch + 1, None)
         barrier()  # no rank runs ahead of the checkpoint it might resume from
         if on_epoch is not None:
             on_epoch(record)

@@ -27,6 +27,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mood.core import zoo
 from mood.core.weights import check_pretrained, describe, load_checkpoint, timm_pretrained
 
 MODEL_PRESETS: dict[str, dict] = {
@@ -62,7 +63,8 @@ class ModelConfig:
         num_classes: classes of the head (10 for Fashion-MNIST).
         drop_path: stochastic-depth rate (ViT only).
         pretrained: initial weights (:mod:`mood.core.weights`): None (random), ``"timm"`` (timm's published
-            weights for a timm model name; online on first use) or a checkpoint file's path.
+            weights for a timm model name; online on first use), ``"zoo:NAME"`` (a zoo entry,
+            :mod:`mood.core.zoo`) or a checkpoint file's path.
     """
 
     name: str = "vit_tiny_p4"
@@ -74,7 +76,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
-        check_pretrained(self.pretrained, self.name, self.name in MODEL_PRESETS)
+        check_pretrained(self.pretrained, self.name, self.name in MODEL_PRESETS, self.img_size, self.in_chans)
 
     def to_dict(self) -> dict:
         """The settings as a dict (part of a stage's cache key): a checkpoint file by its content hash;
@@ -154,7 +156,7 @@ def _build_net(cfg: ModelConfig) -> nn.Module:
             return timm_pretrained(cfg.name, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
     net = _build_random(cfg)
     if cfg.pretrained is not None:
-        load_checkpoint(net, cfg.pretrained)
+        load_checkpoint(net, zoo.backbone_path(cfg.pretrained) if zoo.is_zoo(cfg.pretrained) else cfg.pretrained)
     return net
 
 
@@ -303,6 +305,19 @@ class Backbone(nn.Module):
         if not isinstance(lin, nn.Linear):
             raise ValueError(f"{self.cfg.name!r} has no linear head")
         return lin.weight, lin.bias
+
+
+def timm_create_args(cfg: ModelConfig) -> dict:
+    """How plain timm builds this backbone: ``timm.create_model(args["model_name"], **args["kwargs"])``
+    (a ViT preset is timm's ``VisionTransformer`` with other sizes; the model name only picks the class
+    and its weight-loading rules, the kwargs set every size)."""
+    preset = MODEL_PRESETS.get(cfg.name)
+    if preset is None:
+        return {"model_name": cfg.name, "kwargs": {"img_size": cfg.img_size, "in_chans": cfg.in_chans}}
+    if "cnn" in preset or "resnet" in preset:
+        raise ValueError(f"model {cfg.name!r} is a mood preset that plain timm does not build; load it with mood's Backbone")
+    return {"model_name": "vit_tiny_patch16_224",
+            "kwargs": {**preset, "img_size": cfg.img_size, "in_chans": cfg.in_chans, "global_pool": "avg", "fc_norm": False}}
 
 
 def create_backbone(name: str = "vit_tiny_p4", **kwargs) -> Backbone:

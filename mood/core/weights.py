@@ -6,6 +6,8 @@ researcher does the same here:
 - ``pretrained="timm"``: timm's published weights for a timm model name (``timm.create_model(...,
   pretrained=True)``: fetched from the Hugging Face hub on first use and cached there; timm adapts
   the input channels and the position embedding to ``in_chans`` and ``img_size`` itself);
+- ``pretrained="zoo:NAME"``: an entry of the zoo (:mod:`mood.core.zoo`), checked against its card
+  (file hashes, model) before anything is built;
 - ``pretrained="<path>"``: a checkpoint file (a state dict, or a dict holding one under ``model``,
   ``state_dict``, ``backbone`` or ``module``, as BEiT's, MAE's, timm's and ``mood``'s own files do).
   :func:`load_checkpoint` strips ``module.``/``net.`` prefixes, resamples the position embedding to
@@ -26,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mood.core import zoo
+
 CONTAINER_KEYS = ("model", "state_dict", "backbone", "module")
 PREFIXES = ("module.", "net.")
 EXPECTED = ("expected a file written by torch.save holding a state dict (or a .safetensors file), "
@@ -33,9 +37,12 @@ EXPECTED = ("expected a file written by torch.save holding a state dict (or a .s
 
 
 def describe(pretrained: str) -> str:
-    """What identifies ``pretrained`` in a cache key: ``"timm"`` as is; a file by its content hash."""
+    """What identifies ``pretrained`` in a cache key: ``"timm"`` as is; a zoo entry by its name and the
+    sha256 of its weights; a file by its content hash."""
     if pretrained == "timm":
         return pretrained
+    if zoo.is_zoo(pretrained):
+        return zoo.describe(pretrained)
     st = Path(pretrained).stat()
     return f"{Path(pretrained).name}@{_file_digest(str(Path(pretrained).resolve()), st.st_size, st.st_mtime_ns)}"
 
@@ -47,11 +54,16 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def check_pretrained(pretrained: str | None, name: str, is_preset: bool) -> None:
+def check_pretrained(pretrained: str | None, name: str, is_preset: bool, img_size: int | None = None,
+                     in_chans: int | None = None) -> None:
     """Raises a one-line ``ValueError`` for a source that cannot work, before anything is built or cached:
     a checkpoint file is read here (once per file version), so a file of another format, a truncated
-    one or a directory is named at configuration time."""
+    one or a directory is named at configuration time; a zoo entry's files are checked against its
+    card and its model against ``name``, ``img_size`` and ``in_chans``."""
     if pretrained is None:
+        return
+    if zoo.is_zoo(pretrained):
+        zoo.check_entry(pretrained, name, img_size, in_chans)
         return
     if pretrained == "timm":
         if is_preset:
@@ -100,7 +112,12 @@ def read_state_dict(path: str | os.PathLike, mmap: bool = False) -> dict[str, to
             or one holding no state dict.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "Unsupported global" not in str(err):  # not a pickle torch wrote: text, JSON, ...
             raise ValueError(f"{path}: not a torch checkpoint ({_reason(err)}); {EXPECTED}") from err
