@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 export MOOD_PROFILE := $(PROFILE)
 
-.PHONY: help setup data test test-fast book edition notebooks clean clean-results bench budget
+.PHONY: help setup data test test-fast book edition notebooks clean clean-results bench budget zoo
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -38,6 +38,9 @@ book: setup  ## execute the notebooks, then build the HTML book (book/_build/htm
 
 edition: $(STAMP)  ## render the PROFILE record (results/PROFILE: its executed chapters) into HTML, executing nothing
 	$(PY) -m mood book render --edition $(PROFILE)
+
+zoo: setup  ## train the zoo's missing entries (hours on a CPU: background, lowest priority, each committed when done)
+	nice -n 19 $(PY) -m mood zoo train --commit
 
 bench: setup  ## benchmarks (not tests): Mahalanobis vs scikit-learn
 	$(PY) benchmarks/mahalanobis_speed.py

@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--pretext", default=None, help=", ".join(PRETEXTS))
         s.add_argument("--model", default=None, help=f"a preset ({', '.join(MODEL_PRESETS)}) or a timm model name")
         s.add_argument("--pretrained", default=None,
-                       help="start from 'timm' (timm's published weights for --model; online on first use) or a checkpoint file")
+                       help="start from 'timm' (timm's published weights for --model; online on first use), "
+                            "'zoo:NAME' (a zoo entry: python -m mood zoo list) or a checkpoint file")
         s.add_argument("--img-size", type=int, default=None, help="resize every image to this side (default: the data's own)")
         s.add_argument("--seed", type=int, default=0, help="seed of every stage")
         s.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's pretraining epochs (>= 1)")

@@ -55,6 +55,23 @@ def test_scoring_your_own_backbone_snippet_runs_as_written(capsys: pytest.Captur
     assert re.search(r"^mine\s+\d", out, re.M) and re.search(r"^mean\s+\d", out, re.M)
 
 
+def test_the_zoo_snippet_loads_an_entry_in_plain_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mood.core import zoo
+
+    block = re.search(r"```python\n(.*?)```", _section(README, "The zoo: pretrained backbones, paid for once"), re.S)
+    assert block, "no python block under '## The zoo'"
+    name = re.search(r'zoo/([\w-]+)/card.json', block.group(1)).group(1)
+    if name not in zoo.shipped():
+        pytest.skip(f"{name} is not shipped yet")
+    monkeypatch.chdir(book.REPO)
+    scope: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    stored = zoo.load_state(name)
+    assert all(torch.equal(scope["net"].state_dict()[k], v.float()) for k, v in stored.items())
+
+
 def test_readme_says_where_to_add_each_kind_of_thing() -> None:
     section = _section(README, "Where to add")
     for what, home in (("score", "mood/core/scores.py"), ("protocol", "mood/core/protocols.py"),
