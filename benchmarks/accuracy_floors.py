@@ -17,8 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from mood.core.data import ImageSet
-from mood.experiments.resolve import resolve
 from mood.experiments.pipeline import training_sample
+from mood.experiments.resolve import resolve
 
 
 def pixels(s: ImageSet) -> np.ndarray:

@@ -23,10 +23,10 @@ import timm
 import torch
 
 from mood.book.records import code_commit, device_name
-from mood.experiments.config import StageOverrides
-from mood.experiments.resolve import base_profile
-from mood.experiments.pipeline import feature_table, run_seeds, seed_table, training_sample
 from mood.core.stats import seed_summary
+from mood.experiments.config import StageOverrides
+from mood.experiments.pipeline import feature_table, run_seeds, seed_table, training_sample
+from mood.experiments.resolve import base_profile
 
 
 def main() -> None:

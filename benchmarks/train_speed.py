@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mood.experiments.resolve import resolve
 from mood.core.engine import TrainConfig, fit, make_optimizer, resolve_device
 from mood.core.masking import mask_batch
 from mood.core.models import Backbone
 from mood.core.pretext import BeitMIM, Classification, Rng
 from mood.core.tokenizer import PatchTokenizer
+from mood.experiments.resolve import resolve
 
 # dense bf16 tensor-core peaks (vendor figures) of the chips this project has run on
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}

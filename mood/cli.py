@@ -20,7 +20,6 @@ from typing import Sequence
 
 import pandas as pd
 
-
 COMPUTE_APPENDIX = "book/appendix_compute.md"  # the compute plan, with the cpu record's measured costs
 
 
@@ -155,7 +154,6 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
 
 def _cmd_book(args: argparse.Namespace) -> int:
     from mood.book import runner as book
-
     from mood.book.summary import update_cost, update_readme
 
     def readme() -> None:
@@ -176,7 +174,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
         if args.action == "publish":
             results = book.REPO / "results" / name
             record = check_record(results)
-            print(f"chapters stored: {edition.store(results, book.REPO / book.CHAPTERS_DIR, list(record['chapter_seconds']), whole_book=True)}")
+            stored = edition.store(results, book.REPO / book.CHAPTERS_DIR, list(record["chapter_seconds"]), whole_book=True)
+            print(f"chapters stored: {stored}")
             readme()
         else:
             print(f"book rendered from the {name} edition: {edition.render(name)}/index.html")
@@ -231,18 +230,19 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mood.experiments.config import PROFILES
     from mood.core.models import MODEL_PRESETS, POOLS
     from mood.core.pretext import PRETEXTS
     from mood.core.protocols import PROTOCOL_NAMES
     from mood.core.scores import SCORES
+    from mood.experiments.config import PROFILES
 
     profiles = ", ".join(PROFILES)
     p = argparse.ArgumentParser(prog="mood", description="Masked image modeling for OOD detection.",
                                 epilog=f"Profiles: {profiles} (default: MOOD_PROFILE, else cpu).")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="summarise every dataset and protocol and where it was loaded from")
-    d.add_argument("--root", default=None, help="folder with the Fashion-MNIST idx files (else MOOD_FMNIST_DIR, Debian, download)")
+    d.add_argument("--root", default=None,
+                   help="folder with the Fashion-MNIST idx files (else MOOD_FMNIST_DIR, Debian, download)")
     d.add_argument("--online", action="store_true", help="also load CIFAR-10/100 and SVHN through torchvision")
     d.set_defaults(func=_cmd_data)
     b = sub.add_parser("book", help="execute the notebooks with papermill (run) and build the HTML book (build)")
@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("finetune", "run"):
             s.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tuning epochs (>= 1)")
         if name in ("evaluate", "run"):
-            s.add_argument("--detector", default=None, help=f"the OOD score: {', '.join(SCORES)} (default: the profile's, mahalanobis)")
+            s.add_argument("--detector", default=None,
+                           help=f"the OOD score: {', '.join(SCORES)} (default: the profile's, mahalanobis)")
             s.add_argument("--pool", default=None, help=f"the scored feature: {', '.join(POOLS)} (default: the profile's)")
             s.add_argument("--out", default=None, help="save the results table here (.csv or .json)")
         s.add_argument("--device", default=None, help="auto (default), cpu or cuda")

@@ -27,12 +27,12 @@ import pandas as pd
 from IPython.display import Markdown
 
 from mood.book import findings
-from mood.experiments import tables
+from mood.book.plots import image_grid
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES, OFFLINE_OOD, load_fashion_mnist, load_ood
-from mood.book.plots import image_grid
-from mood.experiments.resolve import resolve
 from mood.core.protocols import NEAR_PAIRS
+from mood.experiments import tables
+from mood.experiments.resolve import resolve
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -30,15 +30,15 @@ import torch
 from IPython.display import Markdown
 
 from mood.book import findings
-from mood.experiments import tables
+from mood.book.plots import codebook_figure, curves, mim_figure
 from mood.book.runner import chapter_setup
 from mood.core.data import to_tensor
 from mood.core.masking import mask_batch
 from mood.core.models import Backbone
 from mood.core.pretext import MASK_DEFAULTS
+from mood.experiments import tables
 from mood.experiments.pipeline import pretrain
 from mood.experiments.resolve import resolve
-from mood.book.plots import codebook_figure, curves, mim_figure
 
 # %%
 prof = chapter_setup(profile, seed)
@@ -66,7 +66,8 @@ fig, axes = plt.subplots(2, 8, figsize=(10, 2.8))
 for row, mask_kind in zip(axes, ("block", "random")):
     for ax, m in zip(row, mask_batch(8, grid, ratio, mask_kind, rng)):
         ax.imshow(m.reshape(grid), cmap="Greys", vmin=0, vmax=1)
-        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_yticks([])
     row[0].set_ylabel(mask_kind, rotation=0, ha="right")
 fig.suptitle(f"masked patches in black, {hidden} of {grid[0] * grid[1]} each");
 

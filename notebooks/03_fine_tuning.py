@@ -25,14 +25,14 @@ import pandas as pd
 from IPython.display import Markdown
 
 from mood.book import findings
-from mood.experiments import tables
+from mood.book.plots import curves
 from mood.book.runner import chapter_setup
-from mood.experiments.config import StageOverrides
 from mood.core.data import FMNIST_CLASSES
 from mood.core.metrics import auroc
+from mood.experiments import tables
+from mood.experiments.config import StageOverrides
 from mood.experiments.pipeline import extract_protocol, finetune, id_accuracy, pretrain, score, training_sample
 from mood.experiments.resolve import resolve
-from mood.book.plots import curves
 
 # %%
 prof = chapter_setup(profile, seed)

@@ -29,11 +29,11 @@ import pandas as pd
 from IPython.display import Markdown
 
 from mood.book import findings
-from mood.experiments import tables
+from mood.book.plots import feature_scatter, roc_figure, score_histograms
 from mood.book.runner import chapter_setup
 from mood.core.metrics import results_table
+from mood.experiments import tables
 from mood.experiments.pipeline import run_mood, score
-from mood.book.plots import feature_scatter, roc_figure, score_histograms
 
 # %%
 prof = chapter_setup(profile, seed)

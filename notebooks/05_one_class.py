@@ -35,10 +35,10 @@ from IPython.display import Markdown
 
 from mood.book import findings
 from mood.book.plots import auroc_points, class_score_grid, image_strip
-from mood.experiments import tables
-from mood.experiments.baselines import pixel_baselines
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES
+from mood.experiments import tables
+from mood.experiments.baselines import pixel_baselines
 from mood.experiments.parallel import Job, prefetch
 from mood.experiments.pipeline import feature_table, missed, run_mood, training_sample
 from mood.experiments.resolve import Variant

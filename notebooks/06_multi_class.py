@@ -25,12 +25,12 @@ from IPython.display import Markdown, display
 
 from mood.book import findings
 from mood.book.plots import auroc_points
-from mood.experiments import tables
-from mood.experiments.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
 from mood.book.runner import chapter_setup
 from mood.core.metrics import per_set
-from mood.experiments.pipeline import feature_table, pool_on_validation, run_seeds, seed_table, training_sample
 from mood.core.stats import auroc_intervals, beats_all, seed_summary
+from mood.experiments import tables
+from mood.experiments.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
+from mood.experiments.pipeline import feature_table, pool_on_validation, run_seeds, seed_table, training_sample
 from mood.experiments.verdicts import check
 
 # %% [markdown]
@@ -57,7 +57,8 @@ Markdown(gate.message)
 # (it covers the fine-tuning seed; with one seed there is none).
 
 # %%
-summary = seed_summary(per_seed.drop(columns="run key"), bounds=(0.0, 100.0))  # every column a percentage: the interval clipped to it
+# every column a percentage: the interval clipped to it
+summary = seed_summary(per_seed.drop(columns="run key"), bounds=(0.0, 100.0))
 tables.save("06_multi_class_summary", summary, results_dir)
 summary.round(2)
 
@@ -107,7 +108,8 @@ print(f"far-OOD mean AUROC {run.table.loc['mean (far)', 'AUROC']:.1f}, FPR95 {ru
 
 # %%
 variants = feature_table(run.finetuned, run.protocol, run.profile, ("mean", "mood", "blocks", "tokens"),
-                         ("mahalanobis", "mahalanobis_cc", "knn"), train=training_sample(run.protocol.train, run.profile.finetune))
+                         ("mahalanobis", "mahalanobis_cc", "knn"),
+                         train=training_sample(run.protocol.train, run.profile.finetune))
 tables.save("06_features", variants.reset_index().set_index("pool"), results_dir)
 variants[["mnist", "mean (far)", "mean (noise)"]].round(2)
 

@@ -26,13 +26,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mood.book import findings
-from mood.experiments import tables
-from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
+from mood.book.plots import image_strip, score_histograms
 from mood.book.runner import chapter_setup
 from mood.core.metrics import per_set
-from mood.experiments.pipeline import missed, run_seeds, score, seed_table
-from mood.book.plots import image_strip, score_histograms
 from mood.core.stats import beats_all, seed_summary
+from mood.experiments import tables
+from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
+from mood.experiments.pipeline import missed, run_seeds, score, seed_table
 from mood.experiments.verdicts import check
 
 # %% [markdown]

@@ -20,7 +20,8 @@
 # the outlier head, so k per source is the closest match. It gets
 # all of MOOD's compute and more, so a MOOD win is conservative. Its score is the probability
 # of the outlier class. The k images come from one part of each OOD set and every method is scored
-# on the other part (so MOOD's figures here differ a little from chapter 6's, which score every image); texture and photo crops are split by the picture they were cut from, so no
+# on the other part (so MOOD's figures here differ a little from chapter 6's, which score every image);
+# texture and photo crops are split by the picture they were cut from, so no
 # test crop overlaps an exposed one. One source, `digits`, gives no exposure images at all: its
 # row shows whether outlier exposure carries over to OOD data it never saw.
 
@@ -35,11 +36,11 @@ oe_epochs = 2  # the OE baseline's extra epochs on top of MOOD's fine-tuning
 from IPython.display import Markdown
 
 from mood.book import claims, findings
+from mood.book.plots import auroc_points, image_grid
+from mood.book.runner import chapter_setup
 from mood.experiments import tables
 from mood.experiments.baselines import MOOD_NO_OOD, compare_outlier_exposure, versus_baselines
-from mood.book.runner import chapter_setup
 from mood.experiments.resolve import resolve
-from mood.book.plots import auroc_points, image_grid
 
 # %% [markdown]
 # Each of the profile's fine-tuning seeds (`prof.seeds`, as in chapter 6) gives one MOOD model and,
@@ -96,7 +97,8 @@ versus = versus_baselines(compared, MOOD_NO_OOD, "mahalanobis", "mean")
 tables.save("08_versus_oe", versus, results_dir)
 largest = f"OE {max(shots)}-shot"
 print(f"MOOD without OOD data minus {largest}: "
-      + "; ".join(f"{s}: {r['mean']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}]" for (_, s), r in versus.loc[[largest]].iterrows()))
+      + "; ".join(f"{s}: {r['mean']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}]"
+                  for (_, s), r in versus.loc[[largest]].iterrows()))
 versus.round(3)
 
 # %% [markdown]

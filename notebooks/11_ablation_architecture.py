@@ -16,7 +16,8 @@
 # optimiser steps as MOOD's pretraining and fine-tuning together — the equal-compute baseline of
 # chapters 6-7, now with the same three seeds as MOOD's. Both are scored on the same kind of feature:
 # the ViT on its last block's patch tokens, flattened; the CNN on its last feature map, flattened (the
-# `tokens` pool of a network without patch tokens), so both keep where a pattern sits. The `gpu` profile adds a ResNet and the ViT under classification pretraining, the
+# `tokens` pool of a network without patch tokens), so both keep where a pattern sits. The `gpu` profile
+# adds a ResNet and the ViT under classification pretraining, the
 # comparison of the paper. The last table gives each model's training cost in FLOPs and seconds.
 #
 # **Why it matters.** A detector is only as good as the feature it reads. A ViT's patch tokens keep

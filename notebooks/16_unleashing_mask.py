@@ -67,11 +67,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mood.book import findings
-from mood.experiments import tables
+from mood.book.plots import auroc_points, floor_climb, image_grid, loss_histogram, stage_figure
 from mood.book.runner import chapter_setup
 from mood.core.data import FMNIST_CLASSES
+from mood.experiments import tables
 from mood.experiments.resolve import resolve
-from mood.book.plots import auroc_points, floor_climb, image_grid, loss_histogram, stage_figure
 from mood.experiments.unleash import beside_mood, run_study, summarize
 
 # %%

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mood.core.data import ImageFormat, concat, from_array
+from mood.core.protocols import Protocol
 from mood.experiments.ablations import Variant, family_gap, intermediate_corpus, mean_std
 from mood.experiments.config import get_profile
-from mood.core.data import ImageFormat, concat, from_array
 from mood.experiments.resolve import resolve
-from mood.core.protocols import Protocol
 
 
 def test_concat_relabels_parts_and_brings_them_to_one_format() -> None:
@@ -62,15 +62,16 @@ def test_family_gap_pairs_seeds_and_calls_only_consistent_gaps() -> None:
     assert gaps.loc["q", "call"] == "cog"
     noisy = runs.copy()
     noisy.loc[(noisy["protocol"] == "q") & (noisy["variant"] == "A") & (noisy["seed"] == 1), "AUROC"] = 75.0
-    assert family_gap(noisy, {"A": "rec", "A2": "rec", "B": "cog", "B2": "cog"}, "rec", "cog").loc["q", "call"] == "too close to call"
+    families = {"A": "rec", "A2": "rec", "B": "cog", "B2": "cog"}
+    assert family_gap(noisy, families, "rec", "cog").loc["q", "call"] == "too close to call"
     one = family_gap(runs[runs["seed"] == 0], {"A": "rec", "B": "cog"}, "rec", "cog")
     assert (one["call"] == "too close to call").all()
 
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None:
-    from mood.experiments.ablations import run_variant
     from mood.core.cache import Cache
+    from mood.experiments.ablations import run_variant
 
     cache, v = Cache(tmp_path), Variant("SimMIM", pretext="simmim")
     first = run_variant(v, "one-class:1", get_profile("smoke"), seed=0, cache=cache)
@@ -82,8 +83,8 @@ def test_run_variant_reports_training_time_also_from_the_cache(tmp_path) -> None
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_main_scale_variant_reuses_the_main_chapters_models(tmp_path) -> None:
-    from mood.experiments.ablations import run_grid, run_variant
     from mood.core.cache import Cache
+    from mood.experiments.ablations import run_grid, run_variant
     from mood.experiments.pipeline import id_accuracy, run_seeds
 
     cache, prof = Cache(tmp_path), get_profile("smoke")
@@ -120,8 +121,8 @@ def test_seed_intervals_give_each_variant_its_t_interval_and_means() -> None:
 
 
 def test_training_cost_prices_each_variant_by_its_own_models_flops() -> None:
-    from mood.experiments.ablations import training_cost
     from mood.core.models import training_flops
+    from mood.experiments.ablations import training_cost
 
     runs = _pretext_runs().assign(**{"train s": 10.0})
     prof = get_profile("cpu")
@@ -139,13 +140,16 @@ def test_training_cost_prices_each_variant_by_its_own_models_flops() -> None:
 
 @pytest.mark.usefixtures("require_fmnist")
 def test_run_variant_probes_the_pretrained_features_and_counts_images(tmp_path) -> None:
-    from mood.experiments.ablations import run_variant
     from mood.core.cache import Cache
+    from mood.experiments.ablations import run_variant
 
     prof = get_profile("smoke")
     row = run_variant(Variant("BEiT", pretext="beit"), "multi-class", prof, seed=0, cache=Cache(tmp_path), probe=True)
     p = resolve(prof, "multi-class", scale="ablation", seed=0).profile
-    per_epoch = lambda cfg: (cfg.max_images // cfg.batch_size) * cfg.batch_size  # the ragged batch is dropped
+
+    def per_epoch(cfg) -> int:
+        return (cfg.max_images // cfg.batch_size) * cfg.batch_size  # the ragged batch is dropped
+
     assert row["images seen"] == p.pretrain.epochs * per_epoch(p.pretrain) + p.finetune.epochs * per_epoch(p.finetune)
     assert 0 <= row["linear probe acc"] <= 100 and 0 <= row["kNN acc"] <= 100
     one = run_variant(Variant("BEiT", pretext="beit"), "one-class:1", prof, seed=0, cache=Cache(tmp_path), probe=True)
@@ -177,8 +181,8 @@ def test_a_grid_trained_side_by_side_tables_the_scores_of_the_models_the_workers
 
     from sklearn.metrics import roc_auc_score
 
-    from mood.experiments.ablations import run_grid
     from mood.core.cache import Cache
+    from mood.experiments.ablations import run_grid
     from mood.experiments.pipeline import run_mood
 
     prof = replace(get_profile("smoke"), workers=2)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.experiments.baselines import pixel_baselines, pixel_features
-from mood.experiments.config import EvalConfig, get_profile
 from mood.core.data import from_array
 from mood.core.protocols import Protocol
+from mood.experiments.baselines import Comparison, pixel_baselines, pixel_features
+from mood.experiments.config import EvalConfig, get_profile
 
 
 def _protocol() -> Protocol:
@@ -102,8 +102,8 @@ def test_outlier_exposure_learns_its_outlier_class_on_top_of_each_seeds_mood_mod
     from sklearn.metrics import roc_auc_score
 
     from mood.core.cache import Cache
-    from mood.experiments.baselines import MOOD_NO_OOD, OE_SCORES, compare_outlier_exposure, versus_baselines
     from mood.core.data import OFFLINE_OOD
+    from mood.experiments.baselines import MOOD_NO_OOD, OE_SCORES, compare_outlier_exposure, versus_baselines
     from mood.experiments.pipeline import run_mood
 
     cache = Cache(tmp_path)
@@ -161,10 +161,8 @@ def test_mean_table_averages_seeds_per_model_and_score_with_id_accuracy_last() -
     assert table.loc["a", "model A"] == 90.5 and table.loc["ID acc", "B, s"] == 80.5 and table.loc["mean", "B, s"] == 70.25
 
 
-def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "Comparison":
+def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> Comparison:
     """A compare_at_equal_compute-shaped result: MOOD at 95 + seed noise, each baseline ``gap`` below."""
-    from mood.experiments.baselines import Comparison
-
     rng = np.random.default_rng(1)
     noise = rng.normal(0, 0.3, seeds)
     rows = [{"model": "MOOD", "score": "mahalanobis", "seed": s, "ID acc": 90.0, "mnist": 95 + noise[s]} for s in range(seeds)]
@@ -175,8 +173,8 @@ def _equal(gaps: dict[str, list[float]], seeds: int = 4) -> "Comparison":
 
 
 def test_versus_baselines_pairs_by_seed_and_tests_each_baseline() -> None:
-    from mood.experiments.baselines import versus_baselines
     from mood.core.stats import beats_all
+    from mood.experiments.baselines import versus_baselines
 
     v = versus_baselines(_equal({"cnn": [2.0, 2.1, 1.9, 2.0], "twin": [0.3, -0.4, 0.2, -0.1]}), "MOOD", "mahalanobis", "mnist")
     assert v.loc[("cnn", "energy"), "significant"] and v.loc[("cnn", "energy"), "mean"] == pytest.approx(2.0)

@@ -112,7 +112,8 @@ def test_pages_show_one_parameters_cell_and_no_imports(built: Path) -> None:
 
 def test_show_one_parameters_cell_merges_values_and_keeps_comments(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell('profile = "cpu"  # the profile\nseed = 0\nshots = [1, 5]  # k', metadata={"tags": ["parameters"]}),
+    nb.cells = [nbformat.v4.new_code_cell('profile = "cpu"  # the profile\nseed = 0\nshots = [1, 5]  # k',
+                                          metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell('# Parameters\nprofile = "smoke"\nseed = 3\nextra = 1\n',
                                           metadata={"tags": ["injected-parameters"]})]
     path = tmp_path / "n.ipynb"

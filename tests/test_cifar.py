@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mood.experiments.config import get_profile
 from mood.core.data import CIFAR_FORMATS, DataNotFoundError
-from mood.experiments.resolve import resolve
 from mood.core.protocols import expand, make_protocol
+from mood.experiments.config import get_profile
+from mood.experiments.resolve import resolve
 
 
 def test_cifar_protocols_keep_test_images_out_of_training(tiny_cifar: Path) -> None:

@@ -60,10 +60,12 @@ def test_a_study_claim_takes_the_declared_contrasts_call(tmp_path: Path) -> None
     from mood.experiments.config import get_profile
 
     cpu = get_profile("cpu")
-    for gaps, expected in (([3.0, 3.2, 2.9], "replicated"), ([-3.0, -3.2, -2.9], "contradicted"), ([1.0, -2.0, 2.5], "inconclusive")):
+    cases = (([3.0, 3.2, 2.9], "replicated"), ([-3.0, -3.2, -2.9], "contradicted"), ([1.0, -2.0, 2.5], "inconclusive"))
+    for gaps, expected in cases:
         runs = pd.DataFrame([{"variant": v, "protocol": "near-split", "seed": s, "ID acc": 95.0,
                               "AUROC": 80.0 + s - (g if v == "classification" else 1.0)}
-                             for s, g in enumerate(gaps) for v in ("BEiT MIM", "classification", "no pretraining (equal compute)")])
+                             for s, g in enumerate(gaps)
+                             for v in ("BEiT MIM", "classification", "no pretraining (equal compute)")])
         runs.loc[runs["variant"] == "BEiT MIM", "AUROC"] = [80.0 + s for s in range(3)]
         tables.save("10_pretext_gaps", studies.contrasts(runs, studies.get("pretext", cpu), cpu), tmp_path)
         r = claims.table(tmp_path, chapters=("10_ablation_pretext",)).iloc[0]

@@ -47,8 +47,9 @@ def test_shards_cover_every_item_once_in_rank_order() -> None:
 
 
 def test_a_global_batch_that_does_not_split_is_refused_before_training(monkeypatch) -> None:
-    import mood.core.engine as engine
     from ddp_fit import CONFIG, data
+
+    import mood.core.engine as engine
 
     monkeypatch.setattr(engine, "world", lambda: World(0, 3))
     with pytest.raises(ValueError, match="batch of 16 does not split over 3 processes"):

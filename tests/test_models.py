@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mood.core.models import (MODEL_PRESETS, Backbone, ModelConfig, create_backbone, nearest_in_flops, resnet_presets,
-                         training_flops)
+from mood.core.models import (
+    MODEL_PRESETS,
+    Backbone,
+    ModelConfig,
+    create_backbone,
+    nearest_in_flops,
+    resnet_presets,
+    training_flops,
+)
 
 
 @pytest.mark.parametrize("name", [n for n in MODEL_PRESETS if n != "vit_s_p4"])

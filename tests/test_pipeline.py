@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from mood.core.cache import Cache, fingerprint
+from mood.core.protocols import make_protocol
+from mood.core.scores import SCORES
 from mood.experiments.config import PROFILES, StageOverrides, get_profile, override
 from mood.experiments.pipeline import run_mood, score
 from mood.experiments.resolve import resolve
-from mood.core.protocols import make_protocol
-from mood.core.scores import SCORES
 
 pytestmark = pytest.mark.usefixtures("require_fmnist")
 
@@ -46,7 +46,8 @@ def test_pools_are_extracted_in_one_pass_and_cached_one_by_one(tmp_path: Path, m
     run = run_mood("multi-class", "smoke", cache, ood=("gaussian",))  # caches the profile's pool
     calls: list[tuple[str, ...]] = []
     real = pipeline.extract_pools
-    monkeypatch.setattr(pipeline, "extract_pools", lambda bb, x, pools, *a, **k: calls.append(tuple(pools)) or real(bb, x, pools, *a, **k))
+    monkeypatch.setattr(pipeline, "extract_pools",
+                        lambda bb, x, pools, *a, **k: calls.append(tuple(pools)) or real(bb, x, pools, *a, **k))
     cfg = run.profile.eval
     new = ("tokens", "blocks") if cfg.pool != "tokens" else ("mean", "blocks")
     pools = extract_protocol_pools(run.finetuned, run.protocol, cfg, (cfg.pool, *new, new[0]), run.profile.format, cache,

@@ -100,8 +100,8 @@ def test_a_published_masking_named_explicitly_names_the_same_cached_model() -> N
 
 
 def test_make_task_fits_beit_tokenizer_once_and_reloads_it(tmp_path) -> None:
-    from mood.experiments.config import PretrainConfig
     from mood.core.pretext import TOKENIZER_FILE, make_task
+    from mood.experiments.config import PretrainConfig
 
     cfg = PretrainConfig(vocab_size=8, tokenizer_iters=2)
     x = torch.randn(16, 1, 28, 28)

@@ -8,7 +8,8 @@ import re
 import jupytext
 import yaml
 
-from mood.book import findings, runner as book
+from mood.book import findings
+from mood.book import runner as book
 
 
 def _toc() -> list[str]:

@@ -13,7 +13,8 @@ import yaml
 from mood.book import runner as book
 
 README = (book.REPO / "README.md").read_text()
-APPENDIX = ("book/appendix_running.md", "book/appendix_scaling.md", "book/appendix_compute.md")  # what the README leaves to the book
+# what the README leaves to the book
+APPENDIX = ("book/appendix_running.md", "book/appendix_scaling.md", "book/appendix_compute.md")
 
 
 def _section(text: str, heading: str) -> str:

@@ -22,7 +22,8 @@ def test_each_step_of_the_order_applies_and_later_steps_win() -> None:
     one = resolve(smoke, "one-class:0").profile  # step 4: the one-class overrides
     assert one.pretrain.max_images == smoke.one_class.pretrain["max_images"] != smoke.pretrain.max_images
     abl = resolve(smoke, "one-class:0", scale="ablation", seed=3).profile  # step 5 wins over step 4
-    assert (abl.pretrain.max_images, abl.eval.max_test) == (smoke.ablation.pretrain["max_images"], smoke.ablation.eval["max_test"])
+    assert abl.pretrain.max_images == smoke.ablation.pretrain["max_images"]
+    assert abl.eval.max_test == smoke.ablation.eval["max_test"]
     assert abl.pretrain.seed == abl.finetune.seed == 3
     v = Variant("x", pretext="simmim", model="resnet10_narrow", label_smoothing=0.0, mask_ratio=0.5, mask_kind="block",
                 pretrain_epochs=4, pool="cls", normalize=True)

@@ -100,7 +100,8 @@ def test_paired_bootstrap_finds_a_real_gap_and_not_a_null_one() -> None:
     noisy = (id_s + rng.normal(0, 1, 400), {k: v + rng.normal(0, 1, len(v)) for k, v in ood.items()})
     gap = stats.paired_bootstrap((id_s, ood), noisy)
     want = 100 * np.mean([roc_auc_score(np.r_[np.zeros(400), np.ones(300)], np.r_[id_s, v]) -
-                          roc_auc_score(np.r_[np.zeros(400), np.ones(300)], np.r_[noisy[0], noisy[1][k]]) for k, v in ood.items()])
+                          roc_auc_score(np.r_[np.zeros(400), np.ones(300)], np.r_[noisy[0], noisy[1][k]])
+                          for k, v in ood.items()])
     assert gap["mean"] == pytest.approx(want) and gap["significant"] and gap["ci_lo"] > 0
     with pytest.raises(ValueError, match="same images"):
         stats.paired_bootstrap((id_s, ood), (id_s[:10], ood))

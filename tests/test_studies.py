@@ -42,7 +42,8 @@ def test_the_cpu_studies_share_chapter_7s_models_and_baselines() -> None:
                 == resolve(prof, "near-split", finetune_seed=s).key)
     scratch = Variant("no pretraining (equal compute)", from_scratch=True)
     cnn = Variant("CNN (equal compute)", model="cnn_small", from_scratch=True)
-    assert resolve(prof, "near-split", variant=scratch, seed=1).key == resolve(prof, "near-split", baseline=FromScratch(), seed=1).key
+    as_variant = resolve(prof, "near-split", variant=scratch, seed=1).key
+    assert as_variant == resolve(prof, "near-split", baseline=FromScratch(), seed=1).key
     assert (resolve(prof, "near-split", variant=cnn, seed=1).key
             == resolve(prof, "near-split", baseline=FromScratch("cnn_small"), seed=1).key)
     with pytest.raises(ValueError, match="from_scratch"):

@@ -42,8 +42,8 @@ def _write(res: Path, one_auroc: float, pixel: float, acc: float, floor: float |
 
 
 def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
-    from mood.core.io import save_table
     from mood.book.summary import headline, save_headline
+    from mood.core.io import save_table
 
     _write(tmp_path, one_auroc=90.0, pixel=92.3, acc=88.5, floor=84.5)
     save_table(pd.DataFrame({"seconds": [10.0, 20.0, 30.0]},
@@ -145,9 +145,9 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
 
 
 def test_headline_takes_the_pretext_gaps_of_chapter_10(tmp_path: Path) -> None:
+    from mood.book.summary import headline
     from mood.experiments import studies
     from mood.experiments.config import get_profile
-    from mood.book.summary import headline
 
     runs = pd.DataFrame([{"variant": v, "protocol": "near-split", "seed": s, "ID acc": 90.0,
                           "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)} for s in range(3)
@@ -164,10 +164,10 @@ def test_headline_takes_the_pretext_gaps_of_chapter_10(tmp_path: Path) -> None:
 
 
 def test_headline_takes_chapter_11s_vit_minus_cnn_contrast_not_its_other_pair(tmp_path: Path) -> None:
+    from mood.book.summary import ARCHITECTURE_HEADLINE, headline
+    from mood.core.stats import pair_names
     from mood.experiments import studies
     from mood.experiments.config import get_profile
-    from mood.core.stats import pair_names
-    from mood.book.summary import ARCHITECTURE_HEADLINE, headline
 
     a, b = pair_names(ARCHITECTURE_HEADLINE)
     variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT + classification", 70.0, 0.0), ("ResNet + classification", 60.0, 2.0),

@@ -12,14 +12,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mood.experiments.config import UnleashConfig
+from mood.core.cache import Cache
 from mood.core.data import from_array
 from mood.core.engine import TrainConfig
 from mood.core.models import create_backbone
-from mood.core.cache import Cache
 from mood.core.pretext import Classification, Rng, loss_floor
-from mood.experiments.unleash import (EvalSets, add_masks, bake_masks, effect, estimate_floor, maskable_layers,
-                          stage_curve, summarize, train_stages, tune)
+from mood.experiments.config import UnleashConfig
+from mood.experiments.unleash import (
+    EvalSets,
+    add_masks,
+    bake_masks,
+    effect,
+    estimate_floor,
+    maskable_layers,
+    stage_curve,
+    summarize,
+    train_stages,
+    tune,
+)
 
 
 def _toy(n: int = 96, seed: int = 0):
@@ -354,7 +364,8 @@ def test_unleash_data_holds_out_validation_and_noises_labels() -> None:
     assert (len(d.train), len(d.val), len(d.val_ood)) == (200, 40, 30)
     ids = [set(d.train.ids), set(d.val.ids), {int(i) for i in d.val_ood.ids}]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])  # disjoint
-    assert d.mislabelled.mean() == pytest.approx(0.2) and (d.clean_labels == data.labels[np.searchsorted(data.ids, d.train.ids)]).all()
+    assert d.mislabelled.mean() == pytest.approx(0.2)
+    assert (d.clean_labels == data.labels[np.searchsorted(data.ids, d.train.ids)]).all()
     assert (d.val.labels != data.labels[np.searchsorted(data.ids, d.val.ids)]).mean() == pytest.approx(0.2, abs=0.03)
     assert (d.val_ood.labels == -1).all() and "noise 0.2" in d.train.name
     clean = unleash_data(proto, cfg, noise=0.0, seed=3)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mood.core.io import atomic_write_text
-from mood.core.stats import holm, mde, paired_test, pair_label
+from mood.core.stats import holm, mde, pair_label, paired_test
 from mood.experiments import tables
 from mood.experiments.config import PROFILES
 from mood.experiments.verdicts import CODE_ONLY, Outcome, Validity, call, gate, paired

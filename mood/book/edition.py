@@ -20,10 +20,10 @@ import io
 import shutil
 from pathlib import Path
 
-from mood.core.io import atomic_write_text
 from mood.book import layout
 from mood.book.claims import write_page
 from mood.book.records import check_record, git_output, load_provenance, run_dates, training_note, training_speed
+from mood.core.io import atomic_write_text
 
 RECORD_CHAPTERS = "chapters"  # results/<profile>/chapters: the record's executed chapters
 STATUS_FILE = Path("book") / "_edition.md"

@@ -227,7 +227,8 @@ def _ch16(res: Path) -> list[str]:
         line = (f"{cond}: b = {g['floor b'].mean():.3f} against a final training loss of "
                 f"{g['last-epoch train CE'].mean():.4f}")
         if "UM loss / b" in g:
-            held = g[[c for c in g.columns if c.startswith("UM held b")][0]] if any(c.startswith("UM held b") for c in g) else None
+            held_cols = [c for c in g.columns if c.startswith("UM held b")]
+            held = g[held_cols[0]] if held_cols else None
             line += (f"; UM ended at {g['UM loss / b'].mean():.2f} b" + (f" and held it (±10%) in {int(held.sum())} of "
                                                                        f"{len(held)} seeds" if held is not None else ""))
         if "b from mislabelled images" in g and g["b from mislabelled images"].mean() > 0:

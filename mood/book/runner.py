@@ -152,11 +152,11 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     """
     import torch
 
-    from mood.core.cache import LEDGER_ENV, read_ledger
     from mood.book.records import device_name, join_record, provenance, timings_of, training_note
+    from mood.book.summary import save_headline
+    from mood.core.cache import LEDGER_ENV, read_ledger
     from mood.core.io import save_table
     from mood.experiments.config import get_profile
-    from mood.book.summary import save_headline
 
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
     if resume and only:

@@ -612,7 +612,8 @@ def shuffle_patches(s: ImageSet, patch: int = 7, seed: int = 0) -> ImageSet:
         raise ValueError(f"{s.name}: {h}x{w} images do not split into {patch}x{patch} tiles")
     rng = np.random.default_rng(seed)
     gh, gw = h // patch, w // patch
-    tiles = s.images.reshape(len(s), gh, patch, gw, patch, c).transpose(0, 1, 3, 2, 4, 5).reshape(len(s), gh * gw, patch, patch, c)
+    tiles = (s.images.reshape(len(s), gh, patch, gw, patch, c).transpose(0, 1, 3, 2, 4, 5)
+             .reshape(len(s), gh * gw, patch, patch, c))
     order = np.argsort(rng.random((len(s), gh * gw)), axis=1)
     tiles = np.take_along_axis(tiles, order[:, :, None, None, None], axis=1)
     images = tiles.reshape(len(s), gh, gw, patch, patch, c).transpose(0, 1, 3, 2, 4, 5).reshape(len(s), h, w, c)

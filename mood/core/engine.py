@@ -21,17 +21,16 @@ from typing import Callable
 
 import numpy as np
 import torch
-from timm.optim import create_optimizer_v2, param_groups_layer_decay
 from timm.models.vision_transformer import Block
+from timm.optim import create_optimizer_v2, param_groups_layer_decay
 from timm.scheduler import CosineLRScheduler
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
-from mood.core.io import atomic_torch_save, atomic_write_text
 from mood.core.distributed import World, all_mean, all_true, barrier, shard, world
+from mood.core.io import atomic_torch_save, atomic_write_text
 from mood.core.pretext import Rng
 from mood.core.progress import progress
-
 
 OPTIMIZERS = ("adamw", "sgd")
 

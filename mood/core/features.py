@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from mood.core.io import atomic_torch_save
 from mood.core.data import ImageFormat, ImageSet, to_tensor
 from mood.core.distributed import gather_rows, shard
+from mood.core.io import atomic_torch_save
 from mood.core.models import Backbone
 from mood.core.progress import progress
 

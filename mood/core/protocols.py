@@ -26,8 +26,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mood.core.data import (CIFAR_FORMATS, FMNIST_CLASSES, OFFLINE_OOD, OOD_GROUPS, ImageFormat, ImageSet, load_cifar,
-                       load_fashion_mnist, load_ood, load_svhn, split_disjoint)
+from mood.core.data import (
+    CIFAR_FORMATS,
+    FMNIST_CLASSES,
+    OFFLINE_OOD,
+    OOD_GROUPS,
+    ImageFormat,
+    ImageSet,
+    load_cifar,
+    load_fashion_mnist,
+    load_ood,
+    load_svhn,
+    split_disjoint,
+)
 
 NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 7, 8)
 NEAR_UNKNOWN: tuple[int, ...] = (4, 5, 6, 9)

@@ -16,18 +16,25 @@ import numpy as np
 import pandas as pd
 
 from mood.core.cache import Cache, Trained
-from mood.experiments.config import Profile
 from mood.core.data import ImageSet, concat, load_mnist, load_photos, load_textures
 from mood.core.metrics import results_table
 from mood.core.models import training_flops
-from mood.experiments.parallel import Job, prefetch
-from mood.core.stats import bounded_interval, holm, pair_label, paired_test, seed_gaps
-from mood.experiments.pipeline import (extract_protocol, extract_protocol_pools, finetune, id_accuracy,
-                                      pretrain, score_protocol, training_sample)
-from mood.experiments.resolve import Variant, check_scale, resolve
-from mood.experiments import tables
-from mood.experiments.probes import probe_accuracies
 from mood.core.protocols import Protocol
+from mood.core.stats import bounded_interval, holm, pair_label, paired_test, seed_gaps
+from mood.experiments import tables
+from mood.experiments.config import Profile
+from mood.experiments.parallel import Job, prefetch
+from mood.experiments.pipeline import (
+    extract_protocol,
+    extract_protocol_pools,
+    finetune,
+    id_accuracy,
+    pretrain,
+    score_protocol,
+    training_sample,
+)
+from mood.experiments.probes import probe_accuracies
+from mood.experiments.resolve import Variant, check_scale, resolve
 
 
 def intermediate_corpus(protocol: Protocol, prof: Profile, seed: int = 0) -> ImageSet:
@@ -163,7 +170,8 @@ def mean_std(runs: pd.DataFrame, value: str = "AUROC", order: list[str] | None =
     stands without the accuracy of the model that made it."""
     g = runs.groupby(["variant", "protocol"], sort=False)[value]
     stats = g.agg(["mean", "std", "count"]).reset_index()
-    stats["cell"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}" for m, s, c in zip(stats["mean"], stats["std"].fillna(0), stats["count"])]
+    stats["cell"] = [f"{m:.2f} ± {s:.2f}" if c > 1 else f"{m:.2f}"
+                     for m, s, c in zip(stats["mean"], stats["std"].fillna(0), stats["count"])]
     table = stats.pivot(index="variant", columns="protocol", values="cell")
     protocols = list(dict.fromkeys(runs["protocol"]))
     columns: list[str] = protocols

@@ -23,15 +23,26 @@ import pandas as pd
 import torch
 
 from mood.core.cache import Cache
-from mood.experiments.config import EvalConfig, Profile, override
 from mood.core.data import ImageFormat, ImageSet, to_tensor
 from mood.core.features import FeatureSet
-from mood.experiments.parallel import Job, prefetch
-from mood.experiments.pipeline import (MoodRun, ProtocolFeatures, eval_sample, extract_protocol, finetune, id_accuracy, run_mood,
-                           score, score_protocol, scores_table, training_sample)
-from mood.experiments.resolve import FromScratch, resolve, train_steps
 from mood.core.protocols import Protocol
 from mood.core.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
+from mood.experiments.config import EvalConfig, Profile, override
+from mood.experiments.parallel import Job, prefetch
+from mood.experiments.pipeline import (
+    MoodRun,
+    ProtocolFeatures,
+    eval_sample,
+    extract_protocol,
+    finetune,
+    id_accuracy,
+    run_mood,
+    score,
+    score_protocol,
+    scores_table,
+    training_sample,
+)
+from mood.experiments.resolve import FromScratch, resolve, train_steps
 
 PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
     # name: (registered score, its hyperparameters)
@@ -202,7 +213,8 @@ def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: f
             feats = extract_protocol(oe, proto, q.eval, q.format, cache, train=training_sample(proto.train, cfg))
             for det in OE_SCORES:
                 add(f"OE {k}-shot", det, seed, score_protocol(feats, det, oe, proto, q.eval, q.format), proto, q.eval,
-                    feats, mood_s + oe.train_seconds, replace(shot, detector=det).key_with(stage="outlier exposure", epochs=oe_epochs))
+                    feats, mood_s + oe.train_seconds,
+                    replace(shot, detector=det).key_with(stage="outlier exposure", epochs=oe_epochs))
     return Comparison(pd.DataFrame(rows), kept, groups)
 
 

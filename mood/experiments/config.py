@@ -338,7 +338,8 @@ class Profile:
         ablation_protocols: the protocols the ablation chapters train on (each needs its own
             pretraining: a protocol's ID training set is what it pretrains on).
         seeds: fine-tuning seeds of the headline figures (chapters 6-8), each fine-tuning the one
-            shared pretrained backbone (``finetune_seed`` of :func:`mood.experiments.resolve.resolve`): their spread covers fine-tuning
+            shared pretrained backbone (``finetune_seed`` of :func:`mood.experiments.resolve.resolve`): their spread
+            covers fine-tuning
             and baseline training, not pretraining.
         baseline_seeds: how many of ``seeds`` (the first) the equal-compute baselines train with: 1
             compares on the test images (paired bootstrap), >= 2 over seeds (paired t-test).

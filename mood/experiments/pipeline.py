@@ -19,18 +19,18 @@ import pandas as pd
 import torch
 
 from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
-from mood.experiments.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile
-from mood.experiments.resolve import Run, resolve
 from mood.core.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor
 from mood.core.distributed import barrier, is_main
 from mood.core.engine import TrainConfig, fit, resolve_device
 from mood.core.features import FeatureSet, extract_pools
 from mood.core.metrics import results_table
 from mood.core.models import Backbone, ModelConfig
-from mood.experiments.parallel import Job, prefetch
 from mood.core.pretext import Classification, make_task
 from mood.core.protocols import Protocol
 from mood.core.scores import ScoreSpec, get_score
+from mood.experiments.config import EvalConfig, FinetuneConfig, PretrainConfig, Profile
+from mood.experiments.parallel import Job, prefetch
+from mood.experiments.resolve import Run, resolve
 
 
 def pretrain(data: ImageSet, model: ModelConfig, cfg: PretrainConfig, fmt: ImageFormat = ImageFormat(),

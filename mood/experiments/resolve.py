@@ -39,10 +39,10 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+from mood.core.engine import TrainConfig
 from mood.core.models import NON_VIT_POOLS, Backbone
 from mood.core.protocols import Protocol, make_protocol, parse_protocol
 from mood.core.scores import get_score
-from mood.core.engine import TrainConfig
 from mood.experiments.config import Profile, StageOverrides, get_profile, override
 
 SCALES = ("main", "ablation")

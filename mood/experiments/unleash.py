@@ -41,20 +41,20 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from mood.core.cache import Cache, Trained, fingerprint, is_finished, load_trained, save_trained
-from mood.core.io import atomic_torch_save, atomic_write_text
-from mood.experiments.config import Profile, UnleashConfig
 from mood.core.data import ImageFormat, ImageSet, sample_tensors, shuffle_patches, to_tensor, with_label_noise
 from mood.core.engine import fit, resolve_device
 from mood.core.features import extract
+from mood.core.io import atomic_torch_save, atomic_write_text
 from mood.core.metrics import auroc, results_table
-from mood.core.stats import holm, seed_gaps
 from mood.core.models import Backbone, ModelConfig
-from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score
-from mood.experiments.resolve import base_profile, resolve
-from mood.experiments import tables
-from mood.experiments.verdicts import paired
 from mood.core.pretext import Classification
 from mood.core.protocols import Protocol
+from mood.core.stats import holm, seed_gaps
+from mood.experiments import tables
+from mood.experiments.config import Profile, UnleashConfig
+from mood.experiments.pipeline import ProtocolFeatures, ScoreInputs, check_score, id_accuracy, score
+from mood.experiments.resolve import base_profile, resolve
+from mood.experiments.verdicts import paired
 
 METHODS: tuple[str, ...] = ("ce", "um", "umap")
 METHOD_LABELS: dict[str, str] = {"baseline": "baseline (last epoch)", "ce": "+CE (control)", "um": "+UM",
@@ -506,7 +506,8 @@ def run_unleash(model: str, profile: str | Profile | None = None, seed: int = 0,
     losses = pd.DataFrame({"id": data.train.ids, "loss": sample_losses(stages.final.backbone, x, y).numpy(),
                            "masked loss": masked, "mislabelled": data.mislabelled})
     timings["floor_s"] = time.perf_counter() - t
-    models = {METHOD_LABELS["baseline"]: stages.final, "early stopping (ID val loss)": _epoch_model(stages, epochs["early stopping"]),
+    models = {METHOD_LABELS["baseline"]: stages.final,
+              "early stopping (ID val loss)": _epoch_model(stages, epochs["early stopping"]),
               "epoch chosen on val OOD": _epoch_model(stages, epochs["val OOD"])}
     t = time.perf_counter()
     models[METHOD_LABELS["ce"]] = tune(stages.final, data.train, "ce", None, cfg, prof.format, cache)

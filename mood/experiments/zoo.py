@@ -298,7 +298,8 @@ def table(root: Path | None = None) -> pd.DataFrame:
     for name in store.shipped(root):
         c = store.read_card(name, root)
         r = c["registry"]
-        rows.append({"entry": name, "protocol": r["protocol"], "pretext": r["pretext"] + (f" ({r['mask_kind']})" if r["mask_kind"] else ""),
+        pretext = r["pretext"] + (f" ({r['mask_kind']})" if r["mask_kind"] else "")
+        rows.append({"entry": name, "protocol": r["protocol"], "pretext": pretext,
                      "dose (BEiT epochs)": r["dose"], "seed": r["seed"], "steps": c["dose"]["steps"],
                      "images": c["dose"]["images"], "PFLOPs": c["dose"]["flops"] / 1e15, "seconds": c["seconds"],
                      "img/s": c["img_per_s"], "device": c["device"], "commit": c["commit"][:10],
