@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from mood.core.models import Backbone
 
 CACHE_VERSION = 2  # 2: one hash of image ids (hash_ids) everywhere
+# What the training code of CACHE_VERSION makes of a fixed smoke-sized problem (tests/test_cache_canary.py
+# trains it): the final pretraining and fine-tuning losses and the sum of the fine-tuned weights. A change
+# to what a stage trains moves them; the canary then fails until CACHE_VERSION is bumped and these
+# re-pinned, so neither an artifact folder (Cache.key) nor a run key (resolve.Run.key) written by the
+# older code is served as today's.
+TRAINING_CANARY = {"pretrain loss": 3.499692440032959, "finetune loss": 2.436978816986084, "weight sum": 1125.1305906527004}
 
 
 def fingerprint(s: "ImageSet") -> dict:

@@ -39,6 +39,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+from mood.core.cache import CACHE_VERSION
 from mood.core.engine import TrainConfig
 from mood.core.models import NON_VIT_POOLS, Backbone
 from mood.core.protocols import Protocol, make_protocol, parse_protocol
@@ -126,12 +127,15 @@ class Run:
 
     @property
     def key(self) -> str:
-        """A hash of the resolved training and scoring configuration: equal keys, equal models and scores
-        (every results table's ``run key``; :func:`mood.experiments.tables.key_conflicts` checks the rule)."""
+        """A hash of the resolved training and scoring configuration and of the training code's version
+        (:data:`mood.core.cache.CACHE_VERSION`): equal keys, equal models and scores (every results
+        table's ``run key``; :func:`mood.experiments.tables.key_conflicts` checks the rule)."""
         p = self.profile
         spec = {"protocol": self.protocol.name, "model": p.model.to_dict(), "pretrain": p.pretrain.to_dict(),
                 "finetune": p.finetune.to_dict() if self.finetuned else None, "eval": asdict(p.eval),
                 "format": asdict(p.format), "detector": self.detector}
+        if CACHE_VERSION > 2:  # keys made at version 2 stay as they were: its training is today's (the canary)
+            spec["cache version"] = CACHE_VERSION
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def key_with(self, **stage: Any) -> str:
