@@ -48,9 +48,7 @@ def test_a_cache_written_before_a_training_change_is_not_reused_after_it(tmp_pat
     first = pretrain(data, prof.model, cfg, prof.format, Cache(tmp_path))
     assert first.seconds > 0 and pretrain(data, prof.model, cfg, prof.format, Cache(tmp_path)).seconds == 0  # served
     key = resolve("smoke", "multi-class").key
-    monkeypatch.setattr(cache_mod, "CACHE_VERSION", CACHE_VERSION + 1)
-    import mood.experiments.resolve as resolve_mod
-    monkeypatch.setattr(resolve_mod, "CACHE_VERSION", CACHE_VERSION + 1)
+    monkeypatch.setattr(cache_mod, "CACHE_VERSION", CACHE_VERSION + 1)  # read by Cache.key and Run.key alike
     again = pretrain(data, prof.model, cfg, prof.format, Cache(tmp_path))
     assert again.seconds > 0 and again.run_dir != first.run_dir  # trained anew, in another folder
     assert resolve("smoke", "multi-class").key != key

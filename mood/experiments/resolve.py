@@ -39,7 +39,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-from mood.core.cache import CACHE_VERSION
+from mood.core import cache
 from mood.core.engine import TrainConfig
 from mood.core.models import NON_VIT_POOLS, Backbone
 from mood.core.protocols import Protocol, make_protocol, parse_protocol
@@ -134,8 +134,8 @@ class Run:
         spec = {"protocol": self.protocol.name, "model": p.model.to_dict(), "pretrain": p.pretrain.to_dict(),
                 "finetune": p.finetune.to_dict() if self.finetuned else None, "eval": asdict(p.eval),
                 "format": asdict(p.format), "detector": self.detector}
-        if CACHE_VERSION > 2:  # keys made at version 2 stay as they were: its training is today's (the canary)
-            spec["cache version"] = CACHE_VERSION
+        if cache.CACHE_VERSION > 2:  # keys made at version 2 stay as they were: its training is today's (the canary)
+            spec["cache version"] = cache.CACHE_VERSION
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def key_with(self, **stage: Any) -> str:
