@@ -25,7 +25,7 @@ data:  ## Fashion-MNIST from Debian (apt-get), when it is not on disk yet
 	@bash .ci/install-data
 
 test: setup  ## the whole test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: setup  ## tests without the slow and book markers
 	$(PY) -m pytest -q -m "not slow and not book"

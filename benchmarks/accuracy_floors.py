@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from mood.core.data import ImageSet
+from mood.core.images import ImageSet
 from mood.experiments.pipeline import training_sample
 from mood.experiments.resolve import resolve
 

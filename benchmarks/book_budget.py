@@ -6,11 +6,8 @@
 loaded trained stages from the artifact cache (its provenance's ``run_training``) gets no verdict:
 its time is not that of a cold run.
 
-=========  ============================================================================
-``smoke``  the whole book in a few minutes (10) on the 2-core CPU: CI runs it
-``cpu``    the whole book within 150 minutes cold: chapters 01-09 within 60, 10-15 within 70, 16 within 20
-``gpu``    every chapter within one 10-minute run on one H100
-=========  ============================================================================
+The budgets are the chapter registry's (:data:`mood.experiments.chapters.BUDGET_GROUPS`: per group
+and profile; ``BOOK_MINUTES``: the whole book; ``CHAPTER_MINUTES``: any one chapter).
 
     python benchmarks/book_budget.py --profile cpu
 """
@@ -23,26 +20,36 @@ from pathlib import Path
 
 import pandas as pd
 
-BUDGETS_S = {"smoke": {"whole book": 600},
-             "cpu": {"chapters 01-09": 60 * 60, "chapters 10-15": 70 * 60, "chapter 16": 20 * 60, "whole book": 150 * 60},
-             "gpu": {"any one chapter": 600}}
+from mood.experiments import chapters
+
+
+def budgets_s(profile: str) -> dict[str, float]:
+    """The budgeted spans of ``profile`` in seconds, from the chapter registry
+    (:data:`mood.experiments.chapters.BUDGET_GROUPS`, ``BOOK_MINUTES``, ``CHAPTER_MINUTES``)."""
+    out = {g.name: 60 * g.minutes[profile] for g in chapters.BUDGET_GROUPS.values() if profile in g.minutes}
+    if profile in chapters.BOOK_MINUTES:
+        out["whole book"] = 60 * chapters.BOOK_MINUTES[profile]
+    if profile in chapters.CHAPTER_MINUTES:
+        out["any one chapter"] = 60 * chapters.CHAPTER_MINUTES[profile]
+    return out
+
+
+PROFILES_WITH_BUDGETS = sorted({p for g in chapters.BUDGET_GROUPS.values() for p in g.minutes}
+                               | set(chapters.BOOK_MINUTES) | set(chapters.CHAPTER_MINUTES))
 
 
 def totals(t: pd.DataFrame, n_chapters: int) -> dict[str, float | None]:
     """Seconds of the budgeted spans of a ``chapter, seconds`` table (None: the run did not cover
     the span, e.g. the whole book after ``--until 9``)."""
-    number = t["chapter"].str[:2].astype(int)
-    main, studies, last = number <= 9, number.between(10, 15), number == 16
-    return {"chapters 01-09": t.loc[main, "seconds"].sum() if main.sum() == 9 else None,
-            "chapters 10-15": t.loc[studies, "seconds"].sum() if studies.sum() == 6 else None,
-            "chapter 16": t.loc[last, "seconds"].sum() if last.sum() == 1 else None,
-            "whole book": t["seconds"].sum() if len(t) == n_chapters else None,
-            "any one chapter": t["seconds"].max()}
+    by = t.set_index("chapter")["seconds"]
+    out: dict[str, float | None] = {g.name: float(by[span].sum()) if set(span := chapters.in_group(g.name)) <= set(by.index)
+                                    else None for g in chapters.BUDGET_GROUPS.values()}
+    return out | {"whole book": float(by.sum()) if len(by) == n_chapters else None, "any one chapter": float(by.max())}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="cpu", choices=sorted(BUDGETS_S))
+    p.add_argument("--profile", default="cpu", choices=PROFILES_WITH_BUDGETS)
     p.add_argument("--results", default="results", help="the results folder of the run")
     a = p.parse_args()
     path = Path(a.results) / a.profile / "_timings.csv"
@@ -60,7 +67,7 @@ def main() -> int:
           else "training throughput: not recorded by this run")
     spans = totals(t, len(chapters()))
     cached = cached_training(path.parent)
-    for span, limit in BUDGETS_S[a.profile].items():
+    for span, limit in budgets_s(a.profile).items():
         if spans[span] is None:
             print(f"{span}: not measured (the run covered chapters {', '.join(t['chapter'].str[:2])})")
             continue

@@ -1,7 +1,7 @@
 """Which feature should the detector score? Chosen without a test set: the Mahalanobis AUROC of each
 pool of the profile's multi-class model (fine-tuned, seed 0) on a validation protocol made of ID
 training images the detector was not fitted on against the same images with their 4-px tiles
-shuffled (:func:`mood.experiments.pipeline.validation_protocol`). The profile's ``eval.pool`` should be
+shuffled (:func:`mood.experiments.selection.validation_protocol`). The profile's ``eval.pool`` should be
 the pool this picks; the table says whether it is.
 
     MOOD_ARTIFACTS=... python benchmarks/pool_on_validation.py --profile cpu   # reads the run's cached models
@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mood.experiments.config import get_profile
-from mood.experiments.pipeline import pool_on_validation, run_mood, validation_protocol
+from mood.experiments.pipeline import run_mood
+from mood.experiments.profiles import get_profile
+from mood.experiments.selection import pool_on_validation, validation_protocol
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ a few minutes can measure when a whole chapter does not fit (not a run of record
 
 One shared pretraining, one fine-tuning per seed (:func:`mood.experiments.pipeline.run_seeds`, side by side when
 the profile has workers), each scored on the profile's feature; then the first seed's backbone scored
-on several features side by side (:func:`mood.experiments.pipeline.feature_table`). Writes into ``--out``:
+on several features side by side (:func:`mood.experiments.selection.feature_table`). Writes into ``--out``:
 ``<name>_seeds.csv`` (ID accuracy and AUROC per seed), ``<name>_summary.csv`` (mean, std, 95%
 t-interval), ``<name>_features.csv`` and ``<name>_seeds.json`` (code, device, software, times).
 
@@ -25,8 +25,9 @@ import torch
 from mood.book.records import code_commit, device_name
 from mood.core.stats import seed_summary
 from mood.experiments.config import StageOverrides
-from mood.experiments.pipeline import feature_table, run_seeds, seed_table, training_sample
+from mood.experiments.pipeline import run_seeds, seed_table, training_sample
 from mood.experiments.resolve import base_profile
+from mood.experiments.selection import feature_table
 
 
 def main() -> None:

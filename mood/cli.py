@@ -135,7 +135,7 @@ def _cmd_unleash(args: argparse.Namespace) -> int:
     from mood.core.protocols import parse_protocol
     from mood.experiments.config import StageOverrides
     from mood.experiments.resolve import base_profile
-    from mood.experiments.unleash import run_study, summarize
+    from mood.experiments.unleash_study import run_study, summarize
 
     parse_protocol(args.protocol)
     # the floor is checked here: tune() would refuse it only after every stage had trained
@@ -168,7 +168,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
     if args.action in ("publish", "render"):
         from mood.book import edition
         from mood.book.records import check_record
-        from mood.experiments.config import get_profile
+        from mood.experiments.profiles import get_profile
 
         name = get_profile(args.edition or args.profile).name
         if args.action == "publish":
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mood.core.pretext import PRETEXTS
     from mood.core.protocols import PROTOCOL_NAMES
     from mood.core.scores import SCORES
-    from mood.experiments.config import PROFILES
+    from mood.experiments.profiles import PROFILES
 
     profiles = ", ".join(PROFILES)
     p = argparse.ArgumentParser(prog="mood", description="Masked image modeling for OOD detection.",

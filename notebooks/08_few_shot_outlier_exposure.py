@@ -40,7 +40,7 @@ from mood.book.plots import auroc_points, image_grid
 from mood.book.runner import chapter_setup
 from mood.experiments import tables
 from mood.experiments.baselines import MOOD_NO_OOD, compare_outlier_exposure, versus_baselines
-from mood.experiments.resolve import resolve
+from mood.experiments.resolve import resolve, seeds_of
 
 # %% [markdown]
 # Each of the profile's fine-tuning seeds (`prof.seeds`, as in chapter 6) gives one MOOD model and,
@@ -51,7 +51,7 @@ from mood.experiments.resolve import resolve
 # %%
 prof = chapter_setup(profile, seed)
 shots = list(shots or prof.plan.oe_shots)
-seeds = tuple(seed + s for s in prof.seeds)
+seeds = seeds_of(prof, seed)
 compared = compare_outlier_exposure(prof, tuple(shots), oe_epochs, seeds=seeds)
 labels = {(MOOD_NO_OOD, "mahalanobis"): MOOD_NO_OOD}
 for k in shots:

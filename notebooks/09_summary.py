@@ -34,7 +34,9 @@ from mood.experiments import tables
 # **Inconclusive**: anything else — the interval includes zero (then the MDE column says how large
 # an effect the design could have missed), the models are under the accuracy floor (a linear model
 # on the raw pixels of the same training images), or the profile does not ask the question. A
-# comparison against several baselines must beat every one of them (an intersection-union test). The
+# comparison against several baselines must beat every one of them (an intersection-union test).
+# Where a chapter declares a family of comparisons, each one's Holm-adjusted p must also be below
+# the 5% level before it counts, so the family's chance of any false call stays at 5%. The
 # one-class claim is tested against the raw-pixel nearest neighbour, paired over the ten classes;
 # the published state of the art it is quoted beside used other datasets.
 

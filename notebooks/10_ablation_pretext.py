@@ -112,6 +112,6 @@ Markdown(findings.say("10_ablation_pretext", results_dir))
 # 1. Predict the sign of `BEiT MIM − classification` on the held-out classes before reading the
 #    table. Why might classification pretraining on the six known classes hurt detection of the other
 #    four?
-# 2. Add `"SimMIM"` to the cpu plan's pretext variants (`mood/experiments/config.py`) and run at
+# 2. Add `"SimMIM"` to the cpu plan's pretext variants (`CPU_PLAN` in `mood/experiments/profiles.py`) and run at
 #    `smoke`.
 # 3. How many seeds would make the MDE half of what it is here? Use `mood.core.stats.mde`.

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mood.core.data import ImageFormat, concat, from_array
+from mood.core.data import from_array
+from mood.core.images import ImageFormat, concat
 from mood.core.protocols import Protocol
 from mood.experiments.ablations import Variant, family_gap, intermediate_corpus, mean_std
-from mood.experiments.config import get_profile
+from mood.experiments.profiles import get_profile
 from mood.experiments.resolve import resolve
 
 

@@ -10,7 +10,8 @@ import torch
 
 from mood.book.records import training_note
 from mood.core.cache import LEDGER_ENV, Cache, fingerprint, is_finished, load_trained, read_ledger, save_trained
-from mood.core.data import ImageFormat, concat, from_array, hash_ids
+from mood.core.data import from_array
+from mood.core.images import ImageFormat, concat, hash_ids
 from mood.core.io import atomic_torch_save, atomic_write_text
 from mood.core.models import create_backbone
 

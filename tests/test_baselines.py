@@ -11,7 +11,8 @@ import pytest
 from mood.core.data import from_array
 from mood.core.protocols import Protocol
 from mood.experiments.baselines import Comparison, pixel_baselines, pixel_features
-from mood.experiments.config import EvalConfig, get_profile
+from mood.experiments.config import EvalConfig
+from mood.experiments.profiles import get_profile
 
 
 def _protocol() -> Protocol:
@@ -44,7 +45,7 @@ def test_pixel_baselines_separate_what_pixels_separate() -> None:
 
 
 def test_from_scratch_matches_the_optimiser_steps() -> None:
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
     from mood.experiments.resolve import FromScratch, resolve, train_steps
 
     cpu = get_profile("cpu")

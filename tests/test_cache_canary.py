@@ -11,7 +11,7 @@ import torch
 
 from mood.core import cache as cache_mod
 from mood.core.cache import CACHE_VERSION, TRAINING_CANARY, Cache
-from mood.core.data import ImageSet
+from mood.core.images import ImageSet
 from mood.experiments.pipeline import finetune, pretrain
 from mood.experiments.resolve import resolve
 

@@ -11,7 +11,7 @@ import pytest
 
 from mood.core.data import CIFAR_FORMATS, DataNotFoundError
 from mood.core.protocols import expand, make_protocol
-from mood.experiments.config import get_profile
+from mood.experiments.profiles import get_profile
 from mood.experiments.resolve import resolve
 
 

@@ -57,7 +57,7 @@ def test_baselines_must_all_be_beaten_above_the_accuracy_floor(tmp_path: Path) -
 
 def test_a_study_claim_takes_the_declared_contrasts_call(tmp_path: Path) -> None:
     from mood.experiments import studies
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
 
     cpu = get_profile("cpu")
     cases = (([3.0, 3.2, 2.9], "replicated"), ([-3.0, -3.2, -2.9], "contradicted"), ([1.0, -2.0, 2.5], "inconclusive"))
@@ -124,7 +124,7 @@ def test_unleash_and_moodv2_claims_read_their_tables(tmp_path: Path) -> None:
 def test_a_claim_answered_by_later_chapters_says_so_until_they_have_run(tmp_path: Path) -> None:
     """Chapter 9 runs before the studies (10-11) whose equal-compute contrasts answer the
     near-distribution claim at cpu: it says where the call will come from, not that chapter 7 did not run."""
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
     from mood.experiments.verdicts import check
 
     gate = check(get_profile("cpu"), 95.0, "near-split")

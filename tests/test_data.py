@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mood.core import data
+from mood.core import data, images
 from tests.conftest import write_idx
 
 
@@ -61,22 +61,22 @@ def test_missing_fashion_mnist_lists_three_ways(tmp_path: Path, monkeypatch: pyt
 
 def test_to_tensor_grey_rgb_resize_and_normalise() -> None:
     grey = np.full((2, 28, 28, 1), 255, np.uint8)
-    x = data.to_tensor(grey, data.ImageFormat(size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3))
+    x = images.to_tensor(grey, images.ImageFormat(size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3))
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
     torch.testing.assert_close(x, torch.ones_like(x))  # (1 - 0.5) / 0.5
     red = np.zeros((1, 8, 8, 3), np.uint8)
     red[..., 0] = 255
-    y = data.to_tensor(red, data.ImageFormat(size=8, channels=1, mean=(0.0,), std=(1.0,)))
+    y = images.to_tensor(red, images.ImageFormat(size=8, channels=1, mean=(0.0,), std=(1.0,)))
     torch.testing.assert_close(y, torch.full((1, 1, 8, 8), 0.299))
     with pytest.raises(ValueError, match=r"uint8 \[N, H, W, C\]"):
-        data.to_tensor(np.zeros((2, 28, 28), np.float32))
+        images.to_tensor(np.zeros((2, 28, 28), np.float32))
     with pytest.raises(ValueError, match="channels"):
-        data.ImageFormat(channels=2, mean=(0, 0), std=(1, 1))
+        images.ImageFormat(channels=2, mean=(0, 0), std=(1, 1))
 
 
 def test_from_tensor_inverts_to_tensor() -> None:
     a = np.random.default_rng(2).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
-    np.testing.assert_array_equal(data.from_tensor(data.to_tensor(a)), a)
+    np.testing.assert_array_equal(images.from_tensor(images.to_tensor(a)), a)
 
 
 def test_from_array_layouts_and_errors() -> None:
@@ -119,7 +119,7 @@ def test_offline_ood_sets(name: str) -> None:
     assert len(a) == 64 and a.images.dtype == np.uint8 and a.images.shape[-1] in (1, 3)
     np.testing.assert_array_equal(a.images, b.images)  # seeded
     assert a.images.std() > 5, "an OOD set of constant images is a bug"
-    x = data.to_tensor(a)
+    x = images.to_tensor(a)
     assert x.shape == (64, 1, 28, 28) and torch.isfinite(x).all()
 
 
@@ -170,14 +170,14 @@ def test_sample_is_stratified_and_split_disjoint(tiny_fmnist: Path) -> None:
     s = data.load_fashion_mnist("train", root=tiny_fmnist)
     small = s.sample(20, seed=0)
     assert np.bincount(small.labels, minlength=10).tolist() == [2] * 10
-    a, b = data.split_disjoint(s, 0.3, seed=0)
+    a, b = images.split_disjoint(s, 0.3, seed=0)
     assert len(a) == 15 and len(b) == 35 and not set(a.ids) & set(b.ids)
 
 
 def test_patch_sets_know_their_source_picture_and_split_by_it() -> None:
     photos = data.load_photos(400, seed=1)
     assert photos.groups is not None and set(photos.groups) == set(range(len(data.PHOTO_IMAGES)))
-    a, b = data.split_disjoint(photos, 0.5, seed=0)
+    a, b = images.split_disjoint(photos, 0.5, seed=0)
     assert len(set(a.groups)) == 4 and len(set(b.groups)) == 4 and not set(a.groups) & set(b.groups)
     assert len(a) + len(b) == 400 and photos.sample(50, 0).groups is not None  # carried through subsets
 
@@ -206,7 +206,7 @@ def test_imageset_repr_is_short_and_to_tensor_does_not_warn(tiny_fmnist: Path) -
                     "origin='fashion-mnist/train')") and len(text) < 200
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns on a non-writable array
-        data.to_tensor(train)
+        images.to_tensor(train)
 
 
 def test_named_folder_that_is_empty_or_missing_is_an_error(tmp_path: Path, tiny_fmnist: Path,
@@ -226,7 +226,8 @@ def test_named_folder_that_is_empty_or_missing_is_an_error(tmp_path: Path, tiny_
 
 
 def test_label_noise_flips_exactly_the_rate_and_never_to_the_true_class() -> None:
-    from mood.core.data import from_array, with_label_noise
+    from mood.core.data import from_array
+    from mood.core.images import with_label_noise
 
     rng = np.random.default_rng(0)
     s = from_array("t", rng.integers(0, 255, (200, 28, 28), dtype=np.uint8), np.arange(200) % 10)
@@ -241,7 +242,8 @@ def test_label_noise_flips_exactly_the_rate_and_never_to_the_true_class() -> Non
 
 
 def test_shuffled_tiles_keep_each_images_tiles() -> None:
-    from mood.core.data import from_array, shuffle_patches
+    from mood.core.data import from_array
+    from mood.core.images import shuffle_patches
 
     rng = np.random.default_rng(0)
     s = from_array("t", rng.integers(0, 255, (5, 28, 28), dtype=np.uint8), np.arange(5))

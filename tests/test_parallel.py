@@ -42,8 +42,8 @@ def test_a_job_must_be_importable_by_the_worker() -> None:
 @pytest.mark.usefixtures("require_fmnist")
 def test_seeds_trained_side_by_side_are_what_the_caller_then_loads(tmp_path: Path) -> None:
     from mood.core.cache import Cache
-    from mood.experiments.config import get_profile
     from mood.experiments.pipeline import run_seeds
+    from mood.experiments.profiles import get_profile
 
     prof = replace(get_profile("smoke"), workers=2)
     runs = run_seeds("near-pair:pullover-coat", prof, seeds=(0, 1, 2), cache=Cache(tmp_path))

@@ -16,8 +16,10 @@ import pytest
 from mood.core.cache import Cache, fingerprint
 from mood.core.protocols import make_protocol
 from mood.core.scores import SCORES
-from mood.experiments.config import PROFILES, StageOverrides, get_profile, override
+from mood.core.typecheck import override
+from mood.experiments.config import StageOverrides
 from mood.experiments.pipeline import run_mood, score
+from mood.experiments.profiles import PROFILES, get_profile
 from mood.experiments.resolve import resolve
 
 pytestmark = pytest.mark.usefixtures("require_fmnist")
@@ -328,10 +330,11 @@ def test_missed_returns_the_most_id_like_ood_images_with_their_class_and_the_hea
     import pandas as pd
     import torch
 
-    from mood.core.data import ImageSet
     from mood.core.features import FeatureSet
+    from mood.core.images import ImageSet
     from mood.core.protocols import Protocol
-    from mood.experiments.pipeline import MoodRun, ProtocolFeatures, missed
+    from mood.experiments.pipeline import MoodRun, ProtocolFeatures
+    from mood.experiments.selection import missed
 
     def images(name: str, n: int, labels: list[int], start: int) -> ImageSet:
         px = np.stack([np.full((4, 4, 1), start + i, np.uint8) for i in range(n)])  # pixel value = identity
@@ -356,7 +359,8 @@ def test_missed_returns_the_most_id_like_ood_images_with_their_class_and_the_hea
 
 
 def test_the_validation_protocol_holds_only_training_images_the_detector_was_not_fitted_on() -> None:
-    from mood.experiments.pipeline import eval_sample, training_sample, validation_protocol
+    from mood.experiments.pipeline import eval_sample, training_sample
+    from mood.experiments.selection import validation_protocol
 
     run = resolve("smoke", "multi-class")
     prof = replace(run.profile, eval=replace(run.profile.eval, max_fit=100))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mood.core.cache import Cache
-from mood.experiments.config import StageOverrides, get_profile
+from mood.experiments.config import StageOverrides
+from mood.experiments.profiles import get_profile
 from mood.experiments.resolve import FromScratch, Variant, base_profile, resolve
 
 NEAR = "near-pair:sneaker-boot"  # a small protocol, with fewer ID classes than the profile's ten
@@ -111,3 +112,18 @@ def test_the_ablation_code_fine_tunes_a_random_init_without_layer_decay(tmp_path
     run_variant(Variant("BEiT", pretext="beit"), NEAR, prof, seed=0, cache=Cache(tmp_path / "beit"))
     assert [s["layer_decay"] for s in _finetune_specs(tmp_path / "none")] == [None]
     assert [s["layer_decay"] for s in _finetune_specs(tmp_path / "beit")] == [prof.finetune.layer_decay]
+
+
+def test_seeds_of_offsets_each_kind_from_the_base_seed() -> None:
+    from dataclasses import replace
+
+    from mood.experiments.profiles import get_profile
+    from mood.experiments.resolve import seeds_of
+
+    prof = replace(get_profile("smoke"), seeds=(0, 1, 2), ablation_seeds=(0, 4))
+    assert seeds_of(prof, 10) == (10, 11, 12)
+    assert seeds_of(prof, 10, "studies") == ((10, 11, 12) if prof.plan.ablation_scale == "main" else (10, 14))
+    assert seeds_of(replace(prof, plan=replace(prof.plan, ablation_scale="ablation")), 10, "studies") == (10, 14)
+    assert seeds_of(prof, 3, "unleash") == tuple(3 + s for s in prof.unleash.seeds)
+    with pytest.raises(ValueError, match="unknown kind 'final'; valid: headline, studies, unleash"):
+        seeds_of(prof, 0, "final")

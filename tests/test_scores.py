@@ -9,7 +9,7 @@ from scipy.special import logsumexp, softmax
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.neighbors import NearestNeighbors
 
-from mood.core import scores
+from mood.core import logit_scores, scores
 from mood.core.metrics import auroc
 
 
@@ -204,13 +204,13 @@ def test_logit_scores_match_scipy() -> None:
     logits = np.random.default_rng(0).normal(0, 3, (50, 10))
     t = torch.from_numpy(logits)
     p = softmax(logits, axis=1)
-    np.testing.assert_allclose(scores.msp(t).numpy(), -p.max(1), rtol=1e-5)
-    np.testing.assert_allclose(scores.msp(t, 2.0).numpy(), -softmax(logits / 2, axis=1).max(1), rtol=1e-5)
-    np.testing.assert_allclose(scores.max_logit(t).numpy(), -logits.max(1), rtol=1e-5)
-    np.testing.assert_allclose(scores.energy(t).numpy(), -logsumexp(logits, axis=1), rtol=1e-5)
-    np.testing.assert_allclose(scores.entropy(t).numpy(), -(p * np.log(p)).sum(1), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(logit_scores.msp(t).numpy(), -p.max(1), rtol=1e-5)
+    np.testing.assert_allclose(logit_scores.msp(t, 2.0).numpy(), -softmax(logits / 2, axis=1).max(1), rtol=1e-5)
+    np.testing.assert_allclose(logit_scores.max_logit(t).numpy(), -logits.max(1), rtol=1e-5)
+    np.testing.assert_allclose(logit_scores.energy(t).numpy(), -logsumexp(logits, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(logit_scores.entropy(t).numpy(), -(p * np.log(p)).sum(1), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match=r"\[N, C\]"):
-        scores.msp(torch.zeros(5))
+        logit_scores.msp(torch.zeros(5))
 
 
 def test_odin_zero_step_is_tempered_msp_and_step_raises_confidence() -> None:
@@ -218,9 +218,9 @@ def test_odin_zero_step_is_tempered_msp_and_step_raises_confidence() -> None:
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x = torch.randn(20, 1, 4, 4)
     with torch.no_grad():
-        ref = scores.msp(model(x), 10.0)
-    torch.testing.assert_close(scores.odin(model, x, temperature=10.0, epsilon=0.0), ref)
-    assert (scores.odin(model, x, temperature=10.0, epsilon=0.05) <= ref + 1e-7).all()
+        ref = logit_scores.msp(model(x), 10.0)
+    torch.testing.assert_close(logit_scores.odin(model, x, temperature=10.0, epsilon=0.0), ref)
+    assert (logit_scores.odin(model, x, temperature=10.0, epsilon=0.05) <= ref + 1e-7).all()
 
 
 def test_toy_separable_problem() -> None:

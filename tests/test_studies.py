@@ -8,7 +8,7 @@ import pytest
 
 from mood.core.stats import holm, mde
 from mood.experiments import studies
-from mood.experiments.config import PROFILES, get_profile
+from mood.experiments.profiles import PROFILES, get_profile
 from mood.experiments.resolve import FromScratch, Variant, resolve
 
 

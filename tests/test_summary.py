@@ -47,7 +47,8 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
 
     _write(tmp_path, one_auroc=90.0, pixel=92.3, acc=88.5, floor=84.5)
     save_table(pd.DataFrame({"seconds": [10.0, 20.0, 30.0]},
-                            index=pd.Index(["01_a", "09_b", "10_c"], name="chapter")), tmp_path / f"{tables.TIMINGS}.csv")
+                            index=pd.Index(["01_ood_problem", "09_summary", "10_ablation_pretext"], name="chapter")),
+              tmp_path / f"{tables.TIMINGS}.csv")
     h = headline(tmp_path).set_index("figure")["value"]
     assert h.to_dict() == {"id_accuracy": 88.5, "auroc_mnist": 98.0, "auroc_far_mean": 98.5,
                            "one_class_auroc_mean": 90.0, "one_class_pixel_knn_auroc_mean": 92.3,
@@ -74,7 +75,7 @@ def test_headline_reads_the_figures_of_record(tmp_path: Path) -> None:
     assert h["id_accuracy"] == 89.0 and h["auroc_mnist"] == pytest.approx(98.5) and h["seeds"] == 3
     assert h["auroc_mnist_ci_lo"] < 98.5 < h["auroc_mnist_ci_hi"] and h["auroc_far_mean_std"] == 0.0
     # Unleashing Mask: the study's per-condition tables, as chapter 16 saves them
-    from mood.experiments.unleash import UnleashStudy
+    from mood.experiments.unleash_study import UnleashStudy
 
     floors = pd.DataFrame([{"condition": c, "model": "m", "seed": s, "floor b": 1.0, "last-epoch train CE": 0.05,
                             "last-epoch train acc": acc + s, "UM final train CE": ratio + 0.1 * s, "UM loss / b": ratio + 0.1 * s}
@@ -137,7 +138,7 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
                   run_training={"trained runs": 2, "trained s": 5.0, "trained images": 5000, "cached runs": 0, "cached s": 0})
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
     block = readme_block(tmp_path, profiles=("cpu",))  # a record of some chapters (the gpu one) names them
-    assert "commit `aaaaaaaaaa`, 2026-11-26, cpu (training at 1,000 img/s), torch 2, chapters 5 (300 s)." in block
+    assert "commit `aaaaaaaaaa`, 2026-11-26, cpu (training at 1,000 img/s), torch 2, chapter 5 (300 s)." in block
     record["other_runs"] = [{"commit": "b" * 40, "date": "2026-11-27", "chapter_seconds": {"10_pretext": 4321.0}}]
     (tmp_path / "cpu" / "provenance.json").write_text(json.dumps(record))
     block = readme_block(tmp_path, profiles=("cpu",))  # runs of other code: no record, no column
@@ -147,7 +148,7 @@ def test_readme_rows_put_the_seed_spread_beside_its_figure(tmp_path: Path) -> No
 def test_headline_takes_the_pretext_gaps_of_chapter_10(tmp_path: Path) -> None:
     from mood.book.summary import headline
     from mood.experiments import studies
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
 
     runs = pd.DataFrame([{"variant": v, "protocol": "near-split", "seed": s, "ID acc": 90.0,
                           "AUROC": a + s * (1.0 if v == "BEiT MIM" else 0.5)} for s in range(3)
@@ -167,7 +168,7 @@ def test_headline_takes_chapter_11s_vit_minus_cnn_contrast_not_its_other_pair(tm
     from mood.book.summary import ARCHITECTURE_HEADLINE, headline
     from mood.core.stats import pair_names
     from mood.experiments import studies
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
 
     a, b = pair_names(ARCHITECTURE_HEADLINE)
     variants = ((a, 80.0, 1.0), (b, 84.0, 0.0), ("ViT + classification", 70.0, 0.0), ("ResNet + classification", 60.0, 2.0),

@@ -15,21 +15,13 @@ import torch.nn.functional as F
 from mood.core.cache import Cache
 from mood.core.data import from_array
 from mood.core.engine import TrainConfig
+from mood.core.masks import add_masks, bake_masks, estimate_floor, maskable_layers
 from mood.core.models import create_backbone
 from mood.core.pretext import Classification, Rng, loss_floor
 from mood.experiments.config import UnleashConfig
-from mood.experiments.unleash import (
-    EvalSets,
-    add_masks,
-    bake_masks,
-    effect,
-    estimate_floor,
-    maskable_layers,
-    stage_curve,
-    summarize,
-    train_stages,
-    tune,
-)
+from mood.experiments.unleash import stage_curve, train_stages, tune
+from mood.experiments.unleash_eval import EvalSets
+from mood.experiments.unleash_study import effect, summarize
 
 
 def _toy(n: int = 96, seed: int = 0):
@@ -148,7 +140,7 @@ def test_every_epoch_is_kept_and_the_curve_has_a_row_each(stages, tmp_path: Path
     assert len(st.final.history) == cfg.train.epochs and st.final.history[-1]["loss"] < st.final.history[0]["loss"]
     last = torch.load(st.epochs[-1], weights_only=True)
     assert all(torch.equal(v, st.final.backbone.state_dict()[k]) for k, v in last.items())
-    from mood.core.data import to_tensor
+    from mood.core.images import to_tensor
 
     ood = torch.randn(30, 1, 28, 28)
     sets = EvalSets(to_tensor(data), torch.from_numpy(data.labels), {"noise": ood}, to_tensor(data))
@@ -262,7 +254,7 @@ def test_cli_unleash_tables_agree_with_its_curve_its_selections_and_its_floor(tm
                            "--artifacts", str(tmp_path / "a"), "--out", str(out)],
                           capture_output=True, text=True, env={**os.environ, "MOOD_PROGRESS": "0"}, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "UM floor b 0.500 vs last-epoch train CE" in proc.stdout and "Paper (CIFAR-10" in proc.stdout
+    assert "UM floor b 0.500 vs last-epoch train CE" in proc.stdout and "Paper: Energy + UM: +1.66 AUROC" in proc.stdout
     assert "cnn_dense, clean: final train accuracy" in proc.stdout and "cnn_dense, noise 20%" in proc.stdout
     runs = pd.read_csv(out / "unleash_runs.csv")
     methods = ["baseline (last epoch)", "early stopping (ID val loss)", "epoch chosen on val OOD", "+CE (control)",
@@ -307,7 +299,7 @@ def test_cli_unleash_tables_agree_with_its_curve_its_selections_and_its_floor(tm
 
 def test_study_tables_and_verdict_from_runs() -> None:
     """The chapter's logic, in the library: best-vs-last epoch per seed, paired effects, the verdict."""
-    from mood.experiments.unleash import UnleashStudy, stage_table, study_effects
+    from mood.experiments.unleash_study import UnleashStudy, stage_table, study_effects
 
     curve = pd.DataFrame([{"condition": "clean", "model": "m", "seed": s, "epoch": e, "energy AUROC": a,
                            "energy val AUROC": v}
@@ -353,7 +345,7 @@ def test_study_tables_and_verdict_from_runs() -> None:
 
 def test_unleash_data_holds_out_validation_and_noises_labels() -> None:
     from mood.core.protocols import Protocol
-    from mood.experiments.unleash import unleash_data
+    from mood.experiments.unleash_eval import unleash_data
 
     data = _toy(400)
     proto = Protocol(name="toy", kind="multi-class", train=data, id_test=_toy(50, seed=1), ood_test={},
@@ -375,7 +367,7 @@ def test_unleash_data_holds_out_validation_and_noises_labels() -> None:
 
 
 def test_beside_mood_picks_each_conditions_method_on_validation_not_on_test() -> None:
-    from mood.experiments.unleash import beside_mood
+    from mood.experiments.unleash_study import beside_mood
 
     rows = []
     for seed in (0, 1):

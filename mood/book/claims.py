@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from mood.core.io import atomic_write_text
-from mood.core.stats import holm, mde, pair_label, paired_test
-from mood.experiments import tables
-from mood.experiments.config import PROFILES
+from mood.core.stats import ALPHA, holm, mde, pair_label, paired_test
+from mood.experiments import chapters as chapter_registry
+from mood.experiments import papers, tables
+from mood.experiments.profiles import PROFILES
 from mood.experiments.verdicts import CODE_ONLY, Outcome, Validity, call, gate, paired
 
-SOHN_2021 = 94.6  # best published no-external-data one-class Fashion-MNIST mean AUROC (Sohn et al. 2021)
 MOOD, UM, MOODV2 = "MOOD (Li et al. 2023)", "Unleashing Mask (Zhu et al. 2023)", "MOODv2 (Li et al. 2024)"
 CALLS: tuple[Outcome, ...] = ("replicated", "contradicted", "inconclusive")
 
@@ -98,8 +98,8 @@ def _one_class(res: Path) -> Evidence | None:
     wins = int((d > 0).sum())
     return Evidence(_words(test["mean"], test["ci_lo"], test["ci_hi"], "MOOD minus raw-pixel 1-NN, paired over the "
                            f"{len(d)} classes") + f"; ahead on {wins} of {len(d)} classes; mean AUROC "
-                    f"{t.loc['mean', 'AUROC']:.1f} against {SOHN_2021}, the best published without external data "
-                    "(Sohn et al. 2021)",
+                    f"{t.loc['mean', 'AUROC']:.1f} against {papers.ONE_CLASS_FMNIST[papers.ONE_CLASS_BEST]}, the best "
+                    f"published without external data ({papers.ONE_CLASS_BEST})",
                     mde(test["std"], test["seeds"]), "one label: no classifier",
                     f"raw-pixel 1-NN, mean AUROC {t.loc['mean', 'pixel 1-NN AUROC']:.1f}", outcome, why)
 
@@ -118,7 +118,8 @@ def _versus(stem: str, validity: str, what: str, keep: Callable[[pd.DataFrame], 
             if studies:
                 if (e := _studies(res, studies, f"{what}; asked in the studies' equal-compute arms")) is not None or v is None:
                     return e
-                chapters = sorted({f"{int(spec[:2])}" for spec in studies})
+                numbers = sorted({chapter_registry.get(tables.get(spec.split(":")[0]).chapter).number for spec in studies})
+                chapters = [str(n) for n in numbers]
                 return Evidence(f"asked by the equal-compute contrasts of chapters {'-'.join(chapters)}, which run after "
                                 "this one: the results page gives the call", float("nan"), "", "", "inconclusive",
                                 f"its evidence (chapters {'-'.join(chapters)}) is not in this results folder yet")
@@ -132,7 +133,7 @@ def _versus(stem: str, validity: str, what: str, keep: Callable[[pd.DataFrame], 
         seeds = duel["seeds"].fillna(1).astype(int) if "seeds" in duel else pd.Series(1, index=duel.index)
         p_holm = holm(duel["p"].to_numpy())
         beaten = bool((duel["ci_lo"] > 0).all())
-        beats_mood = bool(((duel["ci_hi"] < 0) & (p_holm < 0.05)).any())
+        beats_mood = bool(((duel["ci_hi"] < 0) & (p_holm < ALPHA)).any())
         joint = "replicated" if beaten else "contradicted" if beats_mood else "inconclusive"
         why = "not every baseline is beaten significantly"
         floor = float(v.iloc[0]["floor"]) if v is not None and pd.notna(v.iloc[0]["floor"]) else None
@@ -253,7 +254,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(UM, "an intermediate training stage detects OOD better than the final model",
           "intermediate stages ahead of the last on CIFAR-10", "16_unleashing_mask", _unleash("val-OOD epoch vs last")),
     Claim(UM, "UM's loss floor recovers that ability from the final model",
-          "Energy + UM: +1.66 AUROC, -9.40 FPR95 (CIFAR-10, DenseNet-101)", "16_unleashing_mask", _unleash("UM vs last")),
+          papers.UM_ENERGY.words("Energy + UM"), "16_unleashing_mask", _unleash("UM vs last")),
     Claim(MOODV2, "reconstruction pretraining narrows the spread of AUROC across score functions",
           "MIM features less sensitive to the score than classification features", "13_ablation_ood_metric", _moodv2),
 )

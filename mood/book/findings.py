@@ -20,7 +20,8 @@ from mood.core.data import FMNIST_CLASSES
 from mood.core.protocols import NEAR_KNOWN
 from mood.core.stats import paired_test
 from mood.experiments import tables
-from mood.experiments.unleash import COMPARISONS, PRIMARY, SELECT_SCORE
+from mood.experiments.unleash import SELECT_SCORE
+from mood.experiments.unleash_study import COMPARISONS, PRIMARY
 from mood.experiments.verdicts import paired
 
 NO_TWIN = "Sandal"  # the one held-out class of the near split without a look-alike among the known classes

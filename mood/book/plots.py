@@ -12,7 +12,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_curve
 
-from mood.core.data import ImageFormat, ImageSet, from_tensor
+from mood.core.images import ImageFormat, ImageSet, from_tensor
 from mood.core.masking import mask_batch
 from mood.core.tokenizer import PatchTokenizer, unpatchify
 

@@ -156,7 +156,7 @@ def run(profile: str | None = None, root: Path = REPO, only: str | None = None, 
     from mood.book.summary import save_headline
     from mood.core.cache import LEDGER_ENV, read_ledger
     from mood.core.io import save_table
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
 
     profile = get_profile(profile).name  # a wrong name fails before any chapter runs
     if resume and only:
@@ -225,7 +225,7 @@ def build(profile: str | None = None, root: Path = REPO, seed: int = 0, resume: 
     """:func:`run` (``resume``: going on with an unfinished run) then :func:`build_html` (the first
     page says the book was executed now)."""
     from mood.book.records import load_provenance
-    from mood.experiments.config import get_profile
+    from mood.experiments.profiles import get_profile
 
     run(profile, root, seed=seed, resume=resume)
     write_status(root, load_provenance(root / "results" / get_profile(profile).name), executed_now=True)

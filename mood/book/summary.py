@@ -16,6 +16,7 @@ from mood.book.edition import record_chapters
 from mood.book.records import cached_training, check_record, load_provenance, run_dates, training_speed
 from mood.core.io import atomic_write_text, load_table
 from mood.core.stats import pair_label
+from mood.experiments import chapters as chapter_registry
 from mood.experiments import tables as result_tables
 
 PRETEXT_HEADLINE = pair_label("BEiT MIM", "classification")  # chapter 10's contrast behind pretext_mim_minus_classification
@@ -90,15 +91,14 @@ def headline(results_dir: str | os.PathLike, whole_book: bool = True) -> pd.Data
                         rows |= {f"{figure}{suffix(cond)}_{k}": float(r[k].iloc[0]) for k in ("std", "ci_lo", "ci_hi")}
     if (timings := res / f"{result_tables.TIMINGS}.csv").exists():
         t = load_table(timings)
-        main = [c for c in t.index if str(c)[:2].isdigit() and int(str(c)[:2]) <= 9]
-        rows["chapters_1_9_seconds"] = float(t.loc[main, "seconds"].sum())
+        groups = list(chapter_registry.BUDGET_GROUPS.values())
+        for i, group in enumerate(groups):  # the first group (the main book) also after a run of part of it
+            if i == 0 or whole_book:
+                if span := [c for c in chapter_registry.in_group(group.name) if c in t.index]:
+                    rows[group.figure] = float(t.loc[span, "seconds"].sum())
         if (speed := training_speed(res)) is not None:
             rows["train_img_per_s"] = speed
         if whole_book:
-            for figure, first, last in (("chapters_10_15_seconds", 10, 15), ("chapter_16_seconds", 16, 16)):
-                span = [c for c in t.index if str(c)[:2].isdigit() and first <= int(str(c)[:2]) <= last]
-                if span:
-                    rows[figure] = float(t.loc[span, "seconds"].sum())
             rows["book_seconds"] = float(t["seconds"].sum())
             if cached := cached_training(res):  # not a cold run: say how much training it did not pay for
                 rows["book_cached_training_seconds"] = float(cached["cached s"])
@@ -207,20 +207,6 @@ def _rows(tables: dict[str, pd.DataFrame]) -> list[str]:
     return rows
 
 
-def _chapter_span(chapters) -> str:
-    """``01_a, 02_b, 03_c, 09_d`` -> ``chapters 1-3, 9``; the names themselves when they are not numbered."""
-    names = list(chapters)
-    if not all(str(c)[:2].isdigit() for c in names):
-        return ", ".join(f"`{c}`" for c in names)
-    spans: list[list[int]] = []
-    for n in sorted({int(str(c)[:2]) for c in names}):
-        if spans and n == spans[-1][-1] + 1:
-            spans[-1].append(n)
-        else:
-            spans.append([n])
-    return "chapters " + ", ".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else f"{s[0]}" for s in spans)
-
-
 def _provenance_line(prof: str, record: dict, results_dir: Path) -> str:
     """One line on the run a profile's record comes from: commit, dates, machine and its training
     speed, torch, the chapters it ran (a partial record names them) and its wall time, and where its
@@ -229,7 +215,7 @@ def _provenance_line(prof: str, record: dict, results_dir: Path) -> str:
     line = (f"commit `{record['commit'][:10]}`, {run_dates(record)}, {record['device']}"
             + (f" (training at {speed:,.0f} img/s)" if speed else "") + f", torch {record['torch']}")
     if chapters := record.get("chapter_seconds"):
-        line += f", {_chapter_span(chapters)}"
+        line += f", {chapter_registry.span(chapters)}"
         line += f" ({record['total_seconds']:,.0f} s{', not cold' if cached_training(results_dir) else ''})" \
             if "total_seconds" in record else ""
     if any(record_chapters(results_dir).glob("*.ipynb")):
@@ -282,7 +268,6 @@ def update_readme(readme: str | os.PathLike, results_root: str | os.PathLike) ->
 
 
 PLAN_BEGIN, PLAN_END = "<!-- cost:begin (python -m mood book readme writes this block) -->", "<!-- cost:end -->"
-GROUPS = (("chapters 1-9", 1, 9, 60), ("chapters 10-15", 10, 15, 70), ("chapter 16", 16, 16, 20))  # budgets, min (cpu)
 
 
 def cost_block(results_dir: str | os.PathLike) -> str:
@@ -303,14 +288,12 @@ def cost_block(results_dir: str | os.PathLike) -> str:
     for ch, r in t.iterrows():
         lines.append(f"| `{ch}` | {r['seconds'] / 60:.1f} | {r.get('trained runs', 0):.0f} | "
                      f"{r.get('trained s', 0) / 60:.1f} | {r.get('cached runs', 0):.0f} |")
-    number = pd.Series([int(str(c)[:2]) for c in t.index], index=t.index)
     lines += ["", "| group | wall time (min) | budget (min) |", "|---|---:|---:|"]
-    for name, first, last, budget in GROUPS:
-        span = number.between(first, last)
-        if span.sum() == last - first + 1:
-            lines.append(f"| {name} | {t.loc[span, 'seconds'].sum() / 60:.1f} | {budget} |")
-    if len(t) == 16:
-        lines.append(f"| whole book | {t['seconds'].sum() / 60:.1f} | {sum(g[3] for g in GROUPS)} |")
+    for group in chapter_registry.BUDGET_GROUPS.values():
+        if set(span := chapter_registry.in_group(group.name)) <= set(t.index):
+            lines.append(f"| {group.name} | {t.loc[span, 'seconds'].sum() / 60:.1f} | {group.minutes['cpu']} |")
+    if set(chapter_registry.CHAPTERS) <= set(t.index):
+        lines.append(f"| whole book | {t['seconds'].sum() / 60:.1f} | {chapter_registry.BOOK_MINUTES['cpu']} |")
     return "\n".join([PLAN_BEGIN, *lines, PLAN_END])
 
 

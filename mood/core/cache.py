@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mood.core.data import hash_ids
+from mood.core.images import hash_ids
 from mood.core.io import atomic_torch_save, atomic_write_text
 
 if TYPE_CHECKING:
-    from mood.core.data import ImageSet
+    from mood.core.images import ImageSet
     from mood.core.models import Backbone
 
 CACHE_VERSION = 2  # 2: one hash of image ids (hash_ids) everywhere

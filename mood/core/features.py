@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from mood.core.data import ImageFormat, ImageSet, to_tensor
 from mood.core.distributed import gather_rows, shard
+from mood.core.images import ImageFormat, ImageSet, to_tensor
 from mood.core.io import atomic_torch_save
 from mood.core.models import Backbone
 from mood.core.progress import progress
@@ -105,7 +105,7 @@ def embed(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: Ima
 
     Args:
         model: maps ``[n, C, H, W]`` to ``[n, D]`` (a module or any callable).
-        images: an :class:`~mood.core.data.ImageSet` (converted with ``fmt``) or ready ``[N, C, H, W]`` tensors.
+        images: an :class:`~mood.core.images.ImageSet` (converted with ``fmt``) or ready ``[N, C, H, W]`` tensors.
         fmt: the model's input format, for an ImageSet.
         batch_size: images per forward pass.
         device: where the model runs (default: where its parameters are, else the CPU).

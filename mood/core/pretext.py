@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,8 +34,6 @@ from mood.core.masking import MaskSampler
 from mood.core.models import Backbone
 from mood.core.tokenizer import PatchTokenizer, patchify
 
-PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae", "classification", "simclr", "none")
-MIM_PRETEXTS: tuple[str, ...] = ("beit", "simmim", "mae")
 # Each MIM method's published masking (ratio, kind): the task's default, and what a config that names
 # it explicitly is folded back to (PretrainConfig), so both name one cached model.
 MASK_DEFAULTS: dict[str, tuple[float, str]] = {"beit": (0.4, "block"), "simmim": (0.6, "random"), "mae": (0.75, "random")}
@@ -253,6 +252,63 @@ class SimCLR(nn.Module):
         return loss, {"pos_acc": (sim.argmax(1) == positives).float().mean().detach()}
 
 
+@dataclass(frozen=True)
+class PretextSpec:
+    """One pretext task of the registry :data:`PRETEXTS`.
+
+    Attributes:
+        name: the name used everywhere (``PretrainConfig.pretext``, the CLI's ``--pretext``, studies).
+        summary: one line for help texts.
+        build: ``(backbone, tokenizer=, mask=, label_smoothing=, seed=) -> task module`` (``mask``: the
+            ``mask_ratio`` / ``mask_kind`` a config set, the rest left to the task's default); None for
+            ``"none"`` (random initialisation).
+        mask: the published masking ``(ratio, kind)`` of a masked-image-modeling task; None: it masks nothing.
+        mask_kinds: the mask kinds it can honour.
+        mask_note: why it cannot honour the others, for the error that says so.
+        needs_tokenizer: the task predicts discrete visual tokens (BEiT): :func:`make_task` fits one first.
+    """
+
+    name: str
+    summary: str
+    build: Callable[..., nn.Module] | None
+    mask: tuple[float, str] | None = None
+    mask_kinds: tuple[str, ...] = ("block", "random")
+    mask_note: str = ""
+    needs_tokenizer: bool = False
+
+
+def _beit(backbone: Backbone, *, tokenizer: PatchTokenizer | None, mask: dict, label_smoothing: float,
+          seed: int) -> nn.Module:
+    if tokenizer is None:
+        raise ValueError("beit needs a fitted PatchTokenizer (tokenizer=...); make_task fits one")
+    return BeitMIM(backbone, tokenizer, seed=seed, **mask)
+
+
+PRETEXTS: dict[str, PretextSpec] = {s.name: s for s in (
+    PretextSpec("beit", "blockwise-masked patches predict their visual tokens (Bao et al. 2022)", _beit,
+                MASK_DEFAULTS["beit"], needs_tokenizer=True),
+    PretextSpec("simmim", "randomly masked patches regress their pixels (Xie et al. 2022)",
+                lambda backbone, *, mask, seed, **_: SimMIM(backbone, seed=seed, **mask), MASK_DEFAULTS["simmim"]),
+    PretextSpec("mae", "the encoder sees 25% of the patches; a decoder regresses the rest (He et al. 2022)",
+                lambda backbone, *, mask, **_: MAE(backbone, **{k: v for k, v in mask.items() if k != "mask_kind"}),
+                MASK_DEFAULTS["mae"], mask_kinds=("random",),
+                mask_note="MAE removes a uniformly random subset of patches from the encoder's input"),
+    PretextSpec("classification", "supervised cross-entropy on the pretraining labels",
+                lambda backbone, *, label_smoothing, **_: Classification(backbone, label_smoothing=label_smoothing)),
+    PretextSpec("simclr", "two augmented views, NT-Xent over a projection head (Chen et al. 2020)",
+                lambda backbone, **_: SimCLR(backbone)),
+    PretextSpec("none", "no pretraining (random initialisation)", None),
+)}
+MIM_PRETEXTS: tuple[str, ...] = tuple(name for name, s in PRETEXTS.items() if s.mask is not None)
+
+
+def get_pretext(name: str) -> PretextSpec:
+    """The registry entry of pretext ``name``; a ``ValueError`` listing every valid name otherwise."""
+    if name not in PRETEXTS:
+        raise ValueError(f"unknown pretext task {name!r}; valid: {', '.join(PRETEXTS)}")
+    return PRETEXTS[name]
+
+
 def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | None = None,
                   mask_ratio: float | None = None, mask_kind: str | None = None,
                   label_smoothing: float = 0.0, seed: int = 0) -> nn.Module | None:
@@ -260,27 +316,17 @@ def build_pretext(name: str, backbone: Backbone, *, tokenizer: PatchTokenizer | 
     default to each method's published value; a setting a task cannot honour is an error, never
     ignored (it would train the same model under a new cache key). ``seed`` seeds the bank of block
     masks (:class:`mood.core.masking.MaskSampler`)."""
-    if name not in PRETEXTS:
-        raise ValueError(f"unknown pretext task {name!r}; valid: {', '.join(PRETEXTS)}")
-    if name not in MIM_PRETEXTS and (mask_ratio is not None or mask_kind is not None):
+    spec = get_pretext(name)
+    if spec.mask is None and (mask_ratio is not None or mask_kind is not None):
         raise ValueError(f"{name} masks nothing: mask_ratio/mask_kind apply to {', '.join(MIM_PRETEXTS)} only")
-    mim_kw = {k: v for k, v in (("mask_ratio", mask_ratio), ("mask_kind", mask_kind)) if v is not None}
-    if name == "beit":
-        if tokenizer is None:
-            raise ValueError("beit needs a fitted PatchTokenizer (tokenizer=...); make_task fits one")
-        return BeitMIM(backbone, tokenizer, seed=seed, **mim_kw)
-    if name == "simmim":
-        return SimMIM(backbone, seed=seed, **mim_kw)
-    if name == "mae":
-        if mask_kind not in (None, "random"):
-            raise ValueError(f"MAE removes a uniformly random subset of patches from the encoder's input; "
-                             f"mask_kind={mask_kind!r} is not supported (use beit or simmim for block masking)")
-        return MAE(backbone, **({"mask_ratio": mask_ratio} if mask_ratio is not None else {}))
-    if name == "classification":
-        return Classification(backbone, label_smoothing=label_smoothing)
-    if name == "simclr":
-        return SimCLR(backbone)
-    return None
+    if mask_kind is not None and mask_kind not in spec.mask_kinds:
+        others = [n for n, s in PRETEXTS.items() if s.mask is not None and mask_kind in s.mask_kinds]
+        raise ValueError(f"{spec.mask_note or name}; mask_kind={mask_kind!r} is not supported "
+                         f"(use {' or '.join(others)} for {mask_kind} masking)")
+    mask = {k: v for k, v in (("mask_ratio", mask_ratio), ("mask_kind", mask_kind)) if v is not None}
+    if spec.build is None:
+        return None
+    return spec.build(backbone, tokenizer=tokenizer, mask=mask, label_smoothing=label_smoothing, seed=seed)
 
 
 TOKENIZER_FILE = "tokenizer.pt"
@@ -296,7 +342,7 @@ def make_task(cfg, backbone: Backbone, x: torch.Tensor | None, state_dir: Path) 
         ValueError: BEiT's tokenizer is neither saved nor fittable (``x`` is None).
     """
     tokenizer = None
-    if cfg.pretext == "beit":
+    if get_pretext(cfg.pretext).needs_tokenizer:
         backbone._require_vit("BEiT MIM")
         tokenizer = PatchTokenizer(backbone.patch_size, backbone.cfg.in_chans, cfg.vocab_size)
         path = Path(state_dir) / TOKENIZER_FILE

@@ -1,6 +1,6 @@
 """OOD protocols: what is trained on, what is in-distribution at test time, what is OOD.
 
-A :class:`Protocol` holds ready :class:`~mood.core.data.ImageSet` objects. The four of MOOD:
+A :class:`Protocol` holds ready :class:`~mood.core.images.ImageSet` objects. The four of MOOD:
 
 - ``one-class:K`` — Fashion-MNIST class K is normal; train on its train images; the test images of
   class K are ID, the test images of every other class are the anomalies.
@@ -31,14 +31,12 @@ from mood.core.data import (
     FMNIST_CLASSES,
     OFFLINE_OOD,
     OOD_GROUPS,
-    ImageFormat,
-    ImageSet,
     load_cifar,
     load_fashion_mnist,
     load_ood,
     load_svhn,
-    split_disjoint,
 )
+from mood.core.images import ImageFormat, ImageSet, split_disjoint
 
 NEAR_KNOWN: tuple[int, ...] = (0, 1, 2, 3, 7, 8)
 NEAR_UNKNOWN: tuple[int, ...] = (4, 5, 6, 9)

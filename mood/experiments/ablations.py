@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from mood.core.cache import Cache, Trained
-from mood.core.data import ImageSet, concat, load_mnist, load_photos, load_textures
+from mood.core.data import load_mnist, load_photos, load_textures
+from mood.core.images import ImageSet, concat
 from mood.core.metrics import results_table
 from mood.core.models import training_flops
 from mood.core.protocols import Protocol

@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 
 from mood.core.cache import Cache
-from mood.core.data import ImageFormat, ImageSet, to_tensor
 from mood.core.features import FeatureSet
+from mood.core.images import ImageFormat, ImageSet, to_tensor
 from mood.core.protocols import Protocol
 from mood.core.stats import ALPHA, comparison_table, paired_bootstrap, paired_test
-from mood.experiments.config import EvalConfig, Profile, override
+from mood.experiments.config import EvalConfig, Profile
 from mood.experiments.parallel import Job, prefetch
 from mood.experiments.pipeline import (
     MoodRun,
@@ -42,7 +42,7 @@ from mood.experiments.pipeline import (
     scores_table,
     training_sample,
 )
-from mood.experiments.resolve import FromScratch, resolve, train_steps
+from mood.experiments.resolve import FromScratch, outlier_exposure_finetune, resolve, train_steps
 
 PIXEL_BASELINES: dict[str, tuple[str, dict]] = {
     # name: (registered score, its hyperparameters)
@@ -208,7 +208,7 @@ def compare_outlier_exposure(prof: Profile, shots: tuple[int, ...], oe_epochs: f
         for k in shots:
             shot = resolve(prof, f"few-shot:{k}", finetune_seed=seed)
             proto, q = shot.protocol, shot.profile
-            cfg = override(q.finetune, epochs=oe_epochs, lr=q.finetune.lr / 4, warmup_epochs=min(0.2, oe_epochs / 2))
+            cfg = outlier_exposure_finetune(q.finetune, oe_epochs)
             oe = finetune(run.finetuned, proto.train, cfg, proto.num_classes + 1, q.format, cache, exposure=proto.ood_train)
             feats = extract_protocol(oe, proto, q.eval, q.format, cache, train=training_sample(proto.train, cfg))
             for det in OE_SCORES:

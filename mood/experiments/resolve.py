@@ -44,7 +44,9 @@ from mood.core.engine import TrainConfig
 from mood.core.models import NON_VIT_POOLS, Backbone
 from mood.core.protocols import Protocol, make_protocol, parse_protocol
 from mood.core.scores import get_score
-from mood.experiments.config import Profile, StageOverrides, get_profile, override
+from mood.core.typecheck import override
+from mood.experiments.config import FinetuneConfig, Profile, StageOverrides, UnleashConfig
+from mood.experiments.profiles import get_profile
 
 SCALES = ("main", "ablation")
 HEAD_POOL = "mean"  # what a backbone's linear head reads
@@ -278,4 +280,34 @@ def resolve(profile: str | Profile | None = None, protocol: str | Protocol = "mu
     return Run(protocol, prof, det, scale, finetuned=variant.finetune if variant is not None else True)
 
 
-__all__ = ["SCALES", "check_scale", "Variant", "FromScratch", "Run", "base_profile", "resolve", "scoring_pool", "train_steps"]
+SEED_KINDS = ("headline", "studies", "unleash")
+
+
+def seeds_of(prof: Profile, seed: int = 0, kind: str = "headline") -> tuple[int, ...]:
+    """The seeds a chapter runs, as offsets from its base ``seed``: ``"headline"`` the profile's
+    fine-tuning seeds (chapters 6-8), ``"studies"`` an ablation study's (the fine-tuning seeds at the
+    main scale, where they fine-tune the main chapters' backbones; ``ablation_seeds`` at the ablation
+    scale), ``"unleash"`` Unleashing Mask's (``unleash.seeds``)."""
+    if kind not in SEED_KINDS:
+        raise ValueError(f"seeds_of: unknown kind {kind!r}; valid: {', '.join(SEED_KINDS)}")
+    offsets = {"headline": prof.seeds, "unleash": prof.unleash.seeds,
+               "studies": prof.seeds if prof.plan.ablation_scale == "main" else prof.ablation_seeds}[kind]
+    return tuple(seed + s for s in offsets)
+
+
+def outlier_exposure_finetune(cfg: FinetuneConfig, epochs: float) -> FinetuneConfig:
+    """The fine-tuning of outlier exposure (chapter 8), going on from a fine-tuned MOOD model with its
+    few OOD images as an extra class: ``epochs`` more at a quarter of the learning rate, warming up
+    for at most a fifth of an epoch."""
+    return override(cfg, epochs=epochs, lr=cfg.lr / 4, warmup_epochs=min(0.2, epochs / 2))
+
+
+def unleash_tune(cfg: UnleashConfig, method: str) -> TrainConfig:
+    """The tuning stage of Unleashing Mask's ``method``: ``cfg.tune``, except that UMAP's mask scores
+    train with AdamW at ``cfg.umap_lr`` whatever the weights' optimiser (their gradients are the
+    weights' times the loss gradient, too small and uneven for one SGD learning rate)."""
+    return replace(cfg.tune, lr=cfg.umap_lr, optimizer="adamw") if method == "umap" else cfg.tune
+
+
+__all__ = ["SEED_KINDS", "seeds_of", "outlier_exposure_finetune", "unleash_tune",
+           "SCALES", "check_scale", "Variant", "FromScratch", "Run", "base_profile", "resolve", "scoring_pool", "train_steps"]

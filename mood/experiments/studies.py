@@ -28,7 +28,7 @@ from mood.core.stats import mde, pair_label, paired_test
 from mood.experiments import tables
 from mood.experiments.ablations import SET_AUROC, pair_gaps, run_grid, save_grid, seed_intervals
 from mood.experiments.config import Profile
-from mood.experiments.resolve import Variant
+from mood.experiments.resolve import Variant, seeds_of
 from mood.experiments.verdicts import call, floor, gate, paired
 
 ENDPOINT = "AUROC"  # the runs' column every study tests: mean AUROC over the protocol's OOD sets
@@ -109,8 +109,7 @@ class Study:
 def study_seeds(prof: Profile, seed: int = 0) -> tuple[int, ...]:
     """The seeds of every study run: the profile's fine-tuning seeds at the main scale (they fine-tune
     the main chapters' backbones), its ``ablation_seeds`` at the ablation scale."""
-    offsets = prof.seeds if prof.plan.ablation_scale == "main" else prof.ablation_seeds
-    return tuple(seed + s for s in offsets)
+    return seeds_of(prof, seed, "studies")
 
 
 def run(study: Study, prof: Profile, seed: int = 0, cache: Cache | None = None, probe: bool = False) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from typing import Iterable
 import pandas as pd
 
 from mood.core.io import save_results
+from mood.experiments import chapters
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class ResultTable:
     columns: tuple[str, ...]
     doc: str
     header_rows: int = 1
+
+    def __post_init__(self) -> None:
+        chapters.get(self.chapter)  # a chapter not in the registry fails at import, naming the valid ones
 
     def missing(self, df: pd.DataFrame) -> list[str]:
         """What ``df`` lacks of this table: a different index, or declared columns absent."""

@@ -32,13 +32,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mood.core import zoo as store
 from mood.core.cache import Cache, fingerprint
-from mood.core.data import sample_tensors
 from mood.core.engine import decay_steps, fit, steps_per_epoch
+from mood.core.images import sample_tensors
 from mood.core.machine import code_commit, device_name, git_output, utc_now
 from mood.core.models import Backbone, timm_create_args
 from mood.core.pretext import Rng, build_pretext, make_task
 from mood.core.tokenizer import PatchTokenizer
-from mood.experiments.config import PretrainConfig, override
+from mood.core.typecheck import override
+from mood.experiments.config import PretrainConfig
 from mood.experiments.resolve import resolve
 
 COOLDOWN = 0.2  # the decayed fraction of every entry's schedule (Hägele et al. 2024: 20% suffices)
