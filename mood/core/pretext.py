@@ -30,7 +30,7 @@ from torch import nn
 
 from mood.core import augment
 from mood.core.io import atomic_torch_save
-from mood.core.masking import MaskSampler
+from mood.core.masking import MASK_KINDS, MaskSampler
 from mood.core.models import Backbone
 from mood.core.tokenizer import PatchTokenizer, patchify
 
@@ -272,7 +272,7 @@ class PretextSpec:
     summary: str
     build: Callable[..., nn.Module] | None
     mask: tuple[float, str] | None = None
-    mask_kinds: tuple[str, ...] = ("block", "random")
+    mask_kinds: tuple[str, ...] = MASK_KINDS
     mask_note: str = ""
     needs_tokenizer: bool = False
 

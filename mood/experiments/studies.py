@@ -90,7 +90,7 @@ class Study:
     def declaration(self, prof: Profile) -> str:
         """The design in Markdown, printed before the results: question, protocol and scale, endpoint,
         seeds, variants, and the contrasts with their claims and correction."""
-        seeds = study_seeds(prof)
+        seeds = seeds_of(prof, kind="studies")
         head = [f"**Question.** {self.question}",
                 f"**Endpoint.** Mean AUROC over the OOD sets of `{', '.join(prof.ablation_protocols)}` "
                 f"({prof.plan.ablation_scale} scale), paired by seed over {len(seeds)} seeds {list(seeds)}.",
@@ -106,16 +106,10 @@ class Study:
         return "\n\n".join(head[:4]) + "\n\n" + "\n".join(items) + "".join(f"\n\n{h}" for h in head[4:])
 
 
-def study_seeds(prof: Profile, seed: int = 0) -> tuple[int, ...]:
-    """The seeds of every study run: the profile's fine-tuning seeds at the main scale (they fine-tune
-    the main chapters' backbones), its ``ablation_seeds`` at the ablation scale."""
-    return seeds_of(prof, seed, "studies")
-
-
 def run(study: Study, prof: Profile, seed: int = 0, cache: Cache | None = None, probe: bool = False) -> pd.DataFrame:
     """Every variant of ``study`` (as asked) on the profile's ablation protocols with every seed: one
     row per run (:func:`mood.experiments.ablations.run_grid`), with its run key."""
-    return run_grid(list(study.variants), list(prof.ablation_protocols), list(study_seeds(prof, seed)), prof,
+    return run_grid(list(study.variants), list(prof.ablation_protocols), list(seeds_of(prof, seed, "studies")), prof,
                     cache, scale=prof.plan.ablation_scale, probe=probe)
 
 
@@ -195,7 +189,7 @@ def score_spread(prof: Profile, seed: int = 0, cache: Cache | None = None) -> pd
     spreads, the paired test, ``MDE``, both pretexts' ID accuracy and the ``call``."""
     detectors = [v.detector for v in get("ood_metric", prof).variants]
     variants = [Variant(f"{pretext}, {d}", pretext=pretext, detector=d) for pretext in SPREAD_PRETEXTS for d in detectors]
-    runs = run_grid(variants, list(prof.ablation_protocols), list(study_seeds(prof, seed)), prof, cache,
+    runs = run_grid(variants, list(prof.ablation_protocols), list(seeds_of(prof, seed, "studies")), prof, cache,
                     scale=prof.plan.ablation_scale)
     runs["pretext"] = runs["variant"].str.split(", ").str[0]
     rows = []
@@ -290,5 +284,5 @@ def get(name: str, prof: Profile) -> Study:
     return STUDIES[name].asked(prof)
 
 
-__all__ = ["ENDPOINT", "Contrast", "Study", "STUDIES", "StudyResult", "get", "study_seeds", "run", "contrasts",
+__all__ = ["ENDPOINT", "Contrast", "Study", "STUDIES", "StudyResult", "get", "run", "contrasts",
            "run_chapter", "score_spread", "per_set", "verdict_lines"]
